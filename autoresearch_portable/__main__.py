@@ -1,0 +1,3 @@
+from autoresearch_portable.cli import main
+
+main()
