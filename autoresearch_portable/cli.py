@@ -21,6 +21,12 @@ BackendOpt = typer.Option(
 )
 
 
+@app.callback()
+def _root() -> None:
+    """autoresearch-portable: the autoresearch loop on any hardware, with comparable results."""
+    # A callback keeps `arp doctor` a subcommand even while doctor is the only command.
+
+
 def _fail(message: str, code: int = 2) -> None:
     typer.echo(f"error: {message}", err=True)
     raise typer.Exit(code)
@@ -38,9 +44,137 @@ def doctor(
     typer.echo(json.dumps(report, indent=2) if as_json else format_doctor(report))
 
 
+def _click_errors() -> tuple[type, ...]:
+    """Click's usage-error base class: vendored inside newer typer, the click package in older."""
+    found = []
+    for mod in ("typer._click.exceptions", "click.exceptions"):
+        try:
+            found.append(__import__(mod, fromlist=["ClickException"]).ClickException)
+        except (ImportError, AttributeError):
+            pass
+    return tuple(found)
+
+
+def _plan(backend: Optional[str]):
+    from autoresearch_portable.detect import make_plan, probe
+
+    pr = probe()
+    return pr.to_dict(), make_plan(pr, backend).to_dict()
+
+
+def _log(msg: str) -> None:
+    typer.echo(msg, err=True)
+
+
+@app.command()
+def prepare(
+    dataset: str = typer.Option("bundled", "--dataset", help="bundled | climbmix | tinystories | a .txt/.jsonl/.parquet file or folder"),
+    num_shards: Optional[int] = typer.Option(None, "--num-shards", help="training shards to download (climbmix, tinystories)"),
+    force: bool = typer.Option(False, "--force", help="rebuild even if the dataset is already prepared"),
+) -> None:
+    """Data and tokenizer into the user cache. Default: the bundled corpus, offline, in seconds."""
+    from autoresearch_portable import data
+
+    info = data.prepare(dataset, num_shards=num_shards, force=force, log=_log)
+    state = "already prepared" if info.get("already_prepared") else "prepared"
+    floor = info.get("floor_bpb")
+    typer.echo(
+        f"{info.get('dataset', dataset)}: {state} in {info.get('path', '')}; vocab {info.get('vocab_size')}, "
+        f"seq_len {info.get('seq_len')}" + (f", floor_bpb {floor:.4f}" if floor else "")
+    )
+
+
+@app.command()
+def init(
+    directory: str = typer.Argument(..., help="the workspace folder to create"),
+    backend: Optional[str] = BackendOpt,
+    dataset: str = typer.Option("bundled", "--dataset"),
+    budget: float = typer.Option(300.0, "--budget", help="seconds the baseline is sized for"),
+    force: bool = typer.Option(False, "--force", help="write into a non-empty folder"),
+) -> None:
+    """A new research workspace: git repo with train.py sized for this device, program.md."""
+    from pathlib import Path
+
+    from autoresearch_portable.harness.workspace import init_workspace
+
+    _ensure_dataset(dataset)
+    pr, plan = _plan(backend)
+    sizes = init_workspace(Path(directory), pr, plan, dataset, budget, force=force, log=_log)
+    typer.echo(
+        f"workspace {directory}: {plan['backend']} baseline depth {sizes['DEPTH']}, width {sizes['MODEL_DIM']}, "
+        f"{sizes['TOTAL_BATCH_SIZE']} tokens/step (~{sizes['expected_steps']} steps in {budget:g}s). "
+        f"Next: cd {directory} && arp train"
+    )
+
+
+def _ensure_dataset(dataset: str) -> None:
+    from autoresearch_portable import data
+
+    try:
+        data.load(dataset)
+    except data.DataError:
+        if dataset != "bundled":
+            raise
+        _log("bundled corpus not prepared yet: preparing it now (offline, under a minute)")
+        data.prepare("bundled", log=_log)
+
+
+@app.command()
+def train(
+    file: str = typer.Argument("train.py", help="the train.py to run"),
+    backend: Optional[str] = BackendOpt,
+    dataset: Optional[str] = typer.Option(None, "--dataset", help="default: the workspace's, else bundled"),
+    budget: float = typer.Option(300.0, "--budget", help="budget in seconds"),
+    budget_mode: str = typer.Option("wall", "--budget-mode", help="wall | work | matched"),
+    seed: int = typer.Option(0, "--seed", help="data order seed"),
+    timeout: Optional[float] = typer.Option(None, "--timeout", help="stop the run after this many seconds (default: 2x budget, at least budget+60)"),
+) -> None:
+    """Run train.py under the harness for the budget; print the summary; append to the ledger."""
+    import os
+    from pathlib import Path
+
+    from autoresearch_portable.harness.budget import BUDGET_MODES
+    from autoresearch_portable.harness.runner import record, run_training
+    from autoresearch_portable.harness.summary import format_summary
+
+    train_py = Path(file)
+    if not train_py.is_file():
+        raise UserError(f"{file} not found (run `arp init DIR` to create a workspace)")
+    if budget <= 0:
+        raise UserError("--budget must be positive")
+    if budget_mode not in BUDGET_MODES:
+        raise UserError(f"unknown --budget-mode {budget_mode!r} (choose {', '.join(BUDGET_MODES)})")
+    workspace = _workspace_config(train_py.parent)
+    if backend is None and not os.environ.get("ARP_BACKEND"):
+        backend = workspace.get("backend")
+    dataset = dataset or workspace.get("dataset") or "bundled"
+    _ensure_dataset(dataset)
+    pr, plan = _plan(backend)
+    flop_budget = None
+    if budget_mode != "wall":
+        raise UserError(f"--budget-mode {budget_mode} needs a calibration of this device (not available yet)")
+    result = run_training(train_py, probe=pr, plan=plan, dataset=dataset, budget_seconds=budget,
+                          budget_mode=budget_mode, flop_budget=flop_budget, seed=seed, timeout=timeout)
+    typer.echo(format_summary(result))
+    record(train_py.parent / "results" / "ledger.jsonl", result, train_py, pr, plan)
+    status = result.get("status")
+    if status != "ok":
+        typer.echo(f"run {status}: {result.get('reason', '')}", err=True)
+        raise typer.Exit(130 if status == "interrupted" else 1)
+
+
+def _workspace_config(folder) -> dict:
+    try:
+        return json.loads((folder / ".arp.json").read_text())
+    except (OSError, ValueError):
+        return {}
+
+
 def main() -> None:
     try:
-        app(standalone_mode=False)
+        # Without standalone mode click returns a typer.Exit's code instead of exiting.
+        rc = app(standalone_mode=False)
+        sys.exit(rc if isinstance(rc, int) else 0)
     except UserError as e:
         typer.echo(f"error: {e}", err=True)
         sys.exit(e.exit_code)
@@ -52,13 +186,9 @@ def main() -> None:
     except KeyboardInterrupt:
         typer.echo("interrupted", err=True)
         sys.exit(130)
-    except Exception as e:  # click usage errors (bad flag) are user errors too
-        import click
-
-        if isinstance(e, click.ClickException):
-            typer.echo(f"error: {e.format_message()}", err=True)
-            sys.exit(2)
-        raise
+    except _click_errors() as e:  # a bad flag or a missing argument is a user error too
+        typer.echo(f"error: {e.format_message()}", err=True)
+        sys.exit(2)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,38 @@
+"""The device's peak FLOP/s for MFU: the datasheet figure when the plan has one (known GPUs in
+their tensor-core dtype), otherwise a measured dense matmul rate in the compute dtype, cached per
+device so it costs a second once."""
+
+from __future__ import annotations
+
+import json
+import re
+
+from autoresearch_portable import paths
+from autoresearch_portable.fsutil import atomic_write_json
+
+
+def device_key(probe: dict, plan: dict) -> str:
+    """A file-name-safe identity of 'this device running this plan'."""
+    gpus = probe.get("gpus") or []
+    if plan["backend"] == "cuda" and gpus:
+        name = gpus[0].get("name", "gpu")
+    else:
+        name = probe.get("cpu_model") or probe.get("machine") or "device"
+    raw = f"{plan['backend']}-{plan['device']}-{name}-{plan['dtype']}"
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", raw).strip("_")[:120]
+
+
+def peak_flops(backend, probe: dict, plan: dict, measure_size: int | None = None) -> tuple[float, str]:
+    if plan.get("peak_flops"):
+        return float(plan["peak_flops"]), plan.get("peak_flops_source", "datasheet")
+    path = paths.probes_dir() / f"matmul-{device_key(probe, plan)}.json"
+    try:
+        cached = json.loads(path.read_text())
+        return float(cached["flops"]), cached["source"]
+    except (OSError, ValueError, KeyError):
+        pass
+    n = measure_size or (1024 if plan["device"] == "cpu" else 4096)
+    flops = backend.matmul_flops(n, plan["dtype"])
+    source = f"measured: {n}x{n} {plan['dtype']} matmul on this device"
+    atomic_write_json(path, {"flops": flops, "source": source, "n": n})
+    return flops, source

@@ -1,0 +1,41 @@
+"""The summary block. The first lines are exactly the original's (agents grep "^val_bpb:");
+ours follow."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+
+def _fmt(value: Any, spec: str) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "n/a"
+    if isinstance(value, str):
+        return value
+    return format(value, spec)
+
+
+def format_summary(r: dict[str, Any]) -> str:
+    rows = [
+        ("val_bpb", _fmt(r.get("val_bpb"), ".6f")),
+        ("training_seconds", _fmt(r.get("training_seconds"), ".1f")),
+        ("total_seconds", _fmt(r.get("total_seconds"), ".1f")),
+        ("peak_vram_mb", _fmt(r.get("peak_memory_mb"), ".1f")),
+        ("mfu_percent", _fmt(r.get("mfu_percent"), ".2f")),
+        ("total_tokens_M", _fmt(r.get("total_tokens") and r["total_tokens"] / 1e6, ".1f")),
+        ("num_steps", _fmt(r.get("num_steps"), "d")),
+        ("num_params_M", _fmt(r.get("num_params") and r["num_params"] / 1e6, ".1f")),
+        ("depth", _fmt(r.get("depth"), "d")),
+        ("backend", _fmt(r.get("backend"), "")),
+        ("device", _fmt(r.get("device"), "")),
+        ("budget_mode", _fmt(r.get("budget_mode"), "")),
+        ("train_flops", _fmt(r.get("train_flops"), ".4g")),
+        ("val_bpb_stderr", _fmt(r.get("val_bpb_stderr"), ".6f")),
+        ("compute_multiplier", _fmt(r.get("compute_multiplier", "n/a (run `arp calibrate`)"), ".3f")),
+        ("normalized_bpb", _fmt(r.get("normalized_bpb", "n/a (run `arp calibrate`)"), ".6f")),
+        ("floor_bpb", _fmt(r.get("floor_bpb"), ".6f")),
+    ]
+    lines = ["---"] + [f"{k + ':':<18}{v}" if len(k) < 18 else f"{k}: {v}" for k, v in rows]
+    if r.get("status") not in (None, "ok"):
+        lines.append(f"status:           {r['status']} ({r.get('reason', '')})")
+    return "\n".join(lines)

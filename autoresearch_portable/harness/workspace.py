@@ -1,0 +1,138 @@
+"""`arp init`: a research workspace with train.py sized for this device, program.md and a
+.gitignore, as a fresh git repository."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import tempfile
+from pathlib import Path
+
+from autoresearch_portable import HARNESS_VERSION, paths
+from autoresearch_portable.errors import UserError
+from autoresearch_portable.fsutil import atomic_write_json, atomic_write_text
+from autoresearch_portable.harness import sizing
+
+GITIGNORE = """\
+# run outputs stay out of the research history
+results/
+run.log
+__pycache__/
+"""
+
+
+def asset(name: str) -> Path:
+    """A file shipped with the package: inside the wheel (assets/), or at the top of a source
+    checkout (editable install)."""
+    here = Path(__file__).resolve().parent.parent
+    for candidate in (here / "assets" / name, here.parent / name):
+        if candidate.exists():
+            return candidate
+    raise FileNotFoundError(f"package file {name} is missing from this installation")
+
+
+def template_name(backend: str) -> str:
+    return "train_template_mlx.py" if backend == "mlx" else "train_template.py"
+
+
+def render_template(text: str, values: dict) -> str:
+    """Replace `NAME = ...` constant lines of the template, keeping their comments."""
+    for name, value in values.items():
+        pattern = re.compile(rf"^({name}\s*=\s*)([^#\n]*?)(\s*#.*)?$", re.M)
+        if not pattern.search(text):
+            raise ValueError(f"template has no constant {name}")
+        text = pattern.sub(lambda m: f"{m.group(1)}{value!r}{m.group(3) or ''}", text, count=1)
+    return text
+
+
+def throughput_probe(probe: dict, plan: dict, dataset: str, depth: int, dim: int, device_batch: int) -> dict:
+    """Run the real template for a few steps at one size and measure achieved FLOP/s. Cached per
+    device, dataset, harness version and size."""
+    from autoresearch_portable.harness.peak import device_key
+    from autoresearch_portable.harness.runner import run_training
+
+    key = f"{device_key(probe, plan)}-{dataset}-h{HARNESS_VERSION}-d{depth}w{dim}b{device_batch}"
+    cache = paths.probes_dir() / f"throughput-{key}.json"
+    try:
+        return json.loads(cache.read_text())
+    except (OSError, ValueError):
+        pass
+    from autoresearch_portable import data
+
+    seq_len = data.load(dataset).seq_len
+    text = asset(template_name(plan["backend"])).read_text()
+    text = render_template(text, dict(DEPTH=depth, MODEL_DIM=dim, DEVICE_BATCH_SIZE=device_batch,
+                                      TOTAL_BATCH_SIZE=device_batch * seq_len))
+    with tempfile.TemporaryDirectory(prefix="arp-probe-") as tmp:
+        train_py = Path(tmp) / "train.py"
+        train_py.write_text(text)
+        result = run_training(train_py, probe=probe, plan=plan, dataset=dataset, budget_seconds=60,
+                              probe_steps=3, quiet=True, timeout=600)
+    if result.get("status") != "ok":
+        raise UserError(f"throughput probe failed on this device: {result.get('status')}: {result.get('reason')}")
+    out = dict(
+        depth=depth, model_dim=dim, device_batch=device_batch,
+        tokens_per_second=result["tokens_per_second"],
+        flops_per_second=result["tokens_per_second"] * result["flops_per_token"],
+        peak_memory_mb=result.get("peak_memory_mb"),
+    )
+    atomic_write_json(cache, out)
+    return out
+
+
+def size_for_device(probe: dict, plan: dict, dataset: str, budget_seconds: float, log=print) -> dict:
+    """Measure, choose, and if the choice is a different size, measure that size and choose again
+    (small models run a device less efficiently, so the first estimate errs small)."""
+    from autoresearch_portable import data
+
+    ds = data.load(dataset)
+    memory = _device_memory(probe, plan)
+    dtype_bytes = 4 if plan["dtype"] == "float32" else 2
+    depth, dim = 4, 256
+    chosen: dict = {}
+    for _ in range(2):
+        log(f"measuring throughput at depth {depth}, width {dim} ...")
+        tp = throughput_probe(probe, plan, dataset, depth, dim, device_batch=1 if plan["device"] == "cpu" else 8)
+        chosen = sizing.choose_baseline(tp["flops_per_second"], budget_seconds, ds.seq_len, ds.vocab_size, memory, dtype_bytes)
+        chosen["measured_flops_per_second"] = tp["flops_per_second"]
+        if (chosen["DEPTH"], chosen["MODEL_DIM"]) == (depth, dim):
+            break
+        depth, dim = chosen["DEPTH"], chosen["MODEL_DIM"]
+    return chosen
+
+
+def _device_memory(probe: dict, plan: dict) -> float | None:
+    gpus = probe.get("gpus") or []
+    if plan["backend"] == "cuda" and gpus:
+        return gpus[0].get("memory_bytes")
+    return probe.get("memory_bytes")
+
+
+def init_workspace(target: Path, probe: dict, plan: dict, dataset: str, budget_seconds: float,
+                   force: bool = False, log=print) -> dict:
+    target = Path(target)
+    if target.exists() and any(target.iterdir()) and not force:
+        raise UserError(f"{target} is not empty (use --force to write into it anyway)")
+    sizes = size_for_device(probe, plan, dataset, budget_seconds, log=log)
+    values = {k: sizes[k] for k in ("DEPTH", "MODEL_DIM", "HEAD_DIM", "DEVICE_BATCH_SIZE", "TOTAL_BATCH_SIZE")}
+    text = render_template(asset(template_name(plan["backend"])).read_text(), values)
+    target.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(target / "train.py", text)
+    atomic_write_text(target / "program.md", asset("program.md").read_text())
+    atomic_write_text(target / ".gitignore", GITIGNORE)
+    atomic_write_json(target / ".arp.json", dict(backend=plan["backend"], dataset=dataset, budget_seconds=budget_seconds, sizing=sizes))
+    if not (target / ".git").exists():
+        _git(target, "init", "-q")
+    _git(target, "add", "train.py", "program.md", ".gitignore", ".arp.json")
+    _git(target, "-c", "user.name=arp", "-c", "user.email=arp@localhost", "commit", "-q", "-m", "baseline from arp init")
+    return sizes
+
+
+def _git(cwd: Path, *args: str) -> None:
+    try:
+        subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True, text=True)
+    except FileNotFoundError:
+        raise UserError("git is not installed; arp init needs it for the workspace history")
+    except subprocess.CalledProcessError as e:
+        raise UserError(f"git {args[0]} failed in {cwd}: {e.stderr.strip()[:200]}")
