@@ -52,12 +52,18 @@ def _hardware_lines(p: DeviceProbe) -> list[str]:
     if p.torch_version is None:
         rows.append(("torch", "not installed"))
     else:
-        build = f"CUDA {p.torch_cuda}" if p.torch_cuda else f"ROCm {p.torch_hip}" if p.torch_hip else "CPU-only build"
+        build = (f"CUDA {p.torch_cuda}" if p.torch_cuda else f"ROCm {p.torch_hip}" if p.torch_hip
+                 else "MPS build" if p.mps_built else "CPU-only build")
         rows.append(("torch", f"{p.torch_version} ({build}; cpu capability {p.torch_cpu_capability or '?'})"))
         if p.gpus:
-            for i, g in enumerate(p.gpus):
-                cc = f", compute capability {g.compute_capability}" if g.compute_capability else ""
-                rows.append((f"gpu {i}", f"{g.name}, {_gib(g.total_memory)}{cc}"))
+            # identical GPUs (the usual 8-GPU node) on one line
+            groups: dict[tuple, int] = {}
+            for g in p.gpus:
+                key = (g.name, g.total_memory, g.compute_capability)
+                groups[key] = groups.get(key, 0) + 1
+            for (name, mem, cc), n in groups.items():
+                cc_text = f", compute capability {cc}" if cc else ""
+                rows.append(("gpu", f"{n}x {name}, {_gib(mem)}{cc_text}"))
             rows.append(("gpu bf16", {True: "yes", False: "no", None: "?"}[p.cuda_bf16]))
         else:
             rows.append(("cuda", "no GPU visible to torch"))
@@ -85,7 +91,7 @@ def format_doctor(report: dict) -> str:
         if key == "peak_flops":
             value = f"{value / 1e12:g} TFLOP/s" if value else "measure"
         why = reasons.get(key)
-        lines.append(f"  {key + ':':<12} {str(value):<10}" + (f"  {why}" if why else ""))
+        lines.append(f"  {key + ':':<12} {str(value):<14}" + (f" {why}" if why else ""))
     lines += ["", "paths"]
     for k, v in report["paths"].items():
         lines.append(f"  {k + ':':<12} {v}")

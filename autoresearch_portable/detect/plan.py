@@ -204,7 +204,7 @@ def _mps_plan(p: DeviceProbe) -> Plan:
         "attention": "SDPA with a sliding-window mask (flex_attention is CUDA-only)",
         "compile": "torch.compile is unreliable on MPS",
         "pin_memory": "pinned memory is CUDA-only (unified memory needs no staging)",
-        "peak_flops": "no datasheet figure for Apple GPUs; " + _MEASURE,
+        "peak_flops": "no datasheet figure for Apple GPUs: matmul peak measured on this device",
     }
     return Plan(
         backend="mps", device="mps", dtype="float32", dtype_mode="none", grad_scaler=False,
@@ -224,7 +224,7 @@ def _mlx_plan(p: DeviceProbe) -> Plan:
         "grad_scaler": "mlx: no loss scaling (bf16 or fp32 only)",
         "attention": "mx.fast.scaled_dot_product_attention with a window mask",
         "pin_memory": "not a torch/CUDA backend",
-        "peak_flops": "no datasheet figure for Apple GPUs or CPUs; " + _MEASURE,
+        "peak_flops": "no datasheet figure for Apple GPUs or CPUs: matmul peak measured on this device",
     }
     if p.mlx_metal:
         gen = apple_chip_generation(p.cpu_model)
@@ -285,7 +285,7 @@ def _cpu_plan(p: DeviceProbe) -> Plan:
         "attention": "SDPA with a sliding-window mask (flex_attention is fast only on CUDA)",
         "compile": f"compiling on {cores or 'a few'} cores would eat much of the start-up budget",
         "pin_memory": "pinned memory is CUDA-only",
-        "peak_flops": _MEASURE,
+        "peak_flops": "no datasheet figure for CPUs: matmul peak measured on this device",
     }
     return Plan(
         backend="cpu", device="cpu",
