@@ -48,7 +48,7 @@ def render_template(text: str, values: dict) -> str:
 
 def throughput_probe(probe: dict, plan: dict, dataset: str, depth: int, dim: int, device_batch: int) -> dict:
     """Run the real template for a few steps at one size and measure achieved FLOP/s. Cached per
-    device, dataset, harness version and size."""
+    device, dataset, harness version and size (an OOM is cached too, as status "oom")."""
     from autoresearch_portable.harness.peak import device_key
     from autoresearch_portable.harness.runner import run_training
 
@@ -69,36 +69,48 @@ def throughput_probe(probe: dict, plan: dict, dataset: str, depth: int, dim: int
         train_py.write_text(text)
         result = run_training(train_py, probe=probe, plan=plan, dataset=dataset, budget_seconds=60,
                               probe_steps=3, quiet=True, timeout=600)
-    if result.get("status") != "ok":
-        raise UserError(f"throughput probe failed on this device: {result.get('status')}: {result.get('reason')}")
-    out = dict(
-        depth=depth, model_dim=dim, device_batch=device_batch,
-        tokens_per_second=result["tokens_per_second"],
-        flops_per_second=result["tokens_per_second"] * result["flops_per_token"],
-        peak_memory_mb=result.get("peak_memory_mb"),
-    )
-    atomic_write_json(cache, out)
+    out = dict(depth=depth, model_dim=dim, device_batch=device_batch, status=result.get("status"),
+               reason=result.get("reason"))
+    if out["status"] == "ok":
+        out.update(tokens_per_second=result["tokens_per_second"],
+                   flops_per_second=result["tokens_per_second"] * result["flops_per_token"],
+                   peak_memory_mb=result.get("peak_memory_mb"))
+    if out["status"] in ("ok", "oom"):  # facts about this device worth keeping
+        atomic_write_json(cache, out)
     return out
 
 
 def size_for_device(probe: dict, plan: dict, dataset: str, budget_seconds: float, log=print) -> dict:
     """Measure, choose, and if the choice is a different size, measure that size and choose again
-    (small models run a device less efficiently, so the first estimate errs small)."""
+    (small models run a device less efficiently, so the first estimate errs small). The final
+    device batch is the largest that runs without OOM (autotune, halving)."""
     from autoresearch_portable import data
+    from autoresearch_portable.harness.autotune import largest_fitting_batch
 
     ds = data.load(dataset)
     memory = _device_memory(probe, plan)
     dtype_bytes = 4 if plan["dtype"] == "float32" else 2
-    depth, dim = 4, 256
+    depth, dim, batch = 4, 256, (1 if plan["device"] == "cpu" else 8)
+    measured: dict[tuple, dict] = {}
+
+    def trial(depth: int, dim: int):
+        def run(b: int) -> str:
+            log(f"measuring throughput: depth {depth}, width {dim}, device batch {b} ...")
+            measured[(depth, dim, b)] = tp = throughput_probe(probe, plan, dataset, depth, dim, b)
+            return tp["status"]
+        return run
+
     chosen: dict = {}
     for _ in range(2):
-        log(f"measuring throughput at depth {depth}, width {dim} ...")
-        tp = throughput_probe(probe, plan, dataset, depth, dim, device_batch=1 if plan["device"] == "cpu" else 8)
+        batch = largest_fitting_batch(trial(depth, dim), batch)
+        tp = measured[(depth, dim, batch)]
         chosen = sizing.choose_baseline(tp["flops_per_second"], budget_seconds, ds.seq_len, ds.vocab_size, memory, dtype_bytes)
         chosen["measured_flops_per_second"] = tp["flops_per_second"]
-        if (chosen["DEPTH"], chosen["MODEL_DIM"]) == (depth, dim):
-            break
-        depth, dim = chosen["DEPTH"], chosen["MODEL_DIM"]
+        if (chosen["DEPTH"], chosen["MODEL_DIM"], chosen["DEVICE_BATCH_SIZE"]) == (depth, dim, batch):
+            return chosen
+        depth, dim, batch = chosen["DEPTH"], chosen["MODEL_DIM"], chosen["DEVICE_BATCH_SIZE"]
+    # the final size's device batch must run too
+    chosen["DEVICE_BATCH_SIZE"] = largest_fitting_batch(trial(depth, dim), batch)
     return chosen
 
 
