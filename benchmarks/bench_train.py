@@ -83,6 +83,18 @@ def main() -> None:
         warmup_seconds=r.get("warmup_seconds"), eval_seconds=r.get("eval_seconds"), eval_tokens=r.get("eval_tokens"),
         total_seconds=r.get("total_seconds"),
     )
+    # The original autoresearch's MFU convention, for comparison with its 39.8%: 6 x (non-embedding
+    # params, output head included) + 12 * heads * head_dim * (window, or the full sequence) per layer
+    # per token -- the full window, not the causal half, so it reads higher than the harness's count.
+    n_head = args.dim // args.head_dim
+    n_ve = sum(1 for i in range(args.depth) if i % 2 == (args.depth - 1) % 2)
+    nparams = 12 * args.dim**2 * args.depth + args.dim * args.vocab + min(32, args.dim) * n_head * n_ve
+    pattern = [args.window_pattern[i % len(args.window_pattern)] for i in range(args.depth)]
+    pattern[-1] = "L"
+    eff = [args.seq_len // 2 if p == "S" else args.seq_len for p in pattern]
+    orig_fpt = 6 * nparams + sum(12 * n_head * args.head_dim * e for e in eff)
+    out["original_way"] = dict(flops_per_token=orig_fpt, peak_flops=r.get("peak_flops"),
+                               mfu_percent=(100 * (r.get("tokens_per_second") or 0) * orig_fpt / r["peak_flops"]) if r.get("peak_flops") else None)
     line = json.dumps(out)
     print(line)
     if args.out:
