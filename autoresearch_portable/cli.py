@@ -91,19 +91,29 @@ def init(
     dataset: str = typer.Option("bundled", "--dataset"),
     budget: float = typer.Option(300.0, "--budget", help="seconds the baseline is sized for"),
     force: bool = typer.Option(False, "--force", help="write into a non-empty folder"),
+    depth: Optional[int] = typer.Option(None, "--depth", help="skip measuring: set all four sizes yourself"),
+    dim: Optional[int] = typer.Option(None, "--dim"),
+    device_batch: Optional[int] = typer.Option(None, "--device-batch"),
+    total_batch: Optional[int] = typer.Option(None, "--total-batch", help="tokens per optimizer step"),
 ) -> None:
     """A new research workspace: git repo with train.py sized for this device, program.md."""
     from pathlib import Path
 
     from autoresearch_portable.harness.workspace import init_workspace
 
+    given = dict(DEPTH=depth, MODEL_DIM=dim, DEVICE_BATCH_SIZE=device_batch, TOTAL_BATCH_SIZE=total_batch)
+    if any(given.values()) and not all(given.values()):
+        raise UserError("give all of --depth, --dim, --device-batch, --total-batch, or none (measured)")
+    if any(v is not None and v <= 0 for v in given.values()):
+        raise UserError("sizes must be positive")
     _ensure_dataset(dataset)
     pr, plan = _plan(backend)
-    sizes = init_workspace(Path(directory), pr, plan, dataset, budget, force=force, log=_log)
+    sizes = init_workspace(Path(directory), pr, plan, dataset, budget, force=force, log=_log,
+                           sizes=given if all(given.values()) else None)
+    steps = f" (~{sizes['expected_steps']} steps in {budget:g}s)" if sizes.get("expected_steps") else ""
     typer.echo(
         f"workspace {directory}: {plan['backend']} baseline depth {sizes['DEPTH']}, width {sizes['MODEL_DIM']}, "
-        f"{sizes['TOTAL_BATCH_SIZE']} tokens/step (~{sizes['expected_steps']} steps in {budget:g}s). "
-        f"Next: cd {directory} && arp train"
+        f"{sizes['TOTAL_BATCH_SIZE']} tokens/step{steps}. Next: cd {directory} && arp train"
     )
 
 

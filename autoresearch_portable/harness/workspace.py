@@ -121,12 +121,25 @@ def _device_memory(probe: dict, plan: dict) -> float | None:
     return probe.get("memory_bytes")
 
 
+SIZE_KEYS = ("DEPTH", "MODEL_DIM", "DEVICE_BATCH_SIZE", "TOTAL_BATCH_SIZE")
+
+
 def init_workspace(target: Path, probe: dict, plan: dict, dataset: str, budget_seconds: float,
-                   force: bool = False, log=print) -> dict:
+                   force: bool = False, log=print, sizes: dict | None = None) -> dict:
+    """`sizes` with all of SIZE_KEYS skips the measurement (a user who knows what they want)."""
     target = Path(target)
     if target.exists() and any(target.iterdir()) and not force:
         raise UserError(f"{target} is not empty (use --force to write into it anyway)")
-    sizes = size_for_device(probe, plan, dataset, budget_seconds, log=log)
+    if sizes and all(sizes.get(k) for k in SIZE_KEYS):
+        from autoresearch_portable import data
+
+        seq_len = data.load(dataset).seq_len
+        if sizes["TOTAL_BATCH_SIZE"] % (sizes["DEVICE_BATCH_SIZE"] * seq_len):
+            raise UserError(f"--total-batch must be a multiple of --device-batch x seq_len ({seq_len})")
+        sizes = dict(sizes, HEAD_DIM=sizes.get("HEAD_DIM") or sizing.HEAD_DIM, sized_by="user",
+                     expected_steps=None)
+    else:
+        sizes = size_for_device(probe, plan, dataset, budget_seconds, log=log)
     values = {k: sizes[k] for k in ("DEPTH", "MODEL_DIM", "HEAD_DIM", "DEVICE_BATCH_SIZE", "TOTAL_BATCH_SIZE")}
     text = render_template(asset(template_name(plan["backend"])).read_text(), values)
     target.mkdir(parents=True, exist_ok=True)
