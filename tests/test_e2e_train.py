@@ -1,0 +1,165 @@
+"""End to end on the CPU with tiny budgets: arp init -> arp train -> ledger, and every way a run
+can go wrong ending with its own status."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+SIZES = ["--depth", "2", "--dim", "64", "--device-batch", "2", "--total-batch", None]
+
+
+def arp(*args, cwd=None, timeout=600, env=None):
+    return subprocess.run([sys.executable, "-m", "autoresearch_portable", *args], cwd=cwd, capture_output=True,
+                          text=True, timeout=timeout, env=env or os.environ.copy())
+
+
+@pytest.fixture(scope="module")
+def workspace(small_bundled, tmp_path_factory):
+    ws = tmp_path_factory.mktemp("ws") / "research"
+    sizes = [s if s is not None else str(2 * small_bundled.seq_len) for s in SIZES]
+    r = arp("init", str(ws), "--backend", "cpu", *sizes)
+    assert r.returncode == 0, r.stderr
+    return ws
+
+
+def variant(workspace: Path, tmp_path: Path, old: str, new: str, name="train.py") -> Path:
+    """A copy of the workspace's train.py with one edit (a broken agent change)."""
+    text = (workspace / "train.py").read_text()
+    assert old in text
+    folder = tmp_path / "variant"
+    folder.mkdir(exist_ok=True)
+    path = folder / name
+    path.write_text(text.replace(old, new, 1))
+    return path
+
+
+def ledger(folder: Path):
+    from autoresearch_portable.harness import ledger as L
+
+    return L.read(folder / "results" / "ledger.jsonl")
+
+
+def test_init_writes_a_git_workspace(workspace):
+    for name in ("train.py", "program.md", ".gitignore"):
+        assert (workspace / name).is_file()
+    text = (workspace / "train.py").read_text()
+    assert re.search(r"^DEPTH = 2\b", text, re.M) and re.search(r"^MODEL_DIM = 64\b", text, re.M)
+    log = subprocess.run(["git", "log", "--oneline"], cwd=workspace, capture_output=True, text=True)
+    assert "baseline" in log.stdout
+    assert "results/" in (workspace / ".gitignore").read_text()
+
+
+def test_init_refuses_a_non_empty_folder(workspace):
+    r = arp("init", str(workspace), "--backend", "cpu", "--depth", "2", "--dim", "64", "--device-batch", "1", "--total-batch", "1024")
+    assert r.returncode == 2 and "not empty" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_train_prints_the_summary_and_records_the_ledger(workspace):
+    r = arp("train", "--budget", "4", "--backend", "cpu", cwd=workspace)
+    assert r.returncode == 0, r.stderr[-2000:]
+    vals = re.findall(r"^val_bpb:\s+([0-9.]+)$", r.stdout, re.M)  # the original's grep
+    assert len(vals) == 1
+    bpb = float(vals[0])
+    # untrained, a model predicts ~uniformly over the vocab: log2(V) bits per token
+    assert 0 < bpb < 12
+    for key in ("training_seconds", "total_seconds", "peak_vram_mb", "mfu_percent", "num_steps", "backend",
+                "train_flops", "val_bpb_stderr", "compute_multiplier", "normalized_bpb", "floor_bpb"):
+        assert re.search(rf"^{key}:", r.stdout, re.M), key
+    assert float(re.search(r"^peak_vram_mb:\s+(\S+)", r.stdout, re.M).group(1)) > 0
+    recs = ledger(workspace)
+    assert recs and recs[-1]["status"] == "ok"
+    rec = recs[-1]
+    assert rec["metrics"]["val_bpb"] == pytest.approx(bpb, abs=1e-6)
+    assert rec["plan"]["backend"] == "cpu" and rec["device"]["cpu_model"]
+    assert len(rec["train_py_sha256"]) == 64 and rec["git_commit"]
+    assert rec["metrics"]["causality"]["causal"] is True
+
+
+def test_non_causal_model_is_reported_invalid(workspace, tmp_path):
+    path = variant(workspace, tmp_path, "y = K.attention(q, k, v, window)",
+                   "y = F.scaled_dot_product_attention(q, k, v)  # sees the future")
+    r = arp("train", str(path), "--budget", "2", "--backend", "cpu")
+    assert r.returncode != 0
+    assert re.search(r"^status:\s+invalid", r.stdout, re.M)
+    assert ledger(path.parent)[-1]["status"] == "invalid"
+    assert "val_bpb" not in ledger(path.parent)[-1]["metrics"]
+
+
+def test_crash_is_recorded(workspace, tmp_path):
+    path = variant(workspace, tmp_path, "rt.step(train_loss)", "raise RuntimeError('agent bug')")
+    r = arp("train", str(path), "--budget", "2", "--backend", "cpu")
+    assert r.returncode == 1
+    rec = ledger(path.parent)[-1]
+    assert rec["status"] == "crash" and "agent bug" in rec["reason"]
+
+
+def test_nan_loss_fails_fast(workspace, tmp_path):
+    path = variant(workspace, tmp_path, "train_loss = loss.item()", "train_loss = loss.item() * float('nan')")
+    r = arp("train", str(path), "--budget", "30", "--backend", "cpu")
+    assert r.returncode == 1
+    rec = ledger(path.parent)[-1]
+    assert rec["status"] == "diverged" and "nan" in rec["reason"].lower()
+    assert rec["metrics"]["total_seconds"] < 30  # failed fast, did not train out the budget
+
+
+def test_run_past_its_time_limit_is_stopped(workspace, tmp_path):
+    path = variant(workspace, tmp_path, "rt.step(train_loss)", "import time; time.sleep(3600)")
+    r = arp("train", str(path), "--budget", "2", "--backend", "cpu", "--timeout", "8")
+    assert r.returncode == 1
+    assert ledger(path.parent)[-1]["status"] == "timeout"
+
+
+def test_two_concurrent_runs_leave_a_valid_ledger(workspace):
+    results = []
+
+    def go(seed):
+        results.append(arp("train", "--budget", "2", "--backend", "cpu", "--seed", str(seed), cwd=workspace))
+
+    before = len(ledger(workspace))
+    threads = [threading.Thread(target=go, args=(s,)) for s in (1, 2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert all(r.returncode == 0 for r in results), [r.stderr[-500:] for r in results]
+    lines = (workspace / "results" / "ledger.jsonl").read_text().splitlines()
+    assert len(lines) == before + 2
+    assert all(json.loads(l)["status"] == "ok" for l in lines[before:])
+
+
+def test_missing_train_py_is_one_line(tmp_path):
+    r = arp("train", str(tmp_path / "nope.py"))
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "not found" in r.stderr
+
+
+def test_unknown_budget_mode_is_one_line(workspace):
+    r = arp("train", "--budget-mode", "sometimes", cwd=workspace)
+    assert r.returncode == 2 and "budget-mode" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_ctrl_c_is_recorded_as_interrupted(workspace):
+    import signal
+    import time
+
+    proc = subprocess.Popen([sys.executable, "-m", "autoresearch_portable", "train", "--budget", "60", "--backend", "cpu"],
+                            cwd=workspace, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    before = len(ledger(workspace))
+    deadline = time.time() + 120
+    for line in proc.stdout:  # wait until training has started
+        if line.startswith("step ") or time.time() > deadline:
+            break
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err[-1000:]
+    recs = ledger(workspace)
+    assert len(recs) == before + 1 and recs[-1]["status"] == "interrupted"
