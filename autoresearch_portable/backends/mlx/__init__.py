@@ -1,0 +1,222 @@
+"""The MLX backend: Apple Silicon through Metal, or mlx's CPU device elsewhere (Linux CI).
+
+The model and optimizer live in `train_template_mlx.py` (agent-editable, like the torch
+template); this module provides the kernels and device services it gets through `K = rt.backend`,
+plus the harness services (evaluation from logits in chunks, FLOP counting).
+
+* attention: `mx.fast.scaled_dot_product_attention`, causal; sliding-window layers add a boolean
+  mask cached per (seq_len, window). Window w = the query itself and the w keys before it, the
+  one convention of this project (`base.attended_pairs`, `torch_common.window_mask`).
+* rms_norm: `mx.fast.rms_norm` without a gain, eps as torch's default for fp32 inputs.
+* dtype: explicit. mlx has no autocast; the template keeps fp32 master weights and casts them
+  and the activations to the plan's compute dtype, so `autocast()` is a null context.
+* compile: `mx.compile` when the plan says so, else the function itself. mlx compiles pure
+  functions; a step that reads or writes model/optimizer arrays passes them as `inputs`/`outputs`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from typing import Any, Callable
+
+import mlx.core as mx
+import mlx.nn as nn
+import numpy as np
+
+from autoresearch_portable.backends.base import Backend, attended_pairs
+from autoresearch_portable.detect.plan import Plan
+
+DTYPES = {"bfloat16": mx.bfloat16, "float16": mx.float16, "float32": mx.float32}
+
+# torch's F.rms_norm default eps for fp32 (torch.finfo(torch.float32).eps). mx.fast.rms_norm
+# accumulates in fp32 whatever the input dtype, so the same eps serves bf16 inputs.
+RMS_EPS = float(np.finfo(np.float32).eps)
+
+
+def window_mask(seq_len: int, window: int | None) -> mx.array:
+    """Boolean (T, T) mask, True where query i may attend key j: 0 <= i - j <= window."""
+    i = mx.arange(seq_len)[:, None]
+    j = mx.arange(seq_len)[None, :]
+    d = i - j
+    allowed = d >= 0
+    if window is not None:
+        allowed = allowed & (d <= window)
+    return allowed
+
+
+def _mem_fn(name: str) -> Callable | None:
+    """mx.get_peak_memory and friends (mlx >= 0.24), or the older mx.metal variants."""
+    fn = getattr(mx, name, None)
+    if fn is None and hasattr(mx, "metal"):
+        fn = getattr(mx.metal, name, None)
+    return fn
+
+
+class MLXBackend(Backend):
+    def __init__(self, plan: Plan):
+        self.plan = plan
+        self.name = "mlx"
+        self.device = mx.gpu if plan.device == "gpu" else mx.cpu
+        mx.set_default_device(self.device)
+        self.dtype = DTYPES[plan.dtype]
+        self._masks: dict[tuple[int, int], mx.array] = {}
+        # While the harness counts FLOPs it sets this list; attention calls append their
+        # (batch*heads, head_dim, pairs), as on the torch backends.
+        self.attention_log: list[tuple[int, int, int]] | None = None
+
+    # --- kernels ---------------------------------------------------------------------------
+    def attention(self, q, k, v, window):
+        B, H, T, D = q.shape
+        if self.attention_log is not None:
+            self.attention_log.append((B * H, D, attended_pairs(T, window)))
+        if window is None or window >= T - 1:
+            mask: Any = "causal"
+        else:
+            mask = self._masks.get((T, window))
+            if mask is None:
+                mask = self._masks[(T, window)] = window_mask(T, window)
+                mx.eval(mask)
+        return mx.fast.scaled_dot_product_attention(q, k, v, scale=D**-0.5, mask=mask)
+
+    def rms_norm(self, x):
+        return mx.fast.rms_norm(x, None, RMS_EPS)
+
+    def rotary(self, x, base: float):
+        """Rotary embedding of (B, H, T, D), rotating the two halves of each head's channels the
+        way the torch template does: (x1*cos + x2*sin, x2*cos - x1*sin). mx.fast.rope rotates by
+        +angle (x1*cos - x2*sin, ...); scale=-1 negates the positions, hence the angles."""
+        return mx.fast.rope(x, x.shape[-1], traditional=False, base=base, scale=-1.0, offset=0)
+
+    def autocast(self):
+        return contextlib.nullcontext()  # dtype is explicit on mlx
+
+    def compile(self, fn, inputs=None, outputs=None):
+        """mx.compile(fn) if the plan compiles. A function that reads model or optimizer arrays
+        must name them in `inputs` (and in `outputs` if it writes them): mlx compiles pure
+        functions and would otherwise freeze them as constants."""
+        if not self.plan.compile:
+            return fn
+        kw = {}
+        if inputs is not None:
+            kw["inputs"] = inputs
+        if outputs is not None:
+            kw["outputs"] = outputs
+        return mx.compile(fn, **kw)
+
+    def grad_scaler(self):
+        return None  # bf16 or fp32 only: no loss scaling
+
+    # --- device services -------------------------------------------------------------------
+    def synchronize(self):
+        sync = getattr(mx, "synchronize", None)
+        if sync is not None:
+            sync()
+
+    def reset_peak_memory(self):
+        fn = _mem_fn("reset_peak_memory")
+        if fn is not None:
+            fn()
+
+    def peak_memory_bytes(self) -> int:
+        fn = _mem_fn("get_peak_memory")
+        peak = int(fn()) if fn is not None else 0
+        if peak == 0 and self.plan.device == "cpu":
+            from autoresearch_portable.backends.torch_common import _peak_rss_bytes  # noqa: PLC0415
+
+            return _peak_rss_bytes()
+        return peak
+
+    def to_device(self, rows: np.ndarray):
+        t = mx.array(np.ascontiguousarray(rows).astype(np.int32, copy=False))
+        return t[:, :-1], t[:, 1:]
+
+    # --- harness services ------------------------------------------------------------------
+    def forward_logits(self, model, inputs: np.ndarray) -> np.ndarray:
+        x = mx.array(np.ascontiguousarray(inputs).astype(np.int32, copy=False))
+        logits = model(x).astype(mx.float32)
+        return np.array(logits)
+
+    def row_losses(self, model, rows, token_bytes, max_logit_bytes):
+        tb = mx.array(np.asarray(token_bytes).astype(np.int32))
+        B, T1 = rows.shape
+        nats = np.zeros(B, dtype=np.float64)
+        nbytes = np.zeros(B, dtype=np.int64)
+        vocab = int(tb.size)
+        # rows per chunk so the float32 logits of one chunk stay under the bound; each chunk is
+        # evaluated before the next is built, so only one logits buffer exists at a time
+        per_chunk = max(1, int(max_logit_bytes // ((T1 - 1) * vocab * 4)))
+        for s in range(0, B, per_chunk):
+            x, y = self.to_device(rows[s : s + per_chunk])
+            logits = model(x).astype(mx.float32)
+            loss = mx.logsumexp(logits, axis=-1) - mx.take_along_axis(logits, y[..., None], axis=-1)[..., 0]
+            yb = tb[y]
+            loss = mx.where(yb > 0, loss, 0.0)
+            row_nats, row_bytes = loss.sum(axis=1), yb.sum(axis=1)
+            mx.eval(row_nats, row_bytes)
+            nats[s : s + per_chunk] = np.array(row_nats).astype(np.float64)
+            nbytes[s : s + per_chunk] = np.array(row_bytes).astype(np.int64)
+            del logits, loss
+        return nats, nbytes
+
+    def matmul_flops(self, n: int, dtype: str) -> float:
+        dt = DTYPES[dtype]
+        a = mx.random.normal((n, n)).astype(dt)
+        b = mx.random.normal((n, n)).astype(dt)
+        mx.eval(a, b)
+        for _ in range(2):  # warm-up: kernel selection, thread pools
+            mx.eval(a @ b)
+        reps, elapsed = 0, 0.0
+        t0 = time.perf_counter()
+        while elapsed < 0.3 or reps < 3:
+            mx.eval(a @ b)
+            reps += 1
+            elapsed = time.perf_counter() - t0
+        return 2 * n**3 * reps / elapsed
+
+
+# ---------------------------------------------------------------------------------------------
+# FLOP counting (what harness/flops.py does for torch)
+
+
+def _matmul_weight(module) -> Any:
+    """The weight a module multiplies its input by, if it is a dense projection (nn.Linear or
+    any non-embedding module with a 2D `weight`); None otherwise. Embeddings are lookups."""
+    if isinstance(module, nn.Embedding):
+        return None
+    w = module.get("weight") if isinstance(module, dict) else None
+    if isinstance(w, mx.array) and w.ndim == 2:
+        return w
+    return None
+
+
+def train_flops_per_token(model, backend, seq_len: int, vocab_size: int) -> dict:
+    """Training FLOPs per token of `model`, counted the way harness/flops.py counts torch models.
+
+    mlx has no FLOP counter, so this one is computed from the model's shapes: every dense
+    projection (a module with a 2D weight that is not an embedding) costs 2 FLOPs per weight per
+    token forward and twice that backward (6 in all); attention FLOPs come from the attention
+    calls of one forward pass on a full-length row, logged by the backend as the torch backends
+    do (12 FLOPs per (query, key) pair and channel, forward + backward, pairs per the window).
+    The forward pass only builds mlx's lazy graph: nothing is computed."""
+    matmul = 0.0
+    for _, module in model.named_modules():
+        w = _matmul_weight(module)
+        if w is not None:
+            matmul += 6.0 * w.size * seq_len
+    x = mx.zeros((1, seq_len), dtype=mx.int32)
+    backend.attention_log = []
+    try:
+        model(x)  # lazy: the graph is built (attention calls logged) but never evaluated
+        log = backend.attention_log
+    finally:
+        backend.attention_log = None
+    attn = float(sum(3 * 4 * bh * d * pairs for bh, d, pairs in log))
+    return dict(
+        flops_per_token=(matmul + attn) / seq_len,
+        matmul_flops_per_token=matmul / seq_len,
+        attention_flops_per_token=attn / seq_len,
+    )
+
+
+__all__ = ["MLXBackend", "train_flops_per_token", "window_mask", "DTYPES", "RMS_EPS"]
