@@ -160,17 +160,104 @@ def train(
     dataset = dataset or workspace.get("dataset") or "bundled"
     _ensure_dataset(dataset)
     pr, plan = _plan(backend)
-    flop_budget = None
-    if budget_mode != "wall":
-        raise UserError(f"--budget-mode {budget_mode} needs a calibration of this device (not available yet)")
+    from autoresearch_portable import data
+    from autoresearch_portable.harness import ledger
+    from autoresearch_portable.harness.calibrate import dataset_identity
+    from autoresearch_portable.harness.results import annotate, flop_budget_for, verdict_vs_best
+
+    ds_id = dataset_identity(data.load(dataset))
+    flop_budget, how = flop_budget_for(budget_mode, budget, pr, plan, ds_id)  # one-line error without a profile
+    if flop_budget:
+        _log(f"budget {how} = {flop_budget:.4g} FLOPs")
     result = run_training(train_py, probe=pr, plan=plan, dataset=dataset, budget_seconds=budget,
                           budget_mode=budget_mode, flop_budget=flop_budget, seed=seed, timeout=timeout)
+    annotate(result, pr, plan, ds_id)
     typer.echo(format_summary(result))
-    record(train_py.parent / "results" / "ledger.jsonl", result, train_py, pr, plan)
+    ledger_path = train_py.parent / "results" / "ledger.jsonl"
+    verdict = verdict_vs_best(ledger.read(ledger_path), result)
+    record(ledger_path, result, train_py, pr, plan)
+    if verdict:
+        typer.echo(verdict)
     status = result.get("status")
     if status != "ok":
         typer.echo(f"run {status}: {result.get('reason', '')}", err=True)
         raise typer.Exit(130 if status == "interrupted" else 1)
+
+
+@app.command()
+def calibrate(
+    backend: Optional[str] = BackendOpt,
+    dataset: str = typer.Option("bundled", "--dataset"),
+    budget: float = typer.Option(300.0, "--budget", help="T: the budget in seconds to calibrate (runs at T/4, T/2, T)"),
+    repeats: int = typer.Option(2, "--repeats", help="extra runs at T with other seeds (noise band); at least 2"),
+    force: bool = typer.Option(False, "--force", help="measure again even if a current profile exists"),
+    verbose: bool = typer.Option(False, "--verbose", help="show the trainer's own output"),
+    as_json: bool = typer.Option(False, "--json", help="print the profile as JSON"),
+) -> None:
+    """Measure this device: its baseline's compute curve and noise (for work mode and normalized results)."""
+    from autoresearch_portable.harness import calibrate as cal
+
+    if budget <= 0:
+        raise UserError("--budget must be positive")
+    if repeats < 2:
+        raise UserError("--repeats must be at least 2 (the noise band needs repeats at T)")
+    _ensure_dataset(dataset)
+    pr, plan = _plan(backend)
+    profile = cal.calibrate(pr, plan, dataset, budget, repeats, force=force, log=_log, quiet=not verbose)
+    typer.echo(json.dumps(profile, indent=2) if as_json else cal.format_profile(profile))
+
+
+@app.command()
+def bench(
+    backend: Optional[str] = BackendOpt,
+    quick: bool = typer.Option(False, "--quick", help="a short version (a few minutes on a CPU) for CI"),
+    export: Optional[str] = typer.Option(None, "--export", help="write this device's result as a bundle file"),
+    force: bool = typer.Option(False, "--force", help="measure again even if a result is cached"),
+    verbose: bool = typer.Option(False, "--verbose", help="show the trainer's own output"),
+) -> None:
+    """The standard benchmark on the bundled corpus, side by side with the bundled reference results."""
+    from autoresearch_portable.harness import bench as b
+
+    d = b.definition(quick)
+    _ensure_dataset(d["dataset"])
+    pr, plan = _plan(backend)
+    profile = b.run_bench(pr, plan, quick=quick, force=force, log=_log, quiet=not verbose)
+    typer.echo(b.report(profile))
+    if export:
+        from autoresearch_portable.fsutil import atomic_write_json
+
+        cmd = "arp bench" + (" --quick" if quick else "") + f" --backend {plan['backend']}"
+        atomic_write_json(export, b.to_bundle(profile, bench_name=d["name"], command=cmd))
+        typer.echo(f"exported: {export} (add it to benchmarks/results/ to bundle it)")
+
+
+@app.command()
+def results(
+    file: str = typer.Argument("results/ledger.jsonl", help="a ledger file or a workspace folder"),
+    as_json: bool = typer.Option(False, "--json", help="machine-readable output"),
+) -> None:
+    """The run ledger as a table."""
+    from autoresearch_portable.harness import results as res
+
+    records = res.load_ledger(file)
+    typer.echo(res.results_json(records) if as_json else res.format_results(records))
+
+
+@app.command()
+def compare(
+    ledgers: list[str] = typer.Argument(..., help="ledger files or workspace folders (one per device)"),
+    plot: Optional[str] = typer.Option(None, "--plot", help="write a progress plot PNG (needs matplotlib)"),
+) -> None:
+    """Several ledgers (devices) in one table with the normalized columns."""
+    from autoresearch_portable.harness import results as res
+
+    loaded = {}
+    for name in ledgers:
+        label = name if name not in loaded else f"{name} ({len(loaded)})"
+        loaded[label] = res.load_ledger(name)
+    typer.echo(res.format_compare(loaded))
+    if plot:
+        typer.echo(res.plot_progress(loaded, plot))
 
 
 def _workspace_config(folder) -> dict:

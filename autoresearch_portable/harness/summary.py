@@ -6,6 +6,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from autoresearch_portable.harness.normalize import format_multiplier, format_normalized
+
 
 def _fmt(value: Any, spec: str) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
@@ -31,8 +33,8 @@ def format_summary(r: dict[str, Any]) -> str:
         ("budget_mode", _fmt(r.get("budget_mode"), "")),
         ("train_flops", _fmt(r.get("train_flops"), ".4g")),
         ("val_bpb_stderr", _fmt(r.get("val_bpb_stderr"), ".6f")),
-        ("compute_multiplier", _fmt(r.get("compute_multiplier", "n/a (run `arp calibrate`)"), ".3f")),
-        ("normalized_bpb", _fmt(r.get("normalized_bpb", "n/a (run `arp calibrate`)"), ".6f")),
+        ("compute_multiplier", format_multiplier(r)),
+        ("normalized_bpb", format_normalized(r)),
         ("floor_bpb", _fmt(r.get("floor_bpb"), ".6f")),
     ]
     lines = ["---"] + [f"{k + ':':<18}{v}" if len(k) < 18 else f"{k}: {v}" for k, v in rows]

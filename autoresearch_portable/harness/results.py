@@ -1,0 +1,291 @@
+"""What `arp train` adds to a finished run (budget modes' FLOP budgets, normalized metrics,
+"does it beat the ledger's best"), and the ledger views: `arp results` and `arp compare`."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from autoresearch_portable.errors import UserError
+from autoresearch_portable.harness import calibrate as cal
+from autoresearch_portable.harness import ledger, normalize
+
+CALIBRATE_HINT = "run `arp calibrate`"
+
+
+# --- budget modes ------------------------------------------------------------------------------
+
+def flop_budget_for(mode: str, budget_seconds: float, probe: dict, plan: dict, dataset_id: dict) -> tuple[float | None, str]:
+    """(FLOP budget, explanation) for --budget-mode. wall: None. work: this device's calibrated
+    baseline FLOP/s (C_T / T of its profile) x seconds. matched: the reference device's baseline
+    FLOP/s x seconds. Raises UserError (one line) when the profile needed is missing or stale."""
+    if mode == "wall":
+        return None, ""
+    if mode == "work":
+        profile, note = cal.find_profile(probe, plan, dataset_id)
+        if profile is None:
+            raise UserError(f"--budget-mode work needs a calibration of this device: {note}")
+        rate = float(profile["flops_per_second"])
+        return rate * budget_seconds, f"work: {budget_seconds:g}s x {rate:.4g} FLOP/s (this device's calibrated baseline)"
+    if mode == "matched":
+        from autoresearch_portable.harness.bench import reference_for
+
+        ref, why = reference_for(dataset_id)
+        if ref is None:
+            raise UserError(f"--budget-mode matched needs a bundled reference profile: {why}")
+        rate = float(ref["flops_per_second"])
+        return rate * budget_seconds, (f"matched: {budget_seconds:g}s x {rate:.4g} FLOP/s "
+                                       f"(the baseline of {normalize.profile_label(ref)})")
+    raise UserError(f"unknown --budget-mode {mode!r}")
+
+
+# --- normalization of a finished run -------------------------------------------------------------
+
+def annotate(result: dict, probe: dict, plan: dict, dataset_id: dict) -> dict:
+    """Add the normalized metrics to a run's result (in place) when this device has a current
+    profile; otherwise a note saying why they are n/a. Returns the result."""
+    if result.get("status") != "ok" or result.get("val_bpb") is None:
+        return result
+    profile, note = cal.find_profile(probe, plan, dataset_id)
+    if profile is None:
+        result["normalization_note"] = note
+        return result
+    from autoresearch_portable.harness.bench import reference_for
+
+    ref, why = reference_for(dataset_id)
+    n = normalize.normalize(
+        float(result["val_bpb"]), profile,
+        budget_seconds=result.get("budget_seconds"), budget_mode=result.get("budget_mode", "wall"),
+        flop_budget=result.get("flop_budget"), reference=ref,
+    )
+    if ref is None:
+        n["normalized_note"] = why
+    result.update(n)
+    return result
+
+
+def best_previous(records: list[dict], result: dict) -> dict | None:
+    """The best (lowest val_bpb) ok run of the ledger comparable with this one: same dataset,
+    budget, budget mode and device+backend."""
+    same = []
+    for rec in records:
+        m = rec.get("metrics") or {}
+        if rec.get("status") != "ok" or m.get("val_bpb") is None:
+            continue
+        if (m.get("dataset"), m.get("budget_seconds"), m.get("budget_mode"), m.get("backend"), m.get("device")) != (
+                result.get("dataset"), result.get("budget_seconds"), result.get("budget_mode"),
+                result.get("backend"), result.get("device")):
+            continue
+        same.append(rec)
+    return min(same, key=lambda r: r["metrics"]["val_bpb"]) if same else None
+
+
+def verdict_vs_best(records: list[dict], result: dict) -> str | None:
+    """One line: does this run beat the ledger's best comparable ok run by more than the noise
+    band (2 sigma of the calibration), or not."""
+    if result.get("status") != "ok" or result.get("val_bpb") is None:
+        return None
+    best = best_previous(records, result)
+    if best is None:
+        return "vs ledger: first ok run at this budget on this device (nothing to beat yet)"
+    b, b_best = float(result["val_bpb"]), float(best["metrics"]["val_bpb"])
+    diff = b_best - b
+    where = f"best {b_best:.6f} ({best.get('git_commit') or '?'}, {best.get('time', '?')})"
+    band = result.get("bpb_band")
+    if band is None:
+        return (f"vs ledger: {'lower' if diff > 0 else 'not lower'} than the {where} by {diff:+.6f}; "
+                f"noise band unknown ({CALIBRATE_HINT})")
+    if diff > band:
+        return f"vs ledger: beats the {where} by {diff:.6f} > noise band {band:.6f} (2σ): significant"
+    if diff > 0:
+        return f"vs ledger: lower than the {where} by {diff:.6f}, within the noise band {band:.6f} (2σ): not significant"
+    return f"vs ledger: does not beat the {where} ({diff:+.6f}; noise band {band:.6f})"
+
+
+# --- arp results -------------------------------------------------------------------------------
+
+def load_ledger(path: str | Path) -> list[dict]:
+    path = Path(path)
+    if path.is_dir():
+        path = path / "results" / "ledger.jsonl" if (path / "results").is_dir() else path / "ledger.jsonl"
+    if not path.exists():
+        raise UserError(f"no ledger at {path} (run `arp train` in a workspace first)")
+    return ledger.read(path)
+
+
+def row(rec: dict) -> dict[str, Any]:
+    m = rec.get("metrics") or {}
+    return dict(
+        time=rec.get("time"),
+        commit=rec.get("git_commit"),
+        status=rec.get("status"),
+        val_bpb=m.get("val_bpb"),
+        val_bpb_stderr=m.get("val_bpb_stderr"),
+        compute_multiplier=m.get("compute_multiplier"),
+        doublings=m.get("doublings"),
+        doublings_band=m.get("doublings_band"),
+        significant=m.get("significant"),
+        normalized_bpb=m.get("normalized_bpb"),
+        normalized_bpb_band=m.get("normalized_bpb_band"),
+        normalized_reference=m.get("normalized_reference"),
+        num_steps=m.get("num_steps"),
+        budget_seconds=m.get("budget_seconds"),
+        budget_mode=m.get("budget_mode"),
+        backend=m.get("backend") or (rec.get("plan") or {}).get("backend"),
+        device=m.get("device"),
+        reason=rec.get("reason"),
+    )
+
+
+def _f(v, spec: str, na: str = "-") -> str:
+    if v is None:
+        return na
+    try:
+        return format(v, spec)
+    except (TypeError, ValueError):
+        return str(v)
+
+
+def _short_time(t: str | None) -> str:
+    if not t:
+        return "-"
+    try:
+        return time.strftime("%m-%d %H:%M", time.strptime(t[:19], "%Y-%m-%dT%H:%M:%S"))
+    except ValueError:
+        return t[:16]
+
+
+def _multiplier(r: dict) -> str:
+    if r.get("compute_multiplier") is None:
+        return "n/a"
+    mark = "" if r.get("significant") else "~"
+    return f"{mark}{r['compute_multiplier']:.3f}x"
+
+
+def _normalized(r: dict) -> str:
+    if r.get("normalized_bpb") is None:
+        return "n/a"
+    return f"{r['normalized_bpb']:.4f}±{r['normalized_bpb_band']:.4f}" if r.get("normalized_bpb_band") is not None else f"{r['normalized_bpb']:.4f}"
+
+
+def _table(header: list[str], body: list[list[str]], left: set[int]) -> str:
+    table = [header] + body
+    widths = [max(len(row[i]) for row in table) for i in range(len(header))]
+    out = ["  ".join(c.ljust(w) if i in left else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths))) for row in table]
+    out.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(out)
+
+
+def format_results(records: list[dict]) -> str:
+    if not records:
+        return "the ledger is empty"
+    rows = [row(r) for r in records]
+    header = ["time", "commit", "status", "val_bpb", "±stderr", "multiplier", "normalized_bpb", "steps", "budget", "device"]
+    body = [[
+        _short_time(r["time"]), r["commit"] or "-", r["status"] or "?", _f(r["val_bpb"], ".6f"),
+        _f(r["val_bpb_stderr"], ".6f"), _multiplier(r), _normalized(r), _f(r["num_steps"], "d"),
+        f"{_f(r['budget_seconds'], 'g')}s {r['budget_mode'] or ''}".strip(),
+        f"{r['device'] or '?'} ({r['backend'] or '?'})",
+    ] for r in rows]
+    text = _table(header, body, left={0, 1, 2, 9})
+    refs = sorted({r["normalized_reference"] for r in rows if r.get("normalized_reference")})
+    notes = ["~ = within the noise band (not significant)"] if any(r.get("compute_multiplier") is not None for r in rows) else [
+        f"multiplier and normalized_bpb are n/a until this device is calibrated ({CALIBRATE_HINT})"]
+    if refs:
+        notes.append("normalized_bpb on the scale of: " + "; ".join(refs))
+    ok = [r for r in rows if r["status"] == "ok" and r["val_bpb"] is not None]
+    if ok:
+        best = min(ok, key=lambda r: r["val_bpb"])
+        notes.insert(0, f"{len(records)} runs, {len(ok)} ok; best val_bpb {best['val_bpb']:.6f} ({best['commit'] or '?'})")
+    return text + "\n\n" + "\n".join(notes)
+
+
+def results_json(records: list[dict]) -> str:
+    return json.dumps([row(r) for r in records], indent=2)
+
+
+# --- arp compare -------------------------------------------------------------------------------
+
+def compare_rows(ledgers: dict[str, list[dict]]) -> list[dict]:
+    """One row per ledger and device: runs, ok runs, the first ok run (usually the baseline) and
+    the best run, with their normalized columns."""
+    out = []
+    for name, records in ledgers.items():
+        groups: dict[tuple, list[dict]] = {}
+        for rec in records:
+            r = row(rec)
+            groups.setdefault((r["device"], r["backend"]), []).append(r)
+        for (device, backend), rows in groups.items():
+            ok = [r for r in rows if r["status"] == "ok" and r["val_bpb"] is not None]
+            best_norm = [r for r in ok if r["normalized_bpb"] is not None]
+            best = min(best_norm, key=lambda r: r["normalized_bpb"]) if best_norm else (
+                min(ok, key=lambda r: r["val_bpb"]) if ok else None)
+            out.append(dict(ledger=name, device=device, backend=backend, runs=len(rows), ok=len(ok),
+                            first=ok[0] if ok else None, best=best))
+    return out
+
+
+def format_compare(ledgers: dict[str, list[dict]]) -> str:
+    rows = compare_rows(ledgers)
+    header = ["ledger", "device", "runs", "ok", "first val_bpb", "best val_bpb", "best commit", "multiplier",
+              "normalized_bpb", "budget"]
+    body = []
+    for r in rows:
+        f, b = r["first"] or {}, r["best"] or {}
+        body.append([
+            r["ledger"], f"{r['device'] or '?'} ({r['backend'] or '?'})", str(r["runs"]), str(r["ok"]),
+            _f(f.get("val_bpb"), ".6f"), _f(b.get("val_bpb"), ".6f"), b.get("commit") or "-",
+            _multiplier(b) if b else "-", _normalized(b) if b else "-",
+            f"{_f(b.get('budget_seconds'), 'g')}s {b.get('budget_mode') or ''}".strip() if b else "-",
+        ])
+    refs = sorted({r["best"]["normalized_reference"] for r in rows if r["best"] and r["best"].get("normalized_reference")})
+    notes = ["best = lowest normalized_bpb where the device was calibrated, else lowest val_bpb; "
+             "raw val_bpb is comparable only between runs of the same device and budget"]
+    if refs:
+        notes.append("normalized_bpb on the scale of: " + "; ".join(refs))
+        if len(refs) > 1:
+            notes.append("warning: the ledgers used different reference profiles; their normalized_bpb are not on one scale")
+    return _table(header, body, left={0, 1, 6}) + "\n\n" + "\n".join(notes)
+
+
+def plot_progress(ledgers: dict[str, list[dict]], out: str | Path) -> str:
+    """A progress plot (PNG): per ledger, every ok run's normalized_bpb (val_bpb where the device
+    was not calibrated) by experiment number, with the running best as a step line. Returns a
+    one-line message; never raises for a missing matplotlib."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return "no plot: matplotlib is not installed (pip install 'autoresearch-portable[plot]')"
+    fig, ax = plt.subplots(figsize=(9, 5))
+    normalized_everywhere = all(
+        row(r)["normalized_bpb"] is not None for recs in ledgers.values() for r in recs if r.get("status") == "ok")
+    key = "normalized_bpb" if normalized_everywhere else "val_bpb"
+    for name, records in ledgers.items():
+        xs, ys = [], []
+        for i, rec in enumerate(records, 1):
+            r = row(rec)
+            if r["status"] == "ok" and r[key] is not None:
+                xs.append(i)
+                ys.append(r[key])
+        if not xs:
+            continue
+        pts = ax.scatter(xs, ys, s=14, alpha=0.6, label=f"{name}")
+        best, running = float("inf"), []
+        for y in ys:
+            best = min(best, y)
+            running.append(best)
+        ax.step(xs, running, where="post", color=pts.get_facecolor()[0], linewidth=1.5)
+    ax.set_xlabel("experiment")
+    ax.set_ylabel(key + (" (reference scale)" if key == "normalized_bpb" else " (raw)"))
+    ax.set_title("autoresearch progress (lower is better)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out, dpi=120)
+    plt.close(fig)
+    return f"plot written: {out} ({key})"

@@ -1,0 +1,89 @@
+"""`arp bench` logic with a fake runner: the definition, choosing the reference, the table, the
+export format; and the real bundled files' consistency."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from autoresearch_portable.harness import bench
+from autoresearch_portable.harness import calibrate as cal
+
+from test_calibrate import PLAN, PROBE, SIZES, FakeDataset, fake_data, fake_runner  # noqa: F401
+from test_results import bundle  # noqa: F401
+
+
+def test_reference_preference_h100_first(bundle):
+    ds_id = cal.dataset_identity(FakeDataset())
+    base = dict(harness_version=cal.HARNESS_VERSION, dataset=ds_id, a=1, s=0.1, sigma=0.01, flops_at_budget=1e12,
+                budget_seconds=300)
+    profiles = [dict(base, file="cpu.json", backend="cpu", device_name="EPYC"),
+                dict(base, file="mlx.json", backend="mlx", device_name="EPYC"),
+                dict(base, file="a100.json", backend="cuda", device_name="NVIDIA A100"),
+                dict(base, file="h100.json", backend="cuda", device_name="NVIDIA H100 80GB HBM3"),
+                dict(base, file="old.json", backend="cuda", device_name="NVIDIA H100 old", harness_version="0")]
+    refs, why = bench.usable_references(ds_id, profiles)
+    assert [p["file"] for p in refs] == ["h100.json", "a100.json", "cpu.json", "mlx.json"] and why == ""
+    refs, why = bench.usable_references(ds_id, profiles[-1:])
+    assert refs == [] and "harness version" in why
+    refs, why = bench.usable_references(dict(ds_id, name="climbmix"), profiles[:1])
+    assert refs == [] and "climbmix" in why
+
+
+def test_quick_bench_runs_and_prints_the_table(fake_data, bundle):
+    lines = []
+    p = bench.run_bench(PROBE, PLAN, quick=True, sizes=SIZES, runner=fake_runner(), log=lines.append)
+    assert p["budget_seconds"] == 8 and p["quick"] is True
+    assert p["path"].endswith("--quick.json") and "/bench/" in p["path"]
+    assert not cal.profile_path(PROBE, PLAN, "bundled").exists()  # a quick bench is not the device's calibration
+    text = bench.report(p)
+    head = [l for l in text.splitlines() if l.startswith("device")][0]
+    for col in ("tok/s", "MFU %", "bpb@T", "s/doubling", "sigma", "normalized_bpb"):
+        assert col in head
+    assert "this device: " in text and "Ref CPU (cpu)" in text
+    assert "normalized_bpb on the scale of: Ref CPU (cpu)" in text
+    assert "H100: not yet measured" in text
+    # the reference's own baseline sits at b_ref on its own scale: g = 0
+    ref_line = [l for l in text.splitlines() if l.startswith("Ref CPU")][0]
+    assert "+0.000" in ref_line and "1.1600" in ref_line
+
+
+def test_standard_bench_becomes_the_calibration_and_reuses_it(fake_data, bundle):
+    p = bench.run_bench(PROBE, PLAN, sizes=SIZES, runner=fake_runner(), log=lambda m: None)
+    assert p["budget_seconds"] == 100
+    assert cal.profile_path(PROBE, PLAN, "bundled").exists()
+    calls = []
+    again = bench.run_bench(PROBE, PLAN, sizes=SIZES, runner=fake_runner(calls=calls), log=lambda m: None)
+    assert calls == [] and again["a"] == p["a"]
+
+
+def test_export_format(fake_data, bundle, tmp_path):
+    p = bench.run_bench(PROBE, PLAN, quick=True, sizes=SIZES, runner=fake_runner(), log=lambda m: None)
+    out = bench.to_bundle(p, bench_name="std-quick", command="arp bench --quick")
+    assert "path" not in out and out["measured_with"] == "arp bench --quick" and out["benchmark"] == "std-quick"
+    for k in ("device", "backend", "tokens_per_second", "mfu_percent", "a", "s", "sigma", "baseline_bpb_mean",
+              "floor_bpb", "points", "harness_version", "dataset"):
+        assert k in out, k
+    # an exported file dropped into the bundle is a usable reference
+    (tmp_path / "benchmarks" / "results" / bench.bundle_filename(out)).write_text(json.dumps(out))
+    names = [r.get("benchmark") for r in bench.usable_references(cal.dataset_identity(FakeDataset()))[0]]
+    assert "std-quick" in names
+
+
+def test_bundled_files_are_consistent(monkeypatch):
+    """The files shipped in benchmarks/: the definition parses; every reference profile holds
+    what the table and the normalization need, and its numbers agree with its own points."""
+    monkeypatch.delenv("ARP_BENCHMARKS_DIR", raising=False)
+    d = bench.definition()
+    q = bench.definition(quick=True)
+    assert d["dataset"] == "bundled" and d["repeats"] >= 2 and q["budget_seconds"] < d["budget_seconds"]
+    for p in bench.bundled_profiles():
+        ok = [pt for pt in p["points"] if pt["status"] == "ok"]
+        fit = cal.normalize.fit_curve([pt["train_flops"] for pt in ok], [pt["val_bpb"] for pt in ok])
+        assert fit["a"] == pytest.approx(p["a"]) and fit["s"] == pytest.approx(p["s"]) and p["s"] > 0, p["file"]
+        at_t = [pt["val_bpb"] for pt in ok if pt["fraction"] == 1.0]
+        assert p["sigma"] == pytest.approx(cal.normalize.sample_std(at_t)), p["file"]
+        for k in ("device_name", "backend", "tokens_per_second", "flops_per_second", "budget_seconds",
+                  "baseline_bpb_mean", "measured_with"):
+            assert p.get(k) is not None, (p["file"], k)

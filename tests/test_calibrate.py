@@ -1,0 +1,154 @@
+"""Calibration logic without training: a fake runner returns runs that follow a known curve, so
+the schedule, the fit, the profile file, its reuse and its versioning are checked in milliseconds."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+from autoresearch_portable import HARNESS_VERSION, data
+from autoresearch_portable.errors import UserError
+from autoresearch_portable.harness import calibrate as cal
+
+PROBE = {"cpu_model": "Fake CPU 9000", "os": "Linux"}
+PLAN = {"backend": "cpu", "device": "cpu", "dtype": "bfloat16"}
+SIZES = dict(DEPTH=2, MODEL_DIM=64, HEAD_DIM=32, DEVICE_BATCH_SIZE=1, TOTAL_BATCH_SIZE=128)
+RATE = 1e9  # FLOP/s of the fake device
+
+
+class FakeDataset:
+    def __init__(self, version=1):
+        self.name = "bundled"
+        self.meta = {"generator_version": version, "versions": {"tokenizer": 2}}
+        self.floor_bpb = 0.5
+        self.seq_len = 128
+        self.vocab_size = 256
+
+
+def fake_runner(curve=lambda c: 4.0 - 0.1 * math.log2(c), calls=None):
+    noise = {0: 0.0, 1: 0.01, 2: -0.01, 3: 0.005}
+
+    def run(train_py, *, probe, plan, dataset, budget_seconds, budget_mode, seed, quiet, **kw):
+        text = train_py.read_text()
+        if calls is not None:
+            calls.append(dict(budget=budget_seconds, seed=seed, mode=budget_mode, text=text))
+        c = RATE * budget_seconds
+        return dict(status="ok", val_bpb=curve(c) + noise[seed], val_bpb_stderr=0.001, train_flops=c,
+                    tokens_per_second=1000.0, flops_per_token=1e6, mfu_percent=5.0, peak_flops=2e10,
+                    peak_flops_source="measured", num_steps=int(budget_seconds), num_params=12345)
+
+    return run
+
+
+@pytest.fixture
+def fake_data(monkeypatch, tmp_path):
+    monkeypatch.setenv("ARP_CACHE_DIR", str(tmp_path / "cache"))
+    ds = FakeDataset()
+    monkeypatch.setattr(data, "load", lambda name: ds, raising=False)
+    return ds
+
+
+def test_schedule_is_quarter_half_full_then_repeats():
+    runs = cal.schedule(300, 2)
+    assert [(r["budget_seconds"], r["seed"]) for r in runs] == [(75, 0), (150, 0), (300, 0), (300, 1), (300, 2)]
+
+
+def test_baseline_source_is_the_template_with_sizes_and_seed():
+    text = cal.baseline_source(PLAN, SIZES, model_seed=43)
+    assert "\nDEPTH = 2 " in text and "\nMODEL_DIM = 64 " in text and "\nSEED = 43" in text
+    assert "\nSEED = 42" in cal.baseline_source(PLAN, SIZES)
+
+
+def test_calibrate_fits_the_curve_and_writes_the_profile(fake_data):
+    calls, lines = [], []
+    p = cal.calibrate(PROBE, PLAN, "bundled", 100, 3, sizes=SIZES, runner=fake_runner(calls=calls), log=lines.append)
+    assert [(c["budget"], c["seed"], c["mode"]) for c in calls] == [
+        (25, 0, "wall"), (50, 0, "wall"), (100, 0, "wall"), (100, 1, "wall"), (100, 2, "wall"), (100, 3, "wall")]
+    assert "SEED = 44" in calls[4]["text"]  # other seeds: data order and model init
+    # points exactly on the curve except the seed noise at T (mean 0.00125) -> a, s close to truth
+    assert p["s"] == pytest.approx(0.1, abs=0.01)
+    assert p["flops_at_budget"] == pytest.approx(1e11)
+    assert p["flops_per_second"] == pytest.approx(RATE)
+    assert p["sigma"] == pytest.approx(cal.normalize.sample_std([0.0, 0.01, -0.01, 0.005]))
+    assert p["repeats"] == 3 and len(p["points"]) == 6
+    assert p["harness_version"] == HARNESS_VERSION
+    assert p["dataset"] == {"name": "bundled", "versions": {"generator_version": 1, "tokenizer": 2, "seq_len": 128, "vocab_size": 256}, "floor_bpb": 0.5}
+    assert p["baseline_sizes"]["DEPTH"] == 2 and p["device_key"].startswith("cpu-cpu-Fake_CPU_9000")
+    stored = json.loads(open(p["path"]).read())
+    assert stored["a"] == p["a"] and "path" not in stored
+    assert any("[6/6]" in l for l in lines)  # progress shown
+
+
+def test_profile_is_reused_unless_forced(fake_data):
+    cal.calibrate(PROBE, PLAN, "bundled", 100, 2, sizes=SIZES, runner=fake_runner(), log=lambda m: None)
+    calls = []
+    p = cal.calibrate(PROBE, PLAN, "bundled", 100, 2, sizes=SIZES, runner=fake_runner(calls=calls), log=lambda m: None)
+    assert p["reused"] and calls == []
+    with pytest.raises(UserError, match="already exists"):
+        cal.calibrate(PROBE, PLAN, "bundled", 60, 2, sizes=SIZES, runner=fake_runner(), log=lambda m: None)
+    cal.calibrate(PROBE, PLAN, "bundled", 100, 2, sizes=SIZES, runner=fake_runner(calls=calls), log=lambda m: None, force=True)
+    assert len(calls) == 5
+
+
+def test_no_profile_when_more_compute_does_not_help(fake_data):
+    with pytest.raises(cal.CalibrationError, match="more compute did not help"):
+        cal.calibrate(PROBE, PLAN, "bundled", 100, 2, sizes=SIZES, runner=fake_runner(curve=lambda c: 1.0 + 1e-13 * c),
+                      log=lambda m: None)
+    assert not cal.profile_path(PROBE, PLAN, "bundled").exists()
+
+
+def test_stale_harness_version_is_refused(fake_data):
+    p = cal.calibrate(PROBE, PLAN, "bundled", 100, 2, sizes=SIZES, runner=fake_runner(), log=lambda m: None)
+    ds_id = cal.dataset_identity(fake_data)
+    found, note = cal.find_profile(PROBE, PLAN, ds_id)
+    assert found is not None and found["s"] == p["s"]
+    # same file, older harness inside
+    stored = json.loads(open(p["path"]).read())
+    stored["harness_version"] = "0"
+    with open(p["path"], "w") as f:
+        json.dump(stored, f)
+    found, note = cal.find_profile(PROBE, PLAN, ds_id)
+    assert found is None and "harness version 0" in note and "arp calibrate" in note
+    # a file of another harness version (its own name) is never picked up, and the note says so
+    other = cal.paths.profiles_dir() / cal.profile_filename(p["device_key"], "bundled", "0")
+    with open(p["path"]) as f:
+        other.write_text(f.read())
+    import os
+
+    os.unlink(p["path"])
+    found, note = cal.find_profile(PROBE, PLAN, ds_id)
+    assert found is None and "another harness version" in note
+    # calibrate with a stale profile present measures again instead of reusing it
+    calls = []
+    stored["harness_version"] = "0"
+    with open(p["path"], "w") as f:
+        json.dump(stored, f)
+    cal.calibrate(PROBE, PLAN, "bundled", 100, 2, sizes=SIZES, runner=fake_runner(calls=calls), log=lambda m: None)
+    assert len(calls) == 5
+
+
+def test_changed_dataset_version_is_refused(fake_data):
+    cal.calibrate(PROBE, PLAN, "bundled", 100, 2, sizes=SIZES, runner=fake_runner(), log=lambda m: None)
+    found, note = cal.find_profile(PROBE, PLAN, cal.dataset_identity(FakeDataset(version=2)))
+    assert found is None and "changed" in note
+
+
+def test_missing_profile_note(fake_data):
+    found, note = cal.find_profile(PROBE, PLAN, cal.dataset_identity(fake_data))
+    assert found is None and "no calibration" in note and "arp calibrate" in note
+
+
+def test_bad_arguments(fake_data):
+    with pytest.raises(UserError, match="--repeats"):
+        cal.calibrate(PROBE, PLAN, "bundled", 100, 1, sizes=SIZES, runner=fake_runner())
+    with pytest.raises(UserError, match="--budget"):
+        cal.calibrate(PROBE, PLAN, "bundled", 0, 2, sizes=SIZES, runner=fake_runner())
+
+
+def test_failed_repeats_leave_too_few_points():
+    pts = [dict(fraction=f, seed=s, status=st, val_bpb=1.0, train_flops=1e9 * f, tokens_per_second=1.0)
+           for f, s, st in ((0.25, 0, "ok"), (0.5, 0, "ok"), (1.0, 0, "ok"), (1.0, 1, "crash"), (1.0, 2, "timeout"))]
+    with pytest.raises(cal.CalibrationError, match="only 1"):
+        cal.build_profile(pts, budget=10, base={})

@@ -1,0 +1,130 @@
+"""Budget-mode FLOP budgets, normalizing a finished run, the verdict against the ledger's best,
+and the `arp results` / `arp compare` views."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+from autoresearch_portable.errors import UserError
+from autoresearch_portable.harness import calibrate as cal
+from autoresearch_portable.harness import ledger
+from autoresearch_portable.harness import results as res
+
+from test_calibrate import PLAN, PROBE, SIZES, FakeDataset, fake_data, fake_runner  # noqa: F401
+
+
+@pytest.fixture
+def bundle(tmp_path, monkeypatch):
+    """A benchmarks folder with one reference profile for the fake dataset."""
+    d = tmp_path / "benchmarks"
+    (d / "results").mkdir(parents=True)
+    (d / "standard.json").write_text(json.dumps(dict(
+        name="std", dataset="bundled", standard=dict(budget_seconds=100, repeats=2), quick=dict(budget_seconds=8, repeats=2))))
+    ref = dict(name="Ref CPU (cpu)", device_name="Ref CPU", backend="cpu", harness_version=cal.HARNESS_VERSION,
+               dataset=cal.dataset_identity(FakeDataset()), a=5.0, s=0.12, sigma=0.02, flops_at_budget=2.0**32,
+               flops_per_second=2.0**32 / 300, budget_seconds=300.0, baseline_bpb_mean=1.16, tokens_per_second=5000.0,
+               mfu_percent=10.0, floor_bpb=0.5, baseline_sizes=dict(DEPTH=4, MODEL_DIM=256))
+    (d / "results" / "ref-cpu.json").write_text(json.dumps(ref))
+    monkeypatch.setenv("ARP_BENCHMARKS_DIR", str(d))
+    return ref
+
+
+@pytest.fixture
+def calibrated(fake_data, bundle):
+    return cal.calibrate(PROBE, PLAN, "bundled", 100, 2, sizes=SIZES, runner=fake_runner(), log=lambda m: None)
+
+
+def test_budget_modes_need_profiles(fake_data, monkeypatch, tmp_path):
+    monkeypatch.setenv("ARP_BENCHMARKS_DIR", str(tmp_path / "nothing"))
+    ds_id = cal.dataset_identity(fake_data)
+    assert res.flop_budget_for("wall", 60, PROBE, PLAN, ds_id) == (None, "")
+    with pytest.raises(UserError, match="work needs a calibration"):
+        res.flop_budget_for("work", 60, PROBE, PLAN, ds_id)
+    with pytest.raises(UserError, match="matched needs a bundled reference"):
+        res.flop_budget_for("matched", 60, PROBE, PLAN, ds_id)
+
+
+def test_budget_modes_flop_budgets(calibrated, bundle):
+    ds_id = cal.dataset_identity(FakeDataset())
+    work, how = res.flop_budget_for("work", 60, PROBE, PLAN, ds_id)
+    assert work == pytest.approx(calibrated["flops_per_second"] * 60) and "60s" in how
+    matched, how = res.flop_budget_for("matched", 60, PROBE, PLAN, ds_id)
+    assert matched == pytest.approx(2.0**32 / 300 * 60) and "Ref CPU" in how
+
+
+def test_annotate_adds_normalized_metrics(calibrated, bundle):
+    ds_id = cal.dataset_identity(FakeDataset())
+    b_base = calibrated["a"] - calibrated["s"] * math.log2(calibrated["flops_at_budget"])
+    r = res.annotate(dict(status="ok", val_bpb=b_base - calibrated["s"], budget_seconds=100, budget_mode="wall"),
+                     PROBE, PLAN, ds_id)
+    assert r["doublings"] == pytest.approx(1.0)
+    assert r["compute_multiplier"] == pytest.approx(2.0)
+    assert r["normalized_bpb"] == pytest.approx(5.0 - 0.12 * 32 - 0.12)
+    assert r["normalized_reference"] == "Ref CPU (cpu)"
+    # no profile: a note instead
+    other = dict(PROBE, cpu_model="Another CPU")
+    r2 = res.annotate(dict(status="ok", val_bpb=1.0), other, PLAN, ds_id)
+    assert "compute_multiplier" not in r2 and "arp calibrate" in r2["normalization_note"]
+    # failed runs are left alone
+    assert res.annotate(dict(status="crash"), PROBE, PLAN, ds_id) == dict(status="crash")
+
+
+def _rec(val, commit, status="ok", **metrics):
+    m = dict(dict(val_bpb=val, val_bpb_stderr=0.002, num_steps=100, budget_seconds=60.0, budget_mode="wall",
+                  backend="cpu", device="Fake CPU 9000", dataset="bundled"), **metrics)
+    return dict(time="2026-11-27T10:00:00+0000", git_commit=commit, status=status, metrics=m)
+
+
+def test_verdict_vs_best():
+    records = [_rec(1.00, "a"), _rec(0.98, "b"), _rec(0.90, "c", status="crash"), _rec(0.50, "d", budget_seconds=600.0)]
+    base = dict(status="ok", budget_seconds=60.0, budget_mode="wall", backend="cpu", device="Fake CPU 9000", dataset="bundled")
+    assert "first ok run" in res.verdict_vs_best([], dict(base, val_bpb=1.0))
+    v = res.verdict_vs_best(records, dict(base, val_bpb=0.95, bpb_band=0.02))
+    assert "beats the best 0.980000 (b" in v and "significant" in v and "not significant" not in v
+    v = res.verdict_vs_best(records, dict(base, val_bpb=0.97, bpb_band=0.02))
+    assert "within the noise band" in v and "not significant" in v
+    v = res.verdict_vs_best(records, dict(base, val_bpb=0.99, bpb_band=0.02))
+    assert "does not beat" in v
+    v = res.verdict_vs_best(records, dict(base, val_bpb=0.95))
+    assert "noise band unknown" in v
+    assert res.verdict_vs_best(records, dict(base, status="crash")) is None
+
+
+def test_results_table_and_json(tmp_path):
+    path = tmp_path / "results" / "ledger.jsonl"
+    ledger.append(path, _rec(1.0, "abc1234"))
+    ledger.append(path, _rec(0.95, "def5678", compute_multiplier=1.414, doublings=0.5, doublings_band=0.2,
+                              significant=True, normalized_bpb=1.1, normalized_bpb_band=0.024,
+                              normalized_reference="Ref CPU (cpu)"))
+    ledger.append(path, dict(time="2026-11-27T11:00:00+0000", git_commit="0000000", status="crash", reason="boom",
+                             metrics=dict(budget_seconds=60.0)))
+    records = res.load_ledger(tmp_path)  # a workspace folder works too
+    text = res.format_results(records)
+    lines = text.splitlines()
+    assert lines[0].split()[:4] == ["time", "commit", "status", "val_bpb"]
+    assert "1.414x" in text and "1.1000±0.0240" in text and "crash" in text
+    assert "best val_bpb 0.950000 (def5678)" in text and "Ref CPU (cpu)" in text
+    rows = json.loads(res.results_json(records))
+    assert rows[1]["normalized_bpb"] == 1.1 and rows[2]["status"] == "crash"
+    with pytest.raises(UserError, match="no ledger"):
+        res.load_ledger(tmp_path / "nowhere")
+
+
+def test_compare_table_and_plot(tmp_path):
+    a = [_rec(1.0, "a1"), _rec(0.9, "a2", normalized_bpb=1.0, normalized_bpb_band=0.02, compute_multiplier=2.0,
+                                significant=True, normalized_reference="Ref")]
+    b = [_rec(1.5, "b1", device="Other", normalized_bpb=1.05, normalized_bpb_band=0.03, compute_multiplier=1.2,
+              significant=False, normalized_reference="Ref")]
+    text = res.format_compare({"mac": a, "cpu": b})
+    assert "mac" in text and "cpu" in text and "1.0000±0.0200" in text and "~1.200x" in text
+    assert "scale of: Ref" in text
+    msg = res.plot_progress({"mac": a, "cpu": b}, tmp_path / "p.png")
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        assert msg.startswith("no plot: matplotlib is not installed")
+    else:
+        assert (tmp_path / "p.png").stat().st_size > 1000
