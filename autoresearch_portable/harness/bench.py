@@ -52,6 +52,8 @@ def bundled_profiles() -> list[dict]:
             p = json.loads(f.read_text())
         except ValueError:
             continue
+        if not isinstance(p, dict) or not all(k in p for k in ("a", "s", "budget_seconds")):
+            continue  # other measurements kept beside the profiles
         p["file"] = f.name
         out.append(p)
     return out
@@ -219,10 +221,16 @@ def format_table(rows: list[dict], ref_label: str | None, missing: list[str] | N
     return "\n".join(lines)
 
 
+EXPECTED_REFERENCES = (
+    ("H100", lambda p: "H100" in str(p.get("device_name", ""))),
+    ("CPU, torch", lambda p: p.get("backend") == "cpu"),
+    ("CPU, mlx", lambda p: p.get("backend") == "mlx"),
+)
+
+
 def not_measured(profiles: list[dict]) -> list[str]:
-    """Devices the README lists as references we have not measured yet."""
-    have = " ".join(str(p.get("device_name", "")) for p in profiles)
-    return [f"{dev}: not yet measured" for dev in ("H100",) if dev not in have]
+    """Reference devices the project wants and has not measured yet."""
+    return [f"{dev}: not yet measured" for dev, has in EXPECTED_REFERENCES if not any(has(p) for p in profiles)]
 
 
 def report(profile: dict, profiles: list[dict] | None = None) -> str:
@@ -237,3 +245,22 @@ def report(profile: dict, profiles: list[dict] | None = None) -> str:
     head = f"benchmark {profile.get('benchmark', '?')}: baseline on dataset {profile['dataset']['name']}, " \
            f"T={profile['budget_seconds']:g}s, {profile.get('repeats', 0) + 1} runs at T"
     return head + "\n\n" + format_table(rows, ref and (ref.get("name") or normalize.profile_label(ref)), missing)
+
+
+def markdown_table(profiles: list[dict]) -> str:
+    """The README's table of bundled reference profiles; devices not measured yet say so."""
+    lines = [
+        "| device | backend | T (s) | baseline | tokens/s | MFU % | val_bpb at T | s (bpb/doubling) | σ | floor | file |",
+        "|---|---|---:|---|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    for p in sorted(profiles, key=_preference):
+        sz = p.get("baseline_sizes") or {}
+        lines.append(
+            f"| {p.get('device_name')} | {p.get('backend')} ({(p.get('plan') or {}).get('dtype', '?')}) | {p['budget_seconds']:g} | "
+            f"depth {sz.get('DEPTH')}, width {sz.get('MODEL_DIM')} | {_f(p.get('tokens_per_second'), ',.0f')} | "
+            f"{_f(p.get('mfu_percent'), '.2f')} | {_f(p.get('baseline_bpb_mean'), '.4f')} | {_f(p.get('s'), '.4f')} | "
+            f"{_f(p.get('sigma'), '.4f')} | {_f(p.get('floor_bpb'), '.4f')} | `{p.get('file')}` |")
+    for m in not_measured(profiles):
+        dev = m.split(":")[0]
+        lines.append(f"| {dev} | — | — | — | — | — | — | — | — | — | not yet measured |")
+    return "\n".join(lines)
