@@ -1,0 +1,90 @@
+"""End to end through the MLX backend on mlx's CPU device (no Metal on the CI machine):
+`arp init --backend mlx` writes the MLX template, `arp train --backend mlx` runs it under the
+harness (budget clock, causality probe, chunked eval from logits, ledger). Slow-ish (about a
+minute in all), hence the `slow` mark; the sizes are tiny and given explicitly so `arp init`
+skips its throughput measurement."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("mlx.core")
+
+pytestmark = pytest.mark.slow
+
+
+def arp(*args, cwd=None, timeout=600):
+    return subprocess.run([sys.executable, "-m", "autoresearch_portable", *args], cwd=cwd, capture_output=True,
+                          text=True, timeout=timeout, env=os.environ.copy())
+
+
+def ledger(folder: Path):
+    from autoresearch_portable.harness import ledger as L
+
+    return L.read(folder / "results" / "ledger.jsonl")
+
+
+@pytest.fixture(scope="module")
+def mlx_workspace(small_bundled, tmp_path_factory):
+    ws = tmp_path_factory.mktemp("mlxws") / "research"
+    r = arp("init", str(ws), "--backend", "mlx", "--depth", "2", "--dim", "64", "--device-batch", "1",
+            "--total-batch", str(small_bundled.seq_len))
+    assert r.returncode == 0, r.stderr[-2000:]
+    return ws
+
+
+def variant(workspace: Path, tmp_path: Path, old: str, new: str) -> Path:
+    text = (workspace / "train.py").read_text()
+    assert old in text
+    path = tmp_path / "train.py"
+    path.write_text(text.replace(old, new, 1))
+    return path
+
+
+def test_init_writes_the_mlx_template(mlx_workspace):
+    text = (mlx_workspace / "train.py").read_text()
+    assert "import mlx.core as mx" in text and "import torch" not in text
+    assert re.search(r"^DEPTH = 2\b", text, re.M) and re.search(r"^MODEL_DIM = 64\b", text, re.M)
+    assert json.loads((mlx_workspace / ".arp.json").read_text())["backend"] == "mlx"
+
+
+def test_train_on_mlx_prints_the_summary_and_records_the_ledger(mlx_workspace):
+    r = arp("train", "--budget", "15", "--backend", "mlx", cwd=mlx_workspace)
+    assert r.returncode == 0, (r.stdout[-2000:], r.stderr[-2000:])
+    vals = re.findall(r"^val_bpb:\s+([0-9.]+)$", r.stdout, re.M)
+    assert len(vals) == 1
+    assert 0 < float(vals[0]) < 12
+    assert re.search(r"^backend:\s+mlx\b", r.stdout, re.M)
+    assert int(re.search(r"^num_steps:\s+(\d+)", r.stdout, re.M).group(1)) >= 1
+    assert float(re.search(r"^peak_vram_mb:\s+(\S+)", r.stdout, re.M).group(1)) > 0
+    assert float(re.search(r"^train_flops:\s+(\S+)", r.stdout, re.M).group(1)) > 0
+    rec = ledger(mlx_workspace)[-1]
+    assert rec["status"] == "ok"
+    assert rec["plan"]["backend"] == "mlx" and rec["plan"]["device"] == "cpu"
+    assert rec["metrics"]["causality"]["causal"] is True
+    assert rec["metrics"]["val_bpb"] == pytest.approx(float(vals[0]), abs=1e-5)
+
+
+def test_mlx_model_that_sees_the_future_is_invalid(mlx_workspace, tmp_path):
+    path = variant(mlx_workspace, tmp_path, "y = K.attention(q, k, v, window)",
+                   "y = mx.fast.scaled_dot_product_attention(q, k, v, scale=q.shape[-1] ** -0.5)  # no mask")
+    r = arp("train", str(path), "--budget", "2", "--backend", "mlx")
+    assert r.returncode != 0
+    assert re.search(r"^status:\s+invalid", r.stdout, re.M)
+    assert ledger(tmp_path)[-1]["status"] == "invalid"
+
+
+def test_mlx_nan_loss_fails_fast(mlx_workspace, tmp_path):
+    path = variant(mlx_workspace, tmp_path, "train_loss = loss.item()", "train_loss = loss.item() * float('nan')")
+    r = arp("train", str(path), "--budget", "30", "--backend", "mlx")
+    assert r.returncode == 1
+    rec = ledger(tmp_path)[-1]
+    assert rec["status"] == "diverged" and "nan" in rec["reason"].lower()
+    assert rec["metrics"]["total_seconds"] < 30
