@@ -60,7 +60,8 @@ class MLXBackend(Backend):
         self.device = mx.gpu if plan.device == "gpu" else mx.cpu
         mx.set_default_device(self.device)
         self.dtype = DTYPES[plan.dtype]
-        self._masks: dict[tuple[int, int], mx.array] = {}
+        self._masks: dict[tuple[int, int | None], mx.array] = {}
+        self._causal_string = True  # mx.fast sdpa's built-in causal mask (mlx >= 0.24 or so)
         # While the harness counts FLOPs it sets this list; attention calls append their
         # (batch*heads, head_dim, pairs), as on the torch backends.
         self.attention_log: list[tuple[int, int, int]] | None = None
@@ -70,13 +71,17 @@ class MLXBackend(Backend):
         B, H, T, D = q.shape
         if self.attention_log is not None:
             self.attention_log.append((B * H, D, attended_pairs(T, window)))
-        if window is None or window >= T - 1:
-            mask: Any = "causal"
-        else:
-            mask = self._masks.get((T, window))
-            if mask is None:
-                mask = self._masks[(T, window)] = window_mask(T, window)
-                mx.eval(mask)
+        if window is not None and window >= T - 1:
+            window = None  # the window covers the whole sequence: plain causal
+        if window is None and self._causal_string:
+            try:
+                return mx.fast.scaled_dot_product_attention(q, k, v, scale=D**-0.5, mask="causal")
+            except (TypeError, ValueError):  # an mlx without mask="causal": use a boolean mask
+                self._causal_string = False
+        mask = self._masks.get((T, window))
+        if mask is None:
+            mask = self._masks[(T, window)] = window_mask(T, window)
+            mx.eval(mask)
         return mx.fast.scaled_dot_product_attention(q, k, v, scale=D**-0.5, mask=mask)
 
     def rms_norm(self, x):
