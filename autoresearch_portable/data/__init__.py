@@ -1,0 +1,14 @@
+"""Data layer: the bundled corpus, downloads, local text, the tokenizer, token shards, the loader.
+
+    from autoresearch_portable.data import prepare, load, DATASETS, DataError
+    info = prepare("bundled")          # builds once into the user cache; later calls are no-ops
+    ds = load("bundled")
+    batch = next(ds.train_batches(batch_size=8, seed=0))   # int32 (8, ds.seq_len + 1)
+    val = ds.val_rows(16)                                   # prefix of the fixed validation stream
+"""
+
+from autoresearch_portable.data.common import DATASETS, DataError
+from autoresearch_portable.data.loader import Dataset, TrainBatches, load
+from autoresearch_portable.data.build import prepare
+
+__all__ = ["DATASETS", "DataError", "Dataset", "TrainBatches", "load", "prepare"]

@@ -1,0 +1,260 @@
+"""A prepared dataset and its two streams of packed rows.
+
+Packing (train and validation alike): every row holds `seq_len + 1` tokens and starts with a
+document's BOS. A buffer of documents is kept; the rest of a row is filled with the largest
+buffered document that still fits whole, and when none fits, the shortest buffered document is
+cropped to fill the row exactly (its tail is dropped). No padding, every token is real. The
+buffer is refilled from the document order: for training, a permutation of the documents drawn
+from (seed, epoch), a fresh one each epoch; for validation, the stored order, so the validation
+rows are one fixed sequence and any prefix of it is stable (`val_rows(k) == val_rows(n)[:k]`).
+
+Per document the packer does a bisect in a sorted list and one numpy slice copy; there is no
+per-token Python work.
+"""
+
+from __future__ import annotations
+
+import bisect
+import json
+from functools import cached_property
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+from autoresearch_portable import paths
+from autoresearch_portable.data.common import DataError, prepare_hint, resolve
+from autoresearch_portable.data.store import META, TOKENIZER_FILE, check, read_meta
+
+BUFFER_DOCS = 1000
+_SHIFT = 32
+_SEQ_MASK = (1 << _SHIFT) - 1
+
+
+class _Packer:
+    """Best-fit packer over a document source. `docs` yields document ids; the length and token
+    slice of each come from the dataset arrays. `fill(row)` fills one row in place (row=None:
+    lengths only) and returns False if the source ran dry before the row was complete."""
+
+    __slots__ = ("_next_doc", "_len", "_start", "_shard", "_tokens", "_keys", "_ids", "_seq", "cap")
+
+    def __init__(self, next_doc, lengths, starts, shard_of, token_arrays, cap: int, buffer: int):
+        self._next_doc = next_doc
+        self._len = lengths
+        self._start = starts
+        self._shard = shard_of
+        self._tokens = token_arrays
+        self.cap = cap
+        self._keys: list[int] = []  # sorted: (length << 32) | seq
+        self._ids: dict[int, int] = {}  # seq -> doc id
+        self._seq = 0
+        for _ in range(buffer):
+            if not self._push():
+                break
+
+    def _push(self) -> bool:
+        d = self._next_doc()
+        if d is None:
+            return False
+        s = self._seq = (self._seq + 1) & _SEQ_MASK
+        bisect.insort(self._keys, (int(self._len[d]) << _SHIFT) | s)
+        self._ids[s] = d
+        return True
+
+    def fill(self, row: np.ndarray | None) -> bool:
+        keys, cap = self._keys, self.cap
+        pos = 0
+        while pos < cap:
+            if not keys:
+                return False
+            remaining = cap - pos
+            i = bisect.bisect_right(keys, (remaining << _SHIFT) | _SEQ_MASK) - 1
+            if i < 0:
+                i = 0  # nothing fits whole: crop the shortest
+            key = keys.pop(i)
+            d = self._ids.pop(key & _SEQ_MASK)
+            n = min(key >> _SHIFT, remaining)
+            if row is not None:
+                st = int(self._start[d])
+                row[pos : pos + n] = self._tokens[self._shard[d]][st : st + n]
+            pos += n
+            self._push()
+        return True
+
+
+def count_rows(lengths: np.ndarray, seq_len: int, buffer: int = BUFFER_DOCS) -> int:
+    """How many full rows the validation packing makes from documents of these lengths."""
+    it = iter(range(len(lengths)))
+    p = _Packer(lambda: next(it, None), lengths, None, None, None, seq_len + 1, buffer)
+    n = 0
+    while p.fill(None):
+        n += 1
+    return n
+
+
+class TrainBatches(Iterator[np.ndarray]):
+    """Infinite iterator of int32 arrays (batch_size, seq_len + 1). `epoch` counts completed
+    passes over the training documents (0 during the first pass); `tokens_served` counts the
+    tokens in the rows yielded so far."""
+
+    def __init__(self, ds: "Dataset", batch_size: int, seed: int = 0, buffer: int = BUFFER_DOCS):
+        if batch_size < 1:
+            raise ValueError("batch_size must be >= 1")
+        self.batch_size = int(batch_size)
+        self.seed = int(seed)
+        self.epoch = 0
+        self.tokens_served = 0
+        self.docs_drawn = 0
+        lengths, starts, shard_of, arrays = ds._split_arrays("train")
+        self._n_docs = len(lengths)
+        if self._n_docs == 0:
+            raise DataError(f"dataset '{ds.name}' has no training documents")
+        self._order = self._permutation(0)
+        self._k = 0
+        self._cap = ds.seq_len + 1
+        self._packer = _Packer(self._next_doc, lengths, starts, shard_of, arrays, self._cap, buffer)
+
+    def _permutation(self, epoch: int) -> np.ndarray:
+        return np.random.default_rng([self.seed, epoch]).permutation(self._n_docs)
+
+    def _next_doc(self) -> int:
+        if self._k >= self._n_docs:
+            self.epoch += 1
+            self._order = self._permutation(self.epoch)
+            self._k = 0
+        d = int(self._order[self._k])
+        self._k += 1
+        self.docs_drawn += 1
+        return d
+
+    def __iter__(self) -> "TrainBatches":
+        return self
+
+    def __next__(self) -> np.ndarray:
+        out = np.empty((self.batch_size, self._cap), dtype=np.int32)
+        for r in range(self.batch_size):
+            self._packer.fill(out[r])
+        self.tokens_served += out.size
+        return out
+
+
+class Dataset:
+    """A prepared dataset. Use `load(name)`."""
+
+    def __init__(self, name: str, ddir: Path, meta: dict):
+        self.name = name
+        self.dir = ddir
+        self.meta = meta
+        self.seq_len = int(meta["seq_len"])
+        self.vocab_size = int(meta["vocab_size"])
+        self.bos_id = int(meta["bos_id"])
+        self.floor_bpb = meta.get("floor_bpb")
+        self.val_bytes_per_token = float(meta["splits"]["val"]["bytes_per_token"])
+        self._arrays: dict[str, tuple] = {}
+        self._val_rows: np.ndarray | None = None
+        self._val_packer: _Packer | None = None
+
+    def __repr__(self) -> str:
+        s = self.meta["splits"]
+        return (
+            f"Dataset({self.name!r}, vocab_size={self.vocab_size}, seq_len={self.seq_len}, "
+            f"train_tokens={s['train']['n_tokens']}, val_tokens={s['val']['n_tokens']})"
+        )
+
+    @cached_property
+    def tokenizer(self):
+        from autoresearch_portable.data.tokenizer import Tokenizer
+
+        return Tokenizer.load(self.dir / TOKENIZER_FILE, name=f"arp-{self.name}")
+
+    @cached_property
+    def token_bytes(self) -> np.ndarray:
+        tb = self.tokenizer.token_bytes()
+        if len(tb) != self.vocab_size:
+            raise DataError(f"dataset '{self.name}' tokenizer does not match its metadata; rerun prepare")
+        return tb
+
+    def _split_arrays(self, split: str):
+        if split not in self._arrays:
+            lengths, starts, shard_of, arrays = [], [], [], []
+            for i, sh in enumerate(self.meta["splits"][split]["shards"]):
+                arrays.append(np.load(self.dir / sh["tokens"], mmap_mode="r", allow_pickle=False))
+                off = np.load(self.dir / sh["docs"], allow_pickle=False)
+                lengths.append(np.diff(off))
+                starts.append(off[:-1])
+                shard_of.append(np.full(len(off) - 1, i, dtype=np.int32))
+            cat = lambda xs, dt: np.concatenate(xs) if xs else np.zeros(0, dtype=dt)  # noqa: E731
+            self._arrays[split] = (
+                cat(lengths, np.int64), cat(starts, np.int64), cat(shard_of, np.int32), arrays,
+            )
+        return self._arrays[split]
+
+    def train_batches(self, batch_size: int, seed: int = 0) -> TrainBatches:
+        return TrainBatches(self, batch_size, seed)
+
+    # -- validation ------------------------------------------------------------------------
+    def _new_val_packer(self) -> _Packer:
+        lengths, starts, shard_of, arrays = self._split_arrays("val")
+        it = iter(range(len(lengths)))
+        return _Packer(lambda: next(it, None), lengths, starts, shard_of, arrays, self.seq_len + 1, BUFFER_DOCS)
+
+    @cached_property
+    def max_val_rows(self) -> int:
+        return count_rows(self._split_arrays("val")[0], self.seq_len)
+
+    def val_rows(self, n_rows: int) -> np.ndarray:
+        """The first n_rows rows (int32, (n_rows, seq_len + 1)) of the fixed validation stream."""
+        n_rows = int(n_rows)
+        if n_rows < 0:
+            raise ValueError("n_rows must be >= 0")
+        if n_rows > self.max_val_rows:
+            raise DataError(
+                f"dataset '{self.name}' has {self.max_val_rows} validation rows of {self.seq_len + 1} "
+                f"tokens; {n_rows} were asked for"
+            )
+        have = 0 if self._val_rows is None else len(self._val_rows)
+        if n_rows > have:
+            if self._val_packer is None:
+                self._val_packer = self._new_val_packer()
+            want = min(self.max_val_rows, max(n_rows, 2 * have))
+            more = np.empty((want - have, self.seq_len + 1), dtype=np.int32)
+            for r in range(len(more)):
+                self._val_packer.fill(more[r])
+            self._val_rows = more if self._val_rows is None else np.concatenate([self._val_rows, more])
+        return self._val_rows[:n_rows].copy()
+
+    def verify(self) -> None:
+        """Full integrity check (re-hashes every file); raises DataError on a problem."""
+        reason = check(self.dir, read_meta(self.dir), _versions(self.meta), full=True)
+        if reason:
+            raise DataError(f"dataset '{self.name}' is damaged ({reason}); run {prepare_hint(self.name)}")
+
+
+def _versions(meta: dict) -> dict:
+    from autoresearch_portable.data.build import expected_versions
+
+    return expected_versions(meta.get("kind", ""))
+
+
+def load(dataset: str = "bundled") -> Dataset:
+    """Open a prepared dataset (a name, or the path a local dataset was prepared from)."""
+    name, kind, source = resolve(dataset)
+    ddir = paths.data_dir(name)
+    meta = read_meta(ddir)
+    hint = prepare_hint(dataset)
+    if meta is None:
+        if (ddir / META).exists():
+            raise DataError(f"dataset '{dataset}' is not prepared (unreadable metadata); run {hint}")
+        raise DataError(f"dataset '{dataset}' is not prepared; run {hint}")
+    from autoresearch_portable.data.build import expected_versions, source_changed
+
+    reason = check(ddir, meta, expected_versions(kind))
+    if reason is None and kind == "local":
+        reason = source_changed(meta)
+    if reason:
+        raise DataError(f"dataset '{dataset}' is not prepared (stale cache: {reason}); run {hint}")
+    return Dataset(name, ddir, meta)
+
+
+def describe(meta: dict) -> str:
+    return json.dumps({k: meta[k] for k in ("dataset", "vocab_size", "seq_len", "floor_bpb") if k in meta})

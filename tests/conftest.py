@@ -1,0 +1,39 @@
+"""Shared fixtures. Keep this file small: one fresh cache folder per test session, and a small
+bundled dataset that any test may use."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import pytest
+
+SMALL_TRAIN_BYTES = 2_000_000
+SMALL_VAL_BYTES = 200_000
+
+
+@pytest.fixture(scope="session", autouse=True)
+def arp_cache_dir():
+    """Point ARP_CACHE_DIR at a fresh temporary folder for the whole session."""
+    old = os.environ.get("ARP_CACHE_DIR")
+    path = Path(tempfile.mkdtemp(prefix="arp-test-cache-"))
+    os.environ["ARP_CACHE_DIR"] = str(path)
+    try:
+        yield path
+    finally:
+        if old is None:
+            os.environ.pop("ARP_CACHE_DIR", None)
+        else:
+            os.environ["ARP_CACHE_DIR"] = old
+        shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def small_bundled(arp_cache_dir):
+    """A ~2 MB bundled corpus (vocab 4096, seq_len 1024, ~50 validation rows), loaded."""
+    from autoresearch_portable.data import load, prepare
+
+    prepare("bundled", train_bytes=SMALL_TRAIN_BYTES, val_bytes=SMALL_VAL_BYTES, log=lambda m: None)
+    return load("bundled")
