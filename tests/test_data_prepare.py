@@ -196,3 +196,20 @@ def test_parallel_generation_matches_serial(cache, logs, monkeypatch):
     assert np.array_equal(a, b)
     assert serial["splits"]["train"]["text_bytes"] == par["splits"]["train"]["text_bytes"]
     assert any("processes" in line for line in logs)
+
+
+def test_concurrent_prepares_build_once(cache):
+    """Two processes preparing the same dataset: one builds, the other waits and finds it done."""
+    import subprocess
+    import sys
+
+    code = (
+        "from autoresearch_portable.data import prepare; "
+        "print(prepare('bundled', train_bytes=100_000, val_bytes=20_000, log=lambda m: None)['already_prepared'])"
+    )
+    env = {**os.environ, "ARP_CACHE_DIR": str(cache)}
+    procs = [subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE, text=True) for _ in range(2)]
+    outs = sorted(p.communicate(timeout=120)[0].strip() for p in procs)
+    assert [p.returncode for p in procs] == [0, 0]
+    assert outs == ["False", "True"]
+    load("bundled")

@@ -9,6 +9,7 @@ damaged is rebuilt, with a log line saying why.
 from __future__ import annotations
 
 import time
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
@@ -74,7 +75,8 @@ def prepare(
     log: Callable[[str], None] = stderr_log,
     **size_overrides,
 ) -> dict:
-    """Prepare a dataset; returns its metadata plus "already_prepared" (bool) and "dir" (str)."""
+    """Prepare a dataset; returns its metadata plus "already_prepared" (bool) and "dir"/"path"
+    (the dataset folder, str)."""
     name, kind, source = resolve(dataset)
     ddir = paths.data_dir(name)
     old = read_meta(ddir)
@@ -89,6 +91,34 @@ def prepare(
         raise DataError("--num-shards applies to climbmix only")
 
     config, builder = _plan(name, kind, source, num_shards, size_overrides)
+    with _lock(ddir, log):
+        return _prepare_locked(name, kind, ddir, config, builder, force, log)
+
+
+@contextmanager
+def _lock(ddir: Path, log):
+    """An exclusive lock on the dataset folder (POSIX), so two processes never build it at once;
+    the second one waits, then finds the dataset prepared."""
+    ddir.mkdir(parents=True, exist_ok=True)
+    try:
+        import fcntl
+    except ImportError:  # Windows: no lock
+        yield
+        return
+    with open(ddir / ".lock", "a") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            log(f"{ddir.name}: another process is preparing this dataset; waiting for it")
+            fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def _prepare_locked(name, kind, ddir: Path, config: dict, builder, force: bool, log) -> dict:
+    old = read_meta(ddir)
     reason = "forced" if force else check(ddir, old, expected_versions(kind))
     if reason is None and kind == "local":
         reason = source_changed(old)
@@ -112,7 +142,7 @@ def prepare(
 def _result(meta: dict, ddir: Path, already: bool) -> dict:
     out = dict(meta)
     out["already_prepared"] = already
-    out["dir"] = str(ddir)
+    out["dir"] = out["path"] = str(ddir)
     return out
 
 

@@ -88,7 +88,10 @@ def _is_unreachable(err: BaseException) -> bool:
     )
 
 
-def _fetch(url: str, part: Path, timeout: float) -> str | None:
+PROGRESS_SECONDS = 15.0
+
+
+def _fetch(url: str, part: Path, timeout: float, log: Callable[[str], None] = lambda m: None) -> str | None:
     """One HTTP request appending to (or restarting) `part`. Returns the server's sha256 if any.
     Raises urllib errors, _Retry (incomplete body) or CorruptFile."""
     have = part.stat().st_size if part.exists() else 0
@@ -117,12 +120,17 @@ def _fetch(url: str, part: Path, timeout: float) -> str | None:
                 total = int(ls)
         expected = _expected_sha(redirects.headers + [resp.headers])
         with open(part, mode) as f:
+            last = time.monotonic()
             try:
                 while True:
                     buf = resp.read(CHUNK)
                     if not buf:
                         break
                     f.write(buf)
+                    if time.monotonic() - last >= PROGRESS_SECONDS:
+                        last = time.monotonic()
+                        of = f" of {total / 1e6:.1f}" if total else ""
+                        log(f"  {part.name[:-5]}: {f.tell() / 1e6:.1f}{of} MB")
             except (http.client.IncompleteRead, ConnectionError, socket.timeout, TimeoutError) as e:
                 f.flush()
                 raise _Retry(f"connection dropped after {f.tell()} bytes ({type(e).__name__})") from e
@@ -157,13 +165,15 @@ def download_file(
     while attempt < retries:
         attempt += 1
         try:
-            expected = _fetch(url, part, timeout)
+            expected = _fetch(url, part, timeout, log)
             sha = sha256_file(part)
             if expected and sha != expected:
                 raise CorruptFile(f"sha256 {sha[:12]}... does not match the server's {expected[:12]}...")
             if validate is not None:
                 validate(part)
             size = part.stat().st_size
+            with open(part, "rb+") as f:
+                os.fsync(f.fileno())
             os.replace(part, dest)
             return {"url": url, "size": size, "sha256": sha}
         except CorruptFile as e:

@@ -15,7 +15,6 @@ per-token Python work.
 from __future__ import annotations
 
 import bisect
-import json
 from functools import cached_property
 from pathlib import Path
 from typing import Iterator
@@ -254,7 +253,3 @@ def load(dataset: str = "bundled") -> Dataset:
     if reason:
         raise DataError(f"dataset '{dataset}' is not prepared (stale cache: {reason}); run {hint}")
     return Dataset(name, ddir, meta)
-
-
-def describe(meta: dict) -> str:
-    return json.dumps({k: meta[k] for k in ("dataset", "vocab_size", "seq_len", "floor_bpb") if k in meta})
