@@ -10,6 +10,7 @@ dataset + harness version; a profile from another harness or dataset version is 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import statistics
@@ -48,6 +49,9 @@ def dataset_identity(ds) -> dict:
     for k in ("seq_len", "vocab_size"):
         if isinstance(getattr(ds, k, None), int):
             versions[k] = getattr(ds, k)
+    if isinstance(meta.get("config"), dict):  # what was built (corpus sizes, seeds, sources)
+        blob = json.dumps(meta["config"], sort_keys=True, default=str).encode()
+        versions["config_sha256"] = hashlib.sha256(blob).hexdigest()[:16]
     return dict(name=ds.name, versions=versions, floor_bpb=getattr(ds, "floor_bpb", None))
 
 
