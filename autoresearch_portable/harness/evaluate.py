@@ -63,7 +63,10 @@ def causality_probe(backend, model, row: np.ndarray, vocab_size: int, seed: int 
     before, after = logits[0, :cut], logits[1, :cut]
     diff = float(np.abs(before - after).max())
     scale = float(np.abs(before).max()) + 1.0
-    # reduced precision differs between batch rows a little; a leak moves logits by far more
-    tol = 2e-2 * scale if backend.plan.dtype != "float32" else 1e-3 * scale
+    # Both sequences go through the model in one batch, so a causal model computes their shared
+    # prefix identically (in practice bit for bit); the tolerance only absorbs kernels that are
+    # not batch-invariant. It is tight on purpose: a briefly trained model that peeks at the
+    # future moves earlier logits by little, since its attention outputs start at zero.
+    tol = (1e-3 if backend.plan.dtype != "float32" else 1e-5) * scale
     later = float(np.abs(logits[0, cut:] - logits[1, cut:]).max())
     return dict(causal=diff <= tol, max_earlier_change=diff, tolerance=tol, later_change=later, position=cut)
