@@ -69,7 +69,7 @@ def _log(msg: str) -> None:
 @app.command()
 def prepare(
     dataset: str = typer.Option("bundled", "--dataset", help="bundled | climbmix | tinystories | a .txt/.jsonl/.parquet file or folder"),
-    num_shards: Optional[int] = typer.Option(None, "--num-shards", help="training shards to download (climbmix, tinystories)"),
+    num_shards: Optional[int] = typer.Option(None, "--num-shards", help="training shards to download (climbmix)"),
     force: bool = typer.Option(False, "--force", help="rebuild even if the dataset is already prepared"),
 ) -> None:
     """Data and tokenizer into the user cache. Default: the bundled corpus, offline, in seconds."""
