@@ -111,8 +111,19 @@ def to_bundle(profile: dict, *, bench_name: str | None = None, command: str | No
         out["benchmark"] = bench_name
     if command:
         out["measured_with"] = command
-    out.setdefault("name", f"{out.get('device_name', 'device')} / {out.get('backend')}")
+    out.setdefault("name", reference_name(out))
     return out
+
+
+def reference_name(p: dict) -> str:
+    """e.g. "AMD EPYC (2 cores), torch cpu bfloat16, T=300s"."""
+    dev = p.get("device") or {}
+    cores = dev.get("usable_cores") or dev.get("logical_cores")
+    backend = p.get("backend")
+    kind = "mlx" if backend == "mlx" else f"torch {backend}"
+    where = f" ({cores} cores)" if cores and backend in ("cpu", "mlx") and not (dev.get("gpus")) else ""
+    dtype = (p.get("plan") or {}).get("dtype", "")
+    return f"{p.get('device_name', 'device')}{where}, {kind} {dtype}, T={p.get('budget_seconds', 0):g}s".replace("  ", " ")
 
 
 def bundle_filename(profile: dict) -> str:

@@ -179,7 +179,7 @@ def build_profile(points: list[dict], *, budget: float, base: dict) -> dict:
 
 def _ticker(log, label: str, expected: float, stop: threading.Event) -> None:
     t0 = time.time()
-    while not stop.wait(min(30.0, max(5.0, expected / 6))):
+    while not stop.wait(min(30.0, max(10.0, expected / 4))):
         log(f"  ... {label}: {time.time() - t0:.0f}s elapsed (budget {expected:g}s + start-up and eval)")
 
 

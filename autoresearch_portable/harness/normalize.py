@@ -162,6 +162,8 @@ def format_multiplier(r: dict) -> str:
     if g is not None and band is not None:
         verdict = "significant" if r.get("significant") else "not significant"
         text += f" (doublings {g:+.3f} ± {band:.3f} at {r.get('band_sigmas', BAND_SIGMAS):g}σ: {verdict})"
+    if r.get("extrapolated"):
+        text += " [extrapolated: this budget is far from the calibration's]"
     return text
 
 
