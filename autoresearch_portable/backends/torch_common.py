@@ -150,7 +150,7 @@ class TorchBackend(Backend):
         self.synchronize()
         reps, elapsed = 0, 0.0
         t0 = time.perf_counter()
-        while elapsed < 0.3 or reps < 3:
+        while elapsed < 0.15 or reps < 3:
             a @ b
             reps += 1
             self.synchronize()

@@ -22,17 +22,26 @@ def device_key(probe: dict, plan: dict) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", raw).strip("_")[:120]
 
 
-def peak_flops(backend, probe: dict, plan: dict, measure_size: int | None = None) -> tuple[float, str]:
+def peak_flops(backend, probe: dict, plan: dict, measure_size: int | None = None,
+               at_least: float = 0.0) -> tuple[float, str]:
+    """The plan's datasheet peak, else the cached measurement, else a new one. `at_least` is a
+    rate this device was just seen to sustain: a cached peak below it was measured while the
+    machine was busy, so it is measured again (and the larger value kept)."""
     if plan.get("peak_flops"):
         return float(plan["peak_flops"]), plan.get("peak_flops_source", "datasheet")
     path = paths.probes_dir() / f"matmul-{device_key(probe, plan)}.json"
+    cached = None
     try:
         cached = json.loads(path.read_text())
-        return float(cached["flops"]), cached["source"]
+        if float(cached["flops"]) >= at_least:
+            return float(cached["flops"]), cached["source"]
     except (OSError, ValueError, KeyError):
         pass
     n = measure_size or (1024 if plan["device"] == "cpu" else 4096)
-    flops = backend.matmul_flops(n, plan["dtype"])
+    # best of a few short trials: a busy machine slows some of them, never speeds one up
+    flops = max(backend.matmul_flops(n, plan["dtype"]) for _ in range(3))
+    if cached:
+        flops = max(flops, float(cached.get("flops", 0)))
     source = f"measured: {n}x{n} {plan['dtype']} matmul on this device"
     atomic_write_json(path, {"flops": flops, "source": source, "n": n})
     return flops, source

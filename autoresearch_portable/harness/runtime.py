@@ -167,7 +167,8 @@ class Runtime:
         from autoresearch_portable.harness.peak import peak_flops
 
         c = self.clock
-        peak, peak_source = peak_flops(self.backend, self.config["probe"], self.config["plan"])
+        peak, peak_source = peak_flops(self.backend, self.config["probe"], self.config["plan"],
+                                       at_least=c.flops_per_second)
         mfu = 100 * c.flops_per_second / peak if peak else None
         return dict(
             harness_version=HARNESS_VERSION,
