@@ -106,13 +106,17 @@ class Attention(nn.Module):
         if has_value_embedding(layer, n_layer):
             self.ve_gate = Linear(self.ve_gate_channels, self.n_head)
 
+    def heads(self, t):
+        # (B, T, C) -> (B, H, T, D)
+        B, T, _ = t.shape
+        return t.reshape(B, T, self.n_head, self.head_dim).transpose(0, 2, 1, 3)
+
     def __call__(self, x, ve, window):
         B, T, C = x.shape
-        heads = lambda t: t.reshape(B, T, self.n_head, self.head_dim).transpose(0, 2, 1, 3)  # noqa: E731
-        q, k, v = heads(self.c_q(x)), heads(self.c_k(x)), heads(self.c_v(x))
+        q, k, v = self.heads(self.c_q(x)), self.heads(self.c_k(x)), self.heads(self.c_v(x))
         if ve is not None:
             gate = 2 * mx.sigmoid(self.ve_gate(x[..., : self.ve_gate_channels]))  # (B, T, H), 1 at init
-            v = v + gate.transpose(0, 2, 1)[..., None] * heads(ve)
+            v = v + gate.transpose(0, 2, 1)[..., None] * self.heads(ve)
         q, k = norm(rotary(q)), norm(rotary(k))  # QK-norm keeps logits tame
         y = K.attention(q, k, v, window)  # causal; window w = itself + w keys before
         return self.c_proj(y.transpose(0, 2, 1, 3).reshape(B, T, C))
@@ -158,7 +162,10 @@ class GPT(nn.Module):
 
     def init_weights(self):
         bound = (3 / self.dim) ** 0.5  # uniform with std 1/sqrt(dim)
-        uniform = lambda w: mx.random.uniform(-bound, bound, w.shape)  # noqa: E731
+
+        def uniform(w):
+            return mx.random.uniform(-bound, bound, w.shape)
+
         for block in self.blocks:
             for lin in (block.attn.c_q, block.attn.c_k, block.attn.c_v, block.mlp.c_fc):
                 lin.weight = uniform(lin.weight)
@@ -289,13 +296,12 @@ def build_optimizers(model):
     matrices = {n: p for n, p in params.items() if n.startswith("blocks.") and p.ndim == 2}
     # AdamW learning rates were tuned at width 768; scale them like 1/sqrt(width)
     scale = (model.dim / 768) ** -0.5
-    pick = lambda names: {n: params[n] for n in names}  # noqa: E731
-    embeddings = ["wte.weight"] + [n for n in params if n.startswith("value_embeds.")]
+    embeddings = {n: p for n, p in params.items() if n == "wte.weight" or n.startswith("value_embeds.")}
     adam = AdamW(
         [
-            (pick(embeddings), EMBEDDING_LR * scale),
-            (pick(["lm_head.weight"]), UNEMBEDDING_LR * scale),
-            (pick(["resid_lambdas", "x0_lambdas"]), SCALAR_LR),
+            (embeddings, EMBEDDING_LR * scale),
+            ({"lm_head.weight": params["lm_head.weight"]}, UNEMBEDDING_LR * scale),
+            ({n: params[n] for n in ("resid_lambdas", "x0_lambdas")}, SCALAR_LR),
         ],
         betas=ADAM_BETAS, eps=1e-10,
     )
