@@ -1,10 +1,12 @@
-"""Time training steps of the MLX template with synthetic tokens: mx.compile on and off.
+"""Time training steps of the MLX template with synthetic tokens: mx.compile off and on.
 
     python -m autoresearch_portable.backends.mlx.bench --depth 2 --dim 128 --batch 4 --seq 256
 
-Each configuration loads the template's definitions (backends.mlx.templates), builds the model
-and optimizers, runs warm-up steps (compilation happens there) and then times full optimizer
-steps (forward, backward, Muon + AdamW) with mx.eval at the end of each."""
+Both configurations load the template's definitions (backends.mlx.templates), build the model and
+optimizers and run warm-up steps (compilation happens there; on mlx's CPU device a cold compile
+JIT-builds C++ kernels, cached under $TMPDIR/mlx). Then full optimizer steps (forward, backward,
+Muon + AdamW, mx.eval at the end) are timed alternately, one step of each configuration in turn,
+so background load on the machine hits both alike. Prints one JSON line per configuration."""
 
 from __future__ import annotations
 
@@ -23,37 +25,34 @@ from autoresearch_portable.detect.plan import Plan
 TEMPLATE = Path(__file__).resolve().parents[3] / "train_template_mlx.py"
 
 
-def time_steps(compile_: bool, device: str, dtype: str, depth: int, dim: int, head_dim: int, batch: int,
-               seq: int, vocab: int, steps: int, warmup: int, template: Path = TEMPLATE) -> dict:
-    plan = Plan(backend="mlx", device=device, dtype=dtype, dtype_mode="explicit" if dtype != "float32" else "none",
-                grad_scaler=False, attention="mlx_fast", compile=compile_, pin_memory=False, peak_flops=None,
-                peak_flops_source="bench")
-    K = MLXBackend(plan)
-    ns = load_template(template, K, seq, vocab, dict(DEPTH=depth, MODEL_DIM=dim, HEAD_DIM=head_dim))
-    model = ns["GPT"](vocab, seq, depth, dim, head_dim)
-    model.init_weights()
-    mx.eval(model.parameters())
-    opts = ns["build_optimizers"](model)
-    grad_step, update_step = ns["make_steps"](model, opts)
-    rng = np.random.default_rng(0)
-    batches = [K.to_device(rng.integers(0, vocab, size=(batch, seq + 1))) for _ in range(4)]
-    lrm = mx.array(1.0)
-    times = []
-    t_first = None
-    for i in range(warmup + steps):
-        x, y = batches[i % len(batches)]
+class Trainer:
+    def __init__(self, compile_: bool, device: str, dtype: str, depth: int, dim: int, head_dim: int, batch: int,
+                 seq: int, vocab: int, template: Path = TEMPLATE):
+        plan = Plan(backend="mlx", device=device, dtype=dtype, dtype_mode="explicit" if dtype != "float32" else "none",
+                    grad_scaler=False, attention="mlx_fast", compile=compile_, pin_memory=False, peak_flops=None,
+                    peak_flops_source="bench")
+        self.K = MLXBackend(plan)
+        ns = load_template(template, self.K, seq, vocab, dict(DEPTH=depth, MODEL_DIM=dim, HEAD_DIM=head_dim))
+        self.model = ns["GPT"](vocab, seq, depth, dim, head_dim)
+        self.model.init_weights()
+        mx.eval(self.model.parameters())
+        self.opts = ns["build_optimizers"](self.model)
+        self.grad_step, self.update_step = ns["make_steps"](self.model, self.opts)
+        rng = np.random.default_rng(0)
+        self.batches = [self.K.to_device(rng.integers(0, vocab, size=(batch, seq + 1))) for _ in range(4)]
+        self.tokens = batch * seq
+        self.n = 0
+        self.info = dict(compile=compile_, dtype=dtype, device=device)
+
+    def step(self) -> float:
+        x, y = self.batches[self.n % len(self.batches)]
+        self.n += 1
         t0 = time.perf_counter()
-        loss, grads = grad_step(x, y)
-        update_step(grads, lrm)
-        mx.eval(loss, model.parameters(), [o.state for o in opts])
-        dt = time.perf_counter() - t0
-        if i == 0:
-            t_first = dt
-        if i >= warmup:
-            times.append(dt)
-    med = float(np.median(times))
-    return dict(compile=compile_, dtype=dtype, first_step_s=t_first, median_step_s=med,
-                tokens_per_s=batch * seq / med, final_loss=loss.item())
+        loss, grads = self.grad_step(x, y)
+        self.update_step(grads, mx.array(1.0))
+        mx.eval(loss, self.model.parameters(), [o.state for o in self.opts])
+        self.loss = loss.item()
+        return time.perf_counter() - t0
 
 
 def main(argv=None) -> None:
@@ -67,11 +66,18 @@ def main(argv=None) -> None:
     ap.add_argument("--seq", type=int, default=256)
     ap.add_argument("--vocab", type=int, default=4096)
     ap.add_argument("--steps", type=int, default=10)
-    ap.add_argument("--warmup", type=int, default=3)
+    ap.add_argument("--warmup", type=int, default=2)
     a = ap.parse_args(argv)
-    for compile_ in (False, True):
-        r = time_steps(compile_, a.device, a.dtype, a.depth, a.dim, a.head_dim, a.batch, a.seq, a.vocab, a.steps, a.warmup)
-        print(json.dumps(r), flush=True)
+    trainers = [Trainer(c, a.device, a.dtype, a.depth, a.dim, a.head_dim, a.batch, a.seq, a.vocab) for c in (False, True)]
+    first = [[t.step() for _ in range(a.warmup)][0] for t in trainers]
+    times: list[list[float]] = [[], []]
+    for _ in range(a.steps):
+        for i, t in enumerate(trainers):
+            times[i].append(t.step())
+    for t, f, ts in zip(trainers, first, times):
+        med = float(np.median(ts))
+        print(json.dumps(dict(**t.info, first_step_s=round(f, 3), median_step_s=round(med, 4),
+                              tokens_per_s=round(t.tokens / med, 1), final_loss=round(t.loss, 4))), flush=True)
 
 
 if __name__ == "__main__":
