@@ -42,7 +42,8 @@ class Backend:
         raise NotImplementedError
 
     def compile(self, fn: Callable) -> Callable:
-        """Compile a model or a function (optimizer step) if the plan says it helps here."""
+        """Compile a model or a function (optimizer step) if the plan says it helps here.
+        (MLX also takes inputs=/outputs=: the state a compiled step reads and updates.)"""
         raise NotImplementedError
 
     # --- device services ----------------------------------------------------------------

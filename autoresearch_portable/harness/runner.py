@@ -22,7 +22,11 @@ from autoresearch_portable import HARNESS_VERSION, __version__
 from autoresearch_portable.fsutil import atomic_write_json
 from autoresearch_portable.harness import ledger
 
-OOM_PATTERN = re.compile(r"out of memory|OutOfMemoryError|MemoryError|Cannot allocate memory|\[METAL\].*memory", re.I)
+OOM_PATTERN = re.compile(
+    r"out of memory|OutOfMemoryError|MemoryError|Cannot allocate memory|\[METAL\].*memory|\[metal::malloc\]"
+    r"|maximum allowed buffer size",
+    re.I,
+)
 
 
 def time_limit(budget_seconds: float) -> float:
