@@ -87,3 +87,41 @@ def test_bundled_files_are_consistent(monkeypatch):
         for k in ("device_name", "backend", "tokens_per_second", "flops_per_second", "budget_seconds",
                   "baseline_bpb_mean", "measured_with"):
             assert p.get(k) is not None, (p["file"], k)
+
+
+def _cli(monkeypatch, capsys, *args):
+    import sys
+
+    from autoresearch_portable import cli
+
+    monkeypatch.setattr(cli, "_ensure_dataset", lambda name: None)
+    monkeypatch.setattr(cli, "_plan", lambda backend: (PROBE, PLAN))
+    monkeypatch.setattr(sys, "argv", ["arp", *args])
+    with pytest.raises(SystemExit) as e:
+        cli.main()
+    out = capsys.readouterr()
+    return e.value.code, out.out, out.err
+
+
+def test_cli_bench_quick_and_export(fake_data, bundle, monkeypatch, capsys, tmp_path):
+    real = bench.run_bench
+    monkeypatch.setattr(bench, "run_bench", lambda pr, plan, **kw: real(pr, plan, sizes=SIZES, runner=fake_runner(), **kw))
+    out_file = tmp_path / "mine.json"
+    code, out, err = _cli(monkeypatch, capsys, "bench", "--quick", "--export", str(out_file))
+    assert code == 0, err
+    assert "this device: " in out and "normalized_bpb on the scale of: Ref CPU (cpu)" in out
+    exported = json.loads(out_file.read_text())
+    assert exported["measured_with"] == "arp bench --quick --backend cpu" and exported["budget_seconds"] == 8
+    assert exported["name"] == "Fake CPU 9000, torch cpu bfloat16, T=8s"
+
+
+def test_cli_calibrate_prints_the_profile(fake_data, monkeypatch, capsys):
+    real = cal.calibrate
+    monkeypatch.setattr(cal, "calibrate", lambda pr, plan, ds, budget, repeats, **kw: real(
+        pr, plan, ds, budget, repeats, sizes=SIZES, runner=fake_runner(), **kw))
+    code, out, err = _cli(monkeypatch, capsys, "calibrate", "--budget", "40", "--repeats", "2")
+    assert code == 0, err
+    assert "baseline curve: val_bpb = " in out and "noise band (±2σ)" in out
+    assert "[5/5] budget 40s seed 2" in err  # progress on stderr
+    code, out, err = _cli(monkeypatch, capsys, "calibrate", "--budget", "40", "--json")
+    assert code == 0 and json.loads(out)["reused"] is True and "reusing" in err
