@@ -163,3 +163,12 @@ def test_ctrl_c_is_recorded_as_interrupted(workspace):
     assert proc.returncode == 130, err[-1000:]
     recs = ledger(workspace)
     assert len(recs) == before + 1 and recs[-1]["status"] == "interrupted"
+
+
+def test_out_of_memory_is_recorded_as_oom(workspace, tmp_path):
+    path = variant(workspace, tmp_path, "rt.step(train_loss)",
+                   "raise torch.OutOfMemoryError('CUDA out of memory. Tried to allocate 20.00 GiB')")
+    r = arp("train", str(path), "--budget", "2", "--backend", "cpu")
+    assert r.returncode == 1
+    rec = ledger(path.parent)[-1]
+    assert rec["status"] == "oom" and "out of memory" in rec["reason"]
