@@ -36,10 +36,16 @@ def _fail(message: str, code: int = 2) -> None:
 def doctor(
     backend: Optional[str] = BackendOpt,
     as_json: bool = typer.Option(False, "--json", help="machine-readable output"),
+    remeasure: bool = typer.Option(False, "--remeasure", help="forget cached measurements of this machine (matmul rates, throughput probes) and measure again"),
 ) -> None:
     """What hardware was found, which backend and kernels would be used and why."""
     from autoresearch_portable.detect import doctor_report, format_doctor
 
+    if remeasure:
+        from autoresearch_portable import paths
+
+        for f in paths.probes_dir().glob("*.json"):
+            f.unlink(missing_ok=True)
     report = doctor_report(backend)
     typer.echo(json.dumps(report, indent=2) if as_json else format_doctor(report))
 

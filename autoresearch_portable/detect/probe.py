@@ -173,7 +173,7 @@ def probe(measure: bool = True) -> DeviceProbe:
     _guard(p, "torch", _probe_torch, p)
     _guard(p, "mlx", _probe_mlx, p)
     if measure and not p.cuda_available and p.torch_version is not None:
-        _guard(p, "cpu matmul measurement", _measure_cpu_matmul, p)
+        _guard(p, "cpu matmul measurement", _cached_cpu_matmul, p)
     return p
 
 
@@ -388,6 +388,30 @@ def _probe_mlx(p: DeviceProbe) -> None:
 
 
 MEASURE_BUDGET_S = 0.25  # timed reps of the CPU matmul measurement, both dtypes together
+
+
+def _cached_cpu_matmul(p: DeviceProbe) -> None:
+    """The measurement decides the CPU's dtype, and the dtype is part of the device's identity
+    (its calibration profile), so one noisy measurement under background load must not flip it
+    from run to run: it is measured once per CPU and torch version and cached. A cached result
+    is measured again only after `arp doctor --remeasure` deletes it."""
+    import json
+    import re
+
+    from autoresearch_portable import paths
+
+    key = re.sub(r"[^A-Za-z0-9._-]+", "_", f"{p.cpu_model}-{p.usable_cores}-{p.torch_version}")[:120]
+    path = paths.probes_dir() / f"cpu-matmul-{key}.json"
+    try:
+        p.cpu_matmul_gflops = json.loads(path.read_text())["gflops"]
+        return
+    except (OSError, ValueError, KeyError):
+        pass
+    _measure_cpu_matmul(p)
+    if p.cpu_matmul_gflops:
+        from autoresearch_portable.fsutil import atomic_write_json
+
+        atomic_write_json(path, {"gflops": p.cpu_matmul_gflops})
 
 
 def _measure_cpu_matmul(p: DeviceProbe) -> None:

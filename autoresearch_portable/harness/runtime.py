@@ -60,6 +60,7 @@ class Runtime:
         self.flops: dict = {}
         self._last_t: float | None = None
         self._last_tokens = 0
+        self._rows_fetched = 0
         self._last_print = 0.0
         self._loss = float("nan")
         self.startup_seconds: float | None = None
@@ -82,6 +83,7 @@ class Runtime:
 
         def batches():
             for rows in self._loader:
+                self._rows_fetched += rows.shape[0]
                 yield self.backend.to_device(rows)
 
         return batches()
@@ -105,16 +107,16 @@ class Runtime:
             flush=True,
         )
         self._last_t = time.perf_counter()
-        self._last_tokens = self._loader.tokens_served if self._loader else 0
+        self._last_tokens = 0
 
     def step(self, loss: float) -> None:
         """Called once per optimizer step, after the step's loss is known (the device is synced)."""
         import math
 
         now = time.perf_counter()
-        served = self._loader.tokens_served if self._loader else 0
-        tokens = served - self._last_tokens
-        self._last_tokens = served
+        trained = self._trained_tokens()
+        tokens = trained - self._last_tokens
+        self._last_tokens = trained
         seconds = now - self._last_t
         self._last_t = now
         self.clock.step(seconds, tokens, tokens * self.flops["flops_per_token"])
@@ -130,6 +132,13 @@ class Runtime:
                 f"| epoch {getattr(self._loader, 'epoch', 0)} | elapsed {time.time() - self.t0:.0f}s",
                 flush=True,
             )
+
+    def _trained_tokens(self) -> int:
+        """Input tokens the model has trained on: every row fetched except the latest batch,
+        which train.py fetches ahead while the device still works on the one before."""
+        if self._loader is None:
+            return 0
+        return max(0, self._rows_fetched - self._batch_size) * self.seq_len
 
     def fail(self, reason: str) -> None:
         """End the run now: the loss diverged (NaN, Inf or exploding)."""
