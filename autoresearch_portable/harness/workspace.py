@@ -150,7 +150,10 @@ def init_workspace(target: Path, probe: dict, plan: dict, dataset: str, budget_s
     if not (target / ".git").exists():
         _git(target, "init", "-q")
     _git(target, "add", "train.py", "program.md", ".gitignore", ".arp.json")
-    _git(target, "-c", "user.name=arp", "-c", "user.email=arp@localhost", "commit", "-q", "-m", "baseline from arp init")
+    # the user's git identity if they have one; a placeholder so the first commit never fails
+    has_identity = subprocess.run(["git", "config", "user.email"], cwd=target, capture_output=True, text=True).stdout.strip()
+    identity = [] if has_identity else ["-c", "user.name=arp", "-c", "user.email=arp@localhost"]
+    _git(target, *identity, "commit", "-q", "-m", "baseline from arp init")
     return sizes
 
 
