@@ -172,3 +172,13 @@ def test_out_of_memory_is_recorded_as_oom(workspace, tmp_path):
     assert r.returncode == 1
     rec = ledger(path.parent)[-1]
     assert rec["status"] == "oom" and "out of memory" in rec["reason"]
+
+
+def test_train_py_runs_standalone_without_arp(workspace, tmp_path):
+    # `python train.py` configures the harness itself (this machine, bundled corpus) and prints
+    # the summary; ARP_BUDGET shortens it
+    env = dict(os.environ, ARP_BUDGET="2", ARP_BACKEND="cpu")
+    env.pop("ARP_RUN_CONFIG", None)
+    r = subprocess.run([sys.executable, "train.py"], cwd=workspace, capture_output=True, text=True, timeout=300, env=env)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert len(re.findall(r"^val_bpb:\s+[0-9.]+$", r.stdout, re.M)) == 1

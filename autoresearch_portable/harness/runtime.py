@@ -3,7 +3,7 @@
 `arp train` starts train.py in a child process with ARP_RUN_CONFIG pointing at a JSON file
 (plan, dataset, budget, where to write the result). Run directly (`python train.py`), the
 runtime configures itself for this machine, the bundled corpus and a 300 s budget, and prints the
-summary itself."""
+summary itself (ARP_BUDGET and ARP_DATASET override the budget and dataset there; no ledger)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,6 @@ import sys
 import time
 from typing import Any
 
-import numpy as np
 
 from autoresearch_portable import HARNESS_VERSION
 from autoresearch_portable.fsutil import atomic_write_json
@@ -31,7 +30,8 @@ def default_config(backend: str | None = None) -> dict[str, Any]:
     pr = probe()
     plan = make_plan(pr, backend)
     return dict(
-        probe=pr.to_dict(), plan=plan.to_dict(), dataset="bundled", budget_seconds=300.0,
+        probe=pr.to_dict(), plan=plan.to_dict(), dataset=os.environ.get("ARP_DATASET", "bundled"),
+        budget_seconds=float(os.environ.get("ARP_BUDGET", 300)),
         budget_mode="wall", flop_budget=None, result_path=None, seed=0, probe_steps=None,
         eval_fraction=0.1, t0=time.time(),
     )
