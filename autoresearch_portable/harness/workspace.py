@@ -46,7 +46,8 @@ def render_template(text: str, values: dict) -> str:
     return text
 
 
-def throughput_probe(probe: dict, plan: dict, dataset: str, depth: int, dim: int, device_batch: int) -> dict:
+def throughput_probe(probe: dict, plan: dict, dataset: str, depth: int, dim: int, device_batch: int,
+                     log=print) -> dict:
     """Run the real template for a few steps at one size and measure achieved FLOP/s. Cached per
     device, dataset, harness version and size (an OOM is cached too, as status "oom")."""
     from autoresearch_portable.harness.peak import device_key
@@ -60,6 +61,7 @@ def throughput_probe(probe: dict, plan: dict, dataset: str, depth: int, dim: int
         pass
     from autoresearch_portable import data
 
+    log(f"measuring throughput: depth {depth}, width {dim}, device batch {device_batch} ...")
     seq_len = data.load(dataset).seq_len
     text = asset(template_name(plan["backend"])).read_text()
     text = render_template(text, dict(DEPTH=depth, MODEL_DIM=dim, DEVICE_BATCH_SIZE=device_batch,
@@ -95,8 +97,7 @@ def size_for_device(probe: dict, plan: dict, dataset: str, budget_seconds: float
 
     def trial(depth: int, dim: int):
         def run(b: int) -> str:
-            log(f"measuring throughput: depth {depth}, width {dim}, device batch {b} ...")
-            measured[(depth, dim, b)] = tp = throughput_probe(probe, plan, dataset, depth, dim, b)
+            measured[(depth, dim, b)] = tp = throughput_probe(probe, plan, dataset, depth, dim, b, log=log)
             return tp["status"]
         return run
 
