@@ -403,7 +403,6 @@ def _bundled_train(seed: int, target_bytes: int, tok, log) -> Iterator[tuple]:
 
 def _build_bundled(ddir: Path, cfg: dict, log) -> dict:
     spec = DATASETS["bundled"]
-    t0 = time.perf_counter()
     log(
         f"bundled: {cfg['train_bytes'] / 1e6:.1f} MB of training text and "
         f"{cfg['val_bytes'] / 1e6:.1f} MB of validation text (generator v{corpus.GENERATOR_VERSION})"

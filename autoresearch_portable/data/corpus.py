@@ -561,7 +561,7 @@ def _episode(g, kind: str, chars: list[_Char]) -> None:
         g.emit(" baked ")
         a = g.num(2, 9)
         g.emit(" ")
-        t = g.word(TRAY_CONTAINERS)
+        g.word(TRAY_CONTAINERS)
         g.emit(" of ")
         f = g.word(COUNT_FOODS)
         g.emit(", with ")
