@@ -8,6 +8,7 @@ summary itself (ARP_BUDGET and ARP_DATASET override the budget and dataset there
 from __future__ import annotations
 
 import json
+import math
 import os
 import sys
 import time
@@ -111,8 +112,6 @@ class Runtime:
 
     def step(self, loss: float) -> None:
         """Called once per optimizer step, after the step's loss is known (the device is synced)."""
-        import math
-
         now = time.perf_counter()
         trained = self._trained_tokens()
         tokens = trained - self._last_tokens
