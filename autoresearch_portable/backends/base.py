@@ -71,6 +71,30 @@ class Backend:
         """Per row of (B, T+1) tokens: summed cross-entropy in nats over targets with a byte
         length > 0 (BOS and other specials are skipped), and the summed byte lengths. Logits are
         built a few rows at a time so no logits buffer exceeds max_logit_bytes."""
+        nats, nbytes, _ = self.score_rows(model, rows, token_bytes, max_logit_bytes)
+        return nats, nbytes
+
+    def score_rows(
+        self, model: Any, rows: np.ndarray, token_bytes: np.ndarray, max_logit_bytes: int,
+        perturbed: np.ndarray | None = None, cuts: np.ndarray | None = None,
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """row_losses, plus the causality check when `perturbed` is given: perturbed[i] is row i's
+        input (B, T) with every token from position cuts[i] on replaced. Each copy goes through
+        the model in the same batch as its row, so a causal model computes their shared prefix
+        identically; returned per row: the largest change of any logit before the cut, divided
+        by (1 + the largest logit there) so the tolerance is relative."""
+        raise NotImplementedError
+
+    # --- hand-over: the trained model leaves train.py's process as a graph + weights ---------
+    def export_model(self, model: Any, folder: str, seq_len: int) -> dict:
+        """Write `model`'s forward (token ids (B, seq_len) -> float32 logits) into `folder` in a
+        form that runs without train.py's Python: torch.export on torch, mx.export_function on
+        mlx. Returns a small description (format, static batch or None)."""
+        raise NotImplementedError
+
+    def load_model(self, folder: str) -> Callable:
+        """The exported model from `folder` as a callable that score_rows and forward_logits
+        accept in place of the model."""
         raise NotImplementedError
 
     def matmul_flops(self, n: int, dtype: str) -> float:

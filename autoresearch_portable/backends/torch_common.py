@@ -7,7 +7,9 @@ cached boolean mask (dense, but correct on every device)."""
 from __future__ import annotations
 
 import contextlib
+import json
 import time
+from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
@@ -43,6 +45,7 @@ class TorchBackend(Backend):
         # While the harness counts FLOPs it sets this list; attention calls append their
         # (query, key) pair counts so attention FLOPs are counted the same way on every kernel.
         self.attention_log: list[tuple[int, int, int]] | None = None
+        self.exporting = False
 
     # --- kernels ---------------------------------------------------------------------------
     def attention(self, q, k, v, window):
@@ -54,7 +57,7 @@ class TorchBackend(Backend):
             return v + 0 * (q + k)
         if window is None or window >= T - 1:
             return F.scaled_dot_product_attention(q, k, v, is_causal=True)
-        if self.plan.attention == "flex":
+        if self.plan.attention == "flex" and not self.exporting:
             return self._flex_attention(q, k, v, window)
         key = (T, window)
         mask = self._masks.get(key)
@@ -120,26 +123,77 @@ class TorchBackend(Backend):
         return logits.float().cpu().numpy()
 
     @torch.no_grad()
-    def row_losses(self, model, rows, token_bytes, max_logit_bytes):
+    def score_rows(self, model, rows, token_bytes, max_logit_bytes, perturbed=None, cuts=None):
         tb = torch.as_tensor(token_bytes, dtype=torch.long, device=self.device)
         B, T1 = rows.shape
+        T, vocab = T1 - 1, int(tb.numel())
         nats = np.zeros(B, dtype=np.float64)
         nbytes = np.zeros(B, dtype=np.int64)
-        vocab = int(tb.numel())
+        change = None if perturbed is None else np.zeros(B, dtype=np.float64)
+        copies = 1 if perturbed is None else 2  # a row and its perturbed copy share a batch
         # rows per chunk so the float32 logits of one chunk stay under the bound
-        per_chunk = max(1, int(max_logit_bytes // ((T1 - 1) * vocab * 4)))
+        per_chunk = max(1, int(max_logit_bytes // (copies * T * vocab * 4)))
         for s in range(0, B, per_chunk):
             x, y = self.to_device(rows[s : s + per_chunk])
+            n = x.size(0)
+            if perturbed is not None:
+                xp = torch.from_numpy(np.ascontiguousarray(perturbed[s : s + n])).to(torch.long).to(self.device)
+                x = torch.cat([x, xp])
             with self.autocast():
                 logits = model(x)
-            loss = F.cross_entropy(
-                logits.float().reshape(-1, logits.size(-1)), y.reshape(-1), reduction="none"
-            ).view_as(y)
+            if tuple(logits.shape) != (x.size(0), T, vocab):
+                raise ValueError(f"the model returned logits of shape {tuple(logits.shape)}, expected {(x.size(0), T, vocab)}")
+            logits = logits.float()
+            own = logits[:n]
+            loss = F.cross_entropy(own.reshape(-1, vocab), y.reshape(-1), reduction="none").view_as(y)
             yb = tb[y]
             loss = torch.where(yb > 0, loss, torch.zeros_like(loss))
-            nats[s : s + per_chunk] = loss.sum(1).double().cpu().numpy()
-            nbytes[s : s + per_chunk] = yb.sum(1).cpu().numpy()
-        return nats, nbytes
+            # summed on the device in float32 (MPS has no float64), widened on the host
+            nats[s : s + n] = loss.sum(1).cpu().numpy()
+            nbytes[s : s + n] = yb.sum(1).cpu().numpy()
+            if perturbed is not None:
+                cut = torch.as_tensor(np.asarray(cuts[s : s + n]), device=self.device)
+                before = torch.arange(T, device=self.device)[None, :] < cut[:, None]  # (n, T)
+                moved = (own - logits[n:]).abs().amax(-1)
+                size = own.abs().amax(-1)
+                zero = torch.zeros_like(moved)
+                ratio = torch.where(before, moved, zero).amax(-1) / (1 + torch.where(before, size, zero).amax(-1))
+                change[s : s + n] = ratio.cpu().numpy()
+        return nats, nbytes, change
+
+    # --- hand-over -------------------------------------------------------------------------
+    def export_model(self, model, folder, seq_len):
+        folder = Path(folder)
+        # Tracing must not leave fake tensors in the kernel caches the live model still uses,
+        # and flex_attention (a compiled kernel) is swapped for SDPA with a mask, the same
+        # function, so the graph runs on any device without a compiler.
+        masks, block_masks = dict(self._masks), dict(self._block_masks)
+        self.exporting = True
+        if hasattr(model, "eval"):
+            model.eval()
+        wrapped = _WithAutocast(model, self)
+        x = torch.zeros((2, seq_len), dtype=torch.long, device=self.device)  # batch 2: 0/1 specialise
+        try:
+            with torch.no_grad():
+                try:
+                    program = torch.export.export(
+                        wrapped, (x,), dynamic_shapes=({0: torch.export.Dim("batch", min=1, max=2**16)},))
+                    batch = None
+                except Exception:  # the model pins its batch size somewhere: export it as it is
+                    program = torch.export.export(wrapped, (x,))
+                    batch = 2
+            torch.export.save(program, str(folder / "model.pt2"))
+        finally:
+            self.exporting = False
+            self._masks, self._block_masks = masks, block_masks
+        info = dict(format="torch.export", batch=batch)
+        (folder / "model.json").write_text(json.dumps(info))
+        return info
+
+    def load_model(self, folder):
+        info = json.loads((Path(folder) / "model.json").read_text())
+        program = torch.export.load(str(Path(folder) / "model.pt2"))
+        return _Exported(program.module(), info.get("batch"))
 
     def matmul_flops(self, n: int, dtype: str) -> float:
         dt = DTYPES[dtype]
@@ -156,6 +210,44 @@ class TorchBackend(Backend):
             self.synchronize()
             elapsed = time.perf_counter() - t0
         return 2 * n**3 * reps / elapsed
+
+
+class _WithAutocast(torch.nn.Module):
+    """The model's forward with the backend's autocast inside, so the exported graph carries the
+    compute dtype (autocast around torch.export is not recorded)."""
+
+    def __init__(self, model, backend):
+        super().__init__()
+        self.model = model
+        self.backend = backend
+
+    def forward(self, idx):
+        with self.backend.autocast():
+            return self.model(idx)
+
+
+class _Exported:
+    """An exported model as a callable; a graph exported with a fixed batch gets its input
+    split and padded to that batch."""
+
+    def __init__(self, module, batch: int | None):
+        self.module = module
+        self.batch = batch
+
+    def __call__(self, x):
+        if self.batch is None:
+            return self.module(x)
+        outs = []
+        for s in range(0, x.size(0), self.batch):
+            part = x[s : s + self.batch]
+            pad = self.batch - part.size(0)
+            if pad:
+                part = torch.cat([part, part[:1].expand(pad, -1)])
+            outs.append(self.module(part)[: self.batch - pad])
+        return torch.cat(outs)
+
+    def parameters(self):
+        return self.module.parameters()
 
 
 def _peak_rss_bytes() -> int:

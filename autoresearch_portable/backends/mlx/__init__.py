@@ -17,7 +17,9 @@ plus the harness services (evaluation from logits in chunks, FLOP counting).
 from __future__ import annotations
 
 import contextlib
+import json
 import time
+from pathlib import Path
 from typing import Any, Callable
 
 import mlx.core as mx
@@ -142,27 +144,79 @@ class MLXBackend(Backend):
         logits = model(x).astype(mx.float32)
         return np.array(logits)
 
-    def row_losses(self, model, rows, token_bytes, max_logit_bytes):
+    def score_rows(self, model, rows, token_bytes, max_logit_bytes, perturbed=None, cuts=None):
         tb = mx.array(np.asarray(token_bytes).astype(np.int32))
         B, T1 = rows.shape
+        T, vocab = T1 - 1, int(tb.size)
         nats = np.zeros(B, dtype=np.float64)
         nbytes = np.zeros(B, dtype=np.int64)
-        vocab = int(tb.size)
+        change = None if perturbed is None else np.zeros(B, dtype=np.float64)
+        copies = 1 if perturbed is None else 2  # a row and its perturbed copy share a batch
         # rows per chunk so the float32 logits of one chunk stay under the bound; each chunk is
         # evaluated before the next is built, so only one logits buffer exists at a time
-        per_chunk = max(1, int(max_logit_bytes // ((T1 - 1) * vocab * 4)))
+        per_chunk = max(1, int(max_logit_bytes // (copies * T * vocab * 4)))
         for s in range(0, B, per_chunk):
             x, y = self.to_device(rows[s : s + per_chunk])
+            n = x.shape[0]
+            if perturbed is not None:
+                x = mx.concatenate([x, mx.array(np.ascontiguousarray(perturbed[s : s + n]).astype(np.int32))])
             logits = model(x).astype(mx.float32)
-            loss = mx.logsumexp(logits, axis=-1) - mx.take_along_axis(logits, y[..., None], axis=-1)[..., 0]
+            if tuple(logits.shape) != (x.shape[0], T, vocab):
+                raise ValueError(f"the model returned logits of shape {tuple(logits.shape)}, expected {(x.shape[0], T, vocab)}")
+            own = logits[:n]
+            loss = mx.logsumexp(own, axis=-1) - mx.take_along_axis(own, y[..., None], axis=-1)[..., 0]
             yb = tb[y]
             loss = mx.where(yb > 0, loss, 0.0)
-            row_nats, row_bytes = loss.sum(axis=1), yb.sum(axis=1)
-            mx.eval(row_nats, row_bytes)
-            nats[s : s + per_chunk] = np.array(row_nats).astype(np.float64)
-            nbytes[s : s + per_chunk] = np.array(row_bytes).astype(np.int64)
-            del logits, loss
-        return nats, nbytes
+            out = [loss.sum(axis=1), yb.sum(axis=1)]
+            if perturbed is not None:
+                before = mx.arange(T)[None, :] < mx.array(np.asarray(cuts[s : s + n]).astype(np.int32))[:, None]
+                moved = mx.where(before, mx.abs(own - logits[n:]).max(axis=-1), 0.0).max(axis=-1)
+                size = mx.where(before, mx.abs(own).max(axis=-1), 0.0).max(axis=-1)
+                out.append(moved / (1 + size))
+            mx.eval(*out)
+            nats[s : s + n] = np.array(out[0]).astype(np.float64)
+            nbytes[s : s + n] = np.array(out[1]).astype(np.int64)
+            if perturbed is not None:
+                change[s : s + n] = np.array(out[2]).astype(np.float64)
+            del logits, own, loss
+        return nats, nbytes, change
+
+    # --- hand-over -------------------------------------------------------------------------
+    def export_model(self, model, folder, seq_len):
+        """mx.export_function traces the forward with the weights as inputs (they would be frozen
+        in as constants otherwise), for a fixed batch of EXPORT_ROWS rows; the weights go to a
+        safetensors file beside it."""
+        from mlx.utils import tree_flatten, tree_unflatten
+
+        folder = Path(folder)
+        model.eval()
+        params = model.parameters()
+        flat = tree_flatten(params)
+        names = [k for k, _ in flat]
+
+        def forward(x, *weights):
+            model.update(tree_unflatten(list(zip(names, weights))))
+            return model(x).astype(mx.float32)
+
+        x = mx.zeros((EXPORT_ROWS, seq_len), dtype=mx.int32)
+        masks = dict(self._masks)
+        try:
+            mx.export_function(str(folder / "model.mlxfn"), forward, x, *[v for _, v in flat])
+        finally:
+            model.update(params)  # tracing left placeholders in the model
+            self._masks = masks
+        mx.save_safetensors(str(folder / "weights.safetensors"), {f"w{i}": v for i, (_, v) in enumerate(flat)})
+        info = dict(format="mlx.export_function", batch=EXPORT_ROWS, weights=len(flat))
+        (folder / "model.json").write_text(json.dumps(info))
+        return info
+
+    def load_model(self, folder):
+        folder = Path(folder)
+        info = json.loads((folder / "model.json").read_text())
+        fn = mx.import_function(str(folder / "model.mlxfn"))
+        stored = mx.load(str(folder / "weights.safetensors"))
+        weights = [stored[f"w{i}"] for i in range(int(info["weights"]))]
+        return _Exported(fn, weights, int(info["batch"]))
 
     def matmul_flops(self, n: int, dtype: str) -> float:
         dt = DTYPES[dtype]
@@ -177,6 +231,30 @@ class MLXBackend(Backend):
             reps += 1
             elapsed = time.perf_counter() - t0
         return 2 * n**3 * reps / elapsed
+
+
+EXPORT_ROWS = 8  # the batch an exported mlx graph is traced for; evaluation pads to it
+
+
+class _Exported:
+    """An imported mlx function and its weights as a model: (B, T) ids -> float32 logits, the
+    input split and padded to the traced batch."""
+
+    def __init__(self, fn, weights: list, batch: int):
+        self.fn, self.weights, self.batch = fn, weights, batch
+
+    def __call__(self, x):
+        outs = []
+        for s in range(0, x.shape[0], self.batch):
+            part = x[s : s + self.batch]
+            pad = self.batch - part.shape[0]
+            if pad:
+                part = mx.concatenate([part, mx.repeat(part[:1], pad, axis=0)])
+            outs.append(self.fn(part, *self.weights)[0][: self.batch - pad])
+        return mx.concatenate(outs) if len(outs) > 1 else outs[0]
+
+    def parameters(self):
+        return {f"w{i}": w for i, w in enumerate(self.weights)}
 
 
 # ---------------------------------------------------------------------------------------------
