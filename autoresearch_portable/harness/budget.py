@@ -75,17 +75,21 @@ class BudgetClock:
         return self.timed_flops / self.training_seconds if self.training_seconds > 0 else 0.0
 
 
+MAX_EVAL_ROWS = 4096
+
+
 def eval_rows(
     budget_seconds: float,
     train_tokens_per_second: float,
     seq_len: int,
-    max_rows: int,
+    max_rows: int = MAX_EVAL_ROWS,
     fraction: float = 0.1,
     min_rows: int = 4,
 ) -> int:
-    """How many rows of the validation stream to score so the eval costs at most ~`fraction` of
-    the budget. A forward pass costs about a third of a training step (no backward), and we
-    keep half of that as margin for the causality probe and loss computation."""
-    eval_tokens_per_second = 3.0 * train_tokens_per_second * 0.5
+    """How many rows to score so the evaluation costs at most ~`fraction` of the budget. A
+    forward pass costs about a third of a training step (no backward); every scored row also has
+    a perturbed copy for the causality check (two forwards per row), and we keep half as margin
+    for loading the model, making the rows and computing the losses."""
+    eval_tokens_per_second = 3.0 * train_tokens_per_second * 0.5 / 2
     rows = int(fraction * budget_seconds * eval_tokens_per_second // seq_len)
     return max(min(min_rows, max_rows), min(rows, max_rows))

@@ -1,0 +1,75 @@
+"""The evaluator's pieces without a training run: fresh evaluation rows with an exact floor, the
+perturbed copies, the verdicts (causality, entropy floor, NaN), the clock allowance and the
+harness self-check."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from autoresearch_portable.harness.evalset import bundled_rows, perturbed_copies
+from autoresearch_portable.harness.evaluate import judge
+from autoresearch_portable.harness.runner import allowance, harness_digest
+
+
+def test_bundled_rows_hold_whole_fresh_documents_with_their_floor(small_bundled):
+    from autoresearch_portable.data import corpus
+
+    tok = small_bundled.tokenizer
+    es = bundled_rows(tok, small_bundled.seq_len, 4, seed=7)
+    assert es.rows.shape == (4, small_bundled.seq_len + 1)
+    assert (es.rows[:, 0] == tok.bos_id).all()
+    # the rows are documents 0.. of stream 7 (best fit reorders them), padded with BOS
+    docs = [corpus.generate_document(7, i) for i in range(200)]
+    texts = [tok.decode([t for t in row if t != tok.bos_id]) for row in es.rows]
+    used = [(t, b) for t, b in docs if any(t in row for row in texts)]
+    assert sum(len(t.encode()) for t, _ in used) == es.text_bytes
+    assert es.floor_bits.sum() == pytest.approx(sum(b for _, b in used))
+    # every scored byte is in a whole document: the token byte lengths add up to the text
+    tb = small_bundled.token_bytes
+    assert int(tb[es.rows[:, 1:]].sum()) == es.text_bytes
+
+
+def test_perturbed_copies_change_only_the_future():
+    rng = np.random.default_rng(0)
+    rows = rng.integers(1, 50, size=(5, 33))
+    copies, cuts = perturbed_copies(rows, rng)
+    for i in range(5):
+        assert np.array_equal(copies[i, : cuts[i]], rows[i, : cuts[i]])
+        assert copies[i, cuts[i]] != rows[i, cuts[i]]  # the first token after the cut always differs
+    assert (cuts >= 1).all() and (cuts < 32).all()
+    single, cut = perturbed_copies(rows[:1], rng)
+    assert np.array_equal(single[0, : cut[0]], rows[0, : cut[0]])
+
+
+def test_judge_verdicts():
+    nats = np.full(10, 100.0)
+    nbytes = np.full(10, 100)
+    ok = judge(nats, nbytes, np.zeros(10), 1e-3)
+    assert ok["status"] == "ok" and ok["val_bpb"] == pytest.approx(1 / math.log(2))
+    peek = judge(nats, nbytes, np.array([0.0] * 9 + [0.5]), 1e-3)
+    assert peek["status"] == "invalid" and "later tokens" in peek["reason"] and peek["causality"]["rows_failed"] == 1
+    floor_bits = np.full(10, 160.0)  # the text holds 1.6 bits per byte; the model claims 1.44
+    below = judge(nats, nbytes, np.zeros(10), 1e-3, floor_bits, 1000)
+    assert below["status"] == "invalid" and "entropy floor" in below["reason"]
+    assert "val_bpb" not in below and below["rejected_val_bpb"] == pytest.approx(1 / math.log(2))
+    above = judge(nats, nbytes, np.zeros(10), 1e-3, np.full(10, 50.0), 1000)
+    assert above["status"] == "ok" and above["excess_bpb"] == pytest.approx(1 / math.log(2) - 0.5)
+    nan = judge(np.array([1.0, float("nan")]), np.array([1, 1]), np.zeros(2), 1e-3)
+    assert nan["status"] == "diverged" and "val_bpb" not in nan
+
+
+def test_allowance_grows_with_the_measured_overhead():
+    assert allowance(300, None) == pytest.approx(90)
+    assert allowance(300, 5) == pytest.approx(2 * 5 + 10 + 15)
+    assert allowance(15, 5) < allowance(15, 20)
+
+
+def test_harness_digest_sees_a_changed_file(tmp_path):
+    (tmp_path / "a.py").write_text("x = 1\n")
+    before = harness_digest(tmp_path)
+    assert harness_digest(tmp_path) == before
+    (tmp_path / "a.py").write_text("x = 2\n")
+    assert harness_digest(tmp_path) != before
