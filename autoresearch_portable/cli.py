@@ -144,13 +144,14 @@ def train(
     budget_mode: str = typer.Option("wall", "--budget-mode", help="wall | work | matched"),
     seed: int = typer.Option(0, "--seed", help="data order seed"),
     timeout: Optional[float] = typer.Option(None, "--timeout", help="stop the run after this many seconds (default: 2x budget, at least budget+60)"),
+    repeat: int = typer.Option(1, "--repeat", help="run the same train.py N times (data seeds seed..seed+N-1) and report mean ± spread"),
 ) -> None:
     """Run train.py under the harness for the budget; print the summary; append to the ledger."""
     import os
     from pathlib import Path
 
     from autoresearch_portable.harness.budget import BUDGET_MODES
-    from autoresearch_portable.harness.runner import record, run_training
+    from autoresearch_portable.harness.runner import exclusive_run, record, run_training
     from autoresearch_portable.harness.summary import format_summary
 
     train_py = Path(file)
@@ -169,21 +170,47 @@ def train(
     from autoresearch_portable import data
     from autoresearch_portable.harness import ledger
     from autoresearch_portable.harness.calibrate import dataset_identity
-    from autoresearch_portable.harness.results import annotate, flop_budget_for, verdict_vs_best
+    from autoresearch_portable.harness.results import annotate, flop_budget_for
+    from autoresearch_portable.harness.verdict import verdict as judge_run
 
     ds_id = dataset_identity(data.load(dataset))
     flop_budget, how = flop_budget_for(budget_mode, budget, pr, plan, ds_id)  # one-line error without a profile
     if flop_budget:
         _log(f"budget {how} = {flop_budget:.4g} FLOPs")
-    result = run_training(train_py, probe=pr, plan=plan, dataset=dataset, budget_seconds=budget,
-                          budget_mode=budget_mode, flop_budget=flop_budget, seed=seed, timeout=timeout)
-    annotate(result, pr, plan, ds_id)
-    typer.echo(format_summary(result))
     ledger_path = train_py.parent / "results" / "ledger.jsonl"
-    verdict = verdict_vs_best(ledger.read(ledger_path), result)
-    record(ledger_path, result, train_py, pr, plan)
-    if verdict:
-        typer.echo(verdict)
+    ledger.check_writable(ledger_path)  # fail now, not after the whole budget
+    if repeat < 1:
+        raise UserError("--repeat must be at least 1")
+    values = []
+    with exclusive_run(train_py.parent / "results"):
+        for i in range(repeat):
+            if repeat > 1:
+                _log(f"run {i + 1} of {repeat} (seed {seed + i})")
+            result = run_training(train_py, probe=pr, plan=plan, dataset=dataset, budget_seconds=budget,
+                                  budget_mode=budget_mode, flop_budget=flop_budget, seed=seed + i, timeout=timeout,
+                                  eval_rows=workspace.get("eval_rows") if workspace.get("dataset", dataset) == dataset else None,
+                                  overhead_seconds=workspace.get("overhead_seconds"))
+            annotate(result, pr, plan, ds_id)
+            sigma = result["bpb_band"] / 2 if result.get("bpb_band") is not None else None  # the band is 2σ
+            verdict = judge_run(ledger.read(ledger_path), result, sigma)
+            try:
+                note = record(ledger_path, result, train_py, pr, plan)
+            finally:
+                # the harness's summary comes last, after everything train.py printed
+                typer.echo(format_summary(result))
+            if note:
+                typer.echo(note, err=True)
+            if verdict:
+                typer.echo(verdict)
+            if result.get("status") != "ok":
+                break
+            values.append(float(result["val_bpb"]))
+    if repeat > 1 and values:
+        import statistics
+
+        spread = statistics.stdev(values) if len(values) > 1 else float("nan")
+        typer.echo(f"repeat: {len(values)} ok runs of {repeat}, val_bpb mean {statistics.fmean(values):.6f}"
+                   f" ± {spread:.6f} (spread, 1σ)")
     status = result.get("status")
     if status != "ok":
         typer.echo(f"run {status}: {result.get('reason', '')}", err=True)

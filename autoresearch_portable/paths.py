@@ -36,3 +36,14 @@ def profiles_dir() -> Path:
 def probes_dir() -> Path:
     """Cached throughput probes (matmul peak, autotuned batch sizes)."""
     return cache_dir() / "probes"
+
+
+def keys_dir() -> Path:
+    """The ledger's signing key: outside every workspace, and not in the cache (clearing the cache
+    must not make old ledger lines unverifiable). With ARP_CACHE_DIR set (tests, CI), beside it."""
+    override = os.environ.get("ARP_CACHE_DIR")
+    if override:
+        return Path(override).expanduser() / "keys"
+    import platformdirs
+
+    return Path(platformdirs.user_data_dir(APP_NAME, appauthor=False)) / "keys"

@@ -1,52 +1,164 @@
-"""The run ledger: one JSON object per line, appended atomically.
+"""The run ledger: one JSON object per line, appended atomically, each line signed.
 
-Each record is serialised first and written with a single write() on a file opened O_APPEND,
-under an exclusive lock where the OS has one (fcntl), so two runs finishing at once never
-interleave and a crash mid-write never leaves half a line that a reader would trust."""
+Each record is serialised first (strict JSON: NaN and Inf become null) and written with a single
+write() on a file opened O_APPEND, under an exclusive lock where the OS has one (fcntl), so two
+runs finishing at once never interleave. A line left half-written by a killed writer is moved to
+`<ledger>.torn` before the next append, never glued to it; a write that fails (disk full) is
+rolled back to the last complete line and reported.
+
+Only the harness writes the ledger, and it signs every line with an HMAC whose key lives outside
+the workspace (the user's data folder). `read` marks a line it cannot verify (appended or edited
+by anyone else, train.py included) as untrusted, and `arp results` shows it so."""
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
+import math
 import os
+import secrets
 from pathlib import Path
 from typing import Any
+
+from autoresearch_portable import paths
+from autoresearch_portable.errors import UserError
 
 try:
     import fcntl
 except ImportError:  # Windows: O_APPEND single writes only
     fcntl = None
 
+SIG = "sig"
+UNTRUSTED = "untrusted"  # set by read() on records whose signature does not verify
 
-def append(path: str | os.PathLike, record: dict[str, Any]) -> None:
+
+def strict(obj: Any) -> Any:
+    """The record with NaN/Inf floats as None, so every line is strict JSON."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {str(k): strict(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [strict(v) for v in obj]
+    return obj
+
+
+def _key() -> bytes:
+    path = paths.keys_dir() / "ledger.key"
+    try:
+        return bytes.fromhex(path.read_text().strip())
+    except (OSError, ValueError):
+        pass
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)  # first writer wins a race
+    try:
+        os.write(fd, secrets.token_hex(32).encode())
+    finally:
+        os.close(fd)
+    return bytes.fromhex(path.read_text().strip())
+
+
+def _canonical(record: dict) -> bytes:
+    body = {k: v for k, v in record.items() if k not in (SIG, UNTRUSTED)}
+    return json.dumps(body, sort_keys=True, separators=(",", ":"), allow_nan=False, default=str).encode("utf-8")
+
+
+def sign(record: dict) -> dict:
+    record = strict(record)
+    record[SIG] = hmac.new(_key(), _canonical(record), hashlib.sha256).hexdigest()
+    return record
+
+
+def verify(record: dict) -> bool:
+    sig = record.get(SIG)
+    if not isinstance(sig, str):
+        return False
+    try:
+        key = bytes.fromhex((paths.keys_dir() / "ledger.key").read_text().strip())
+        expected = hmac.new(key, _canonical(record), hashlib.sha256).hexdigest()
+    except (OSError, ValueError, TypeError):
+        return False
+    return hmac.compare_digest(sig, expected)
+
+
+def append(path: str | os.PathLike, record: dict[str, Any]) -> str | None:
+    """Append one signed record. Returns a note for the user when a torn line was set aside."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    line = (json.dumps(record, sort_keys=True, default=str) + "\n").encode("utf-8")
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    line = (json.dumps(sign(dict(record)), sort_keys=True, allow_nan=False, default=str) + "\n").encode("utf-8")
+    fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
+    note = None
     try:
         if fcntl:
             fcntl.flock(fd, fcntl.LOCK_EX)
-        view = memoryview(line)
-        while view:
-            view = view[os.write(fd, view):]
-        os.fsync(fd)
+        note = _set_aside_torn_tail(fd, path)
+        size = os.fstat(fd).st_size
+        try:
+            view = memoryview(line)
+            while view:
+                view = view[os.write(fd, view):]
+            os.fsync(fd)
+        except OSError as e:
+            os.ftruncate(fd, size)  # never leave half a line behind
+            raise UserError(f"could not append to the ledger {path}: {e.strerror or e}; the run's record is "
+                            f"printed above, nothing else was changed") from None
     finally:
         if fcntl:
             fcntl.flock(fd, fcntl.LOCK_UN)
         os.close(fd)
+    return note
+
+
+def _set_aside_torn_tail(fd: int, path: Path) -> str | None:
+    """If the file does not end with a newline, its last line is torn: move it to <path>.torn."""
+    size = os.fstat(fd).st_size
+    if size == 0 or os.pread(fd, 1, size - 1) == b"\n":
+        return None
+    start = size
+    while start > 0:
+        chunk = os.pread(fd, min(65536, start), max(0, start - 65536))
+        cut = chunk.rfind(b"\n")
+        if cut >= 0:
+            start = start - len(chunk) + cut + 1
+            break
+        start -= len(chunk)
+    torn = os.pread(fd, size - start, start)
+    with open(f"{path}.torn", "ab") as f:
+        f.write(torn + b"\n")
+    os.ftruncate(fd, start)
+    return f"note: the ledger's last line was incomplete ({len(torn)} bytes); moved it to {path.name}.torn"
+
+
+def check_writable(path: str | os.PathLike) -> None:
+    """Fail before a run if its record could not be written (read-only workspace, no space)."""
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        os.close(fd)
+        st = os.statvfs(path.parent) if hasattr(os, "statvfs") else None
+    except OSError as e:
+        raise UserError(f"cannot write the ledger {path}: {e.strerror or e} (is the workspace writable?)") from None
+    if st is not None and st.f_bavail * st.f_frsize < 1 << 20:
+        raise UserError(f"less than 1 MB free where the ledger {path} lives; free some space first")
 
 
 def read(path: str | os.PathLike) -> list[dict[str, Any]]:
-    """All complete records; a trailing partial line (from a killed writer) is ignored."""
+    """All complete records (JSON objects); ones whose signature does not verify carry
+    `untrusted: True`. Lines that are not JSON objects are skipped (`arp results` counts them)."""
     path = Path(path)
     if not path.exists():
         return []
     records = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        line = line.strip()
-        if not line:
-            continue
+    for raw in path.read_bytes().splitlines():
         try:
-            records.append(json.loads(line))
-        except json.JSONDecodeError:
+            rec = json.loads(raw.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError):
             continue
+        if not isinstance(rec, dict):
+            continue
+        if not verify(rec):
+            rec[UNTRUSTED] = True
+        records.append(rec)
     return records

@@ -1,5 +1,5 @@
-"""What `arp train` adds to a finished run (budget modes' FLOP budgets, normalized metrics,
-"does it beat the ledger's best"), and the ledger views: `arp results` and `arp compare`."""
+"""What `arp train` adds to a finished run (budget modes' FLOP budgets, normalized metrics), and
+the ledger views: `arp results` and `arp compare`. Whether a run beats the best is verdict.py's."""
 
 from __future__ import annotations
 
@@ -66,44 +66,6 @@ def annotate(result: dict, probe: dict, plan: dict, dataset_id: dict) -> dict:
     return result
 
 
-def best_previous(records: list[dict], result: dict) -> dict | None:
-    """The best (lowest val_bpb) ok run of the ledger comparable with this one: same dataset,
-    budget, budget mode and device+backend."""
-    same = []
-    for rec in records:
-        m = rec.get("metrics") or {}
-        if rec.get("status") != "ok" or m.get("val_bpb") is None:
-            continue
-        if (m.get("dataset"), m.get("budget_seconds"), m.get("budget_mode"), m.get("backend"), m.get("device")) != (
-                result.get("dataset"), result.get("budget_seconds"), result.get("budget_mode"),
-                result.get("backend"), result.get("device")):
-            continue
-        same.append(rec)
-    return min(same, key=lambda r: r["metrics"]["val_bpb"]) if same else None
-
-
-def verdict_vs_best(records: list[dict], result: dict) -> str | None:
-    """One line: does this run beat the ledger's best comparable ok run by more than the noise
-    band (2 sigma of the calibration), or not."""
-    if result.get("status") != "ok" or result.get("val_bpb") is None:
-        return None
-    best = best_previous(records, result)
-    if best is None:
-        return "vs ledger: first ok run at this budget on this device (nothing to beat yet)"
-    b, b_best = float(result["val_bpb"]), float(best["metrics"]["val_bpb"])
-    diff = b_best - b
-    where = f"best {b_best:.6f} ({best.get('git_commit') or '?'}, {best.get('time', '?')})"
-    band = result.get("bpb_band")
-    if band is None:
-        return (f"vs ledger: {'lower' if diff > 0 else 'not lower'} than the {where} by {diff:+.6f}; "
-                f"noise band unknown ({CALIBRATE_HINT})")
-    if diff > band:
-        return f"vs ledger: beats the {where} by {diff:.6f} > noise band {band:.6f} (2σ): significant"
-    if diff > 0:
-        return f"vs ledger: lower than the {where} by {diff:.6f}, within the noise band {band:.6f} (2σ): not significant"
-    return f"vs ledger: does not beat the {where} ({diff:+.6f}; noise band {band:.6f})"
-
-
 # --- arp results -------------------------------------------------------------------------------
 
 def load_ledger(path: str | Path) -> list[dict]:
@@ -120,7 +82,8 @@ def row(rec: dict) -> dict[str, Any]:
     return dict(
         time=rec.get("time"),
         commit=rec.get("git_commit"),
-        status=rec.get("status"),
+        # a line the harness did not sign (or that was edited) never counts as a result
+        status="untrusted" if rec.get(ledger.UNTRUSTED) else rec.get("status"),
         val_bpb=m.get("val_bpb"),
         val_bpb_stderr=m.get("val_bpb_stderr"),
         compute_multiplier=m.get("compute_multiplier"),
@@ -195,6 +158,10 @@ def format_results(records: list[dict]) -> str:
         f"multiplier and normalized_bpb are n/a until this device is calibrated ({CALIBRATE_HINT})"]
     if refs:
         notes.append("normalized_bpb on the scale of: " + "; ".join(refs))
+    untrusted = sum(1 for r in rows if r["status"] == "untrusted")
+    if untrusted:
+        notes.append(f"untrusted = {untrusted} line(s) not signed by the harness (written or edited by something "
+                     f"else, e.g. train.py): never counted")
     ok = [r for r in rows if r["status"] == "ok" and r["val_bpb"] is not None]
     if ok:
         best = min(ok, key=lambda r: r["val_bpb"])

@@ -1,14 +1,30 @@
-"""Runs an agent's train.py in a child process under the harness and turns whatever happens to
-it into one result with a status: ok, diverged (NaN/exploding loss), invalid (failed the
-causality probe), oom, crash, timeout (past its time limit) or interrupted (Ctrl-C)."""
+"""Runs an agent's train.py under the harness and turns whatever happens to it into one result.
+
+train.py's process is the thing being measured, so nothing it says decides the score. The parent
+(this module):
+* owns the clock: it measures launch to the child's exit itself; in wall mode a run that took
+  longer than budget + allowance (start-up, warm-up and export, measured for the workspace's
+  baseline) is `over_budget`;
+* hands the exported model to the evaluator, a separate process that runs no code of train.py's
+  and alone computes val_bpb, the causality check and the floor check;
+* records the hash of the train.py that ran (taken before launch) and checks that the harness's
+  own files did not change during the run;
+* ends the child's whole process group when the child ends, and the child dies with the parent.
+
+Statuses: ok, unverified (scored inside train.py's process: the model could not be exported),
+invalid (peeks at later tokens, below the entropy floor, tampering), over_budget, diverged (NaN or
+exploding loss or logits), oom, crash, timeout (past its time limit), interrupted (Ctrl-C,
+SIGTERM)."""
 
 from __future__ import annotations
 
 import collections
+import contextlib
+import ctypes
 import hashlib
 import json
 import os
-import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -19,20 +35,60 @@ from pathlib import Path
 from typing import Any
 
 from autoresearch_portable import HARNESS_VERSION, __version__
+from autoresearch_portable.errors import UserError
 from autoresearch_portable.fsutil import atomic_write_json
 from autoresearch_portable.harness import ledger
+from autoresearch_portable.harness.budget import eval_rows as size_eval_rows
+from autoresearch_portable.harness.oom import OOM_PATTERN
 
-OOM_PATTERN = re.compile(
-    r"out of memory|OutOfMemoryError|MemoryError|Cannot allocate memory|\[METAL\].*memory|\[metal::malloc\]"
-    r"|maximum allowed buffer size",
-    re.I,
-)
+try:
+    import fcntl
+except ImportError:  # Windows: no workspace lock
+    fcntl = None
+
+# what train.py's process may report; everything about the score comes from the evaluator
+SCORE_KEYS = ("val_bpb", "val_bpb_stderr", "causality", "floor_bpb", "excess_bpb", "excess_stderr", "eval_rows",
+              "eval_tokens", "eval_bytes", "eval_seconds", "eval_source", "eval_seed", "verified")
 
 
 def time_limit(budget_seconds: float) -> float:
     """When a run is stopped as 'timeout': past twice its budget, with at least a minute for
     start-up and evaluation on top of the budget (tiny budgets would otherwise be all start-up)."""
     return max(2 * budget_seconds, budget_seconds + 60)
+
+
+def allowance(budget_seconds: float, overhead_seconds: float | None) -> float:
+    """Seconds a wall-mode run may take beyond its budget from launch to hand-over (start-up,
+    warm-up steps, export). From the overhead measured for the workspace's baseline at `arp init`,
+    with room for a slower start; without a measurement a default that is generous at short budgets."""
+    if overhead_seconds is None:
+        return 30.0 + 0.2 * budget_seconds
+    return 2.0 * overhead_seconds + 10.0 + 0.05 * budget_seconds
+
+
+def harness_digest(root: Path | None = None) -> str:
+    """Hash of the harness's own source files: train.py runs as the same user and could rewrite
+    them, so they are hashed before the run and again before the evaluator starts."""
+    root = Path(root) if root is not None else Path(__file__).resolve().parent.parent
+    h = hashlib.sha256()
+    for path in sorted(root.rglob("*.py")):
+        h.update(str(path.relative_to(root)).encode())
+        try:
+            h.update(path.read_bytes())
+        except OSError:
+            h.update(b"?")
+    return h.hexdigest()
+
+
+def file_sha256(path: Path) -> str | None:
+    try:
+        return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    except OSError:
+        return None
+
+
+class _Terminated(Exception):
+    """SIGTERM reached the parent (e.g. `timeout`); handled like Ctrl-C."""
 
 
 def run_training(
@@ -48,60 +104,62 @@ def run_training(
     timeout: float | None = None,
     probe_steps: int | None = None,
     quiet: bool = False,
+    eval_rows: int | None = None,
+    overhead_seconds: float | None = None,
 ) -> dict[str, Any]:
     train_py = Path(train_py).resolve()
-    t0 = time.time()
-    with tempfile.TemporaryDirectory(prefix="arp-run-") as tmp:
-        result_path = Path(tmp) / "result.json"
+    _remove_stale_run_folders()
+    before = dict(train_py_sha256=file_sha256(train_py), git_commit=git_commit(train_py.parent),
+                  git_dirty=git_dirty(train_py))
+    harness_before = harness_digest()
+    limit = timeout if timeout is not None else time_limit(budget_seconds)
+    with tempfile.TemporaryDirectory(prefix=f"arp-run-{os.getpid()}-") as tmp:
+        report_path = Path(tmp) / "report.json"
+        handover = Path(tmp) / "handover"
+        handover.mkdir()
         config = dict(
-            probe=probe, plan=plan, dataset=dataset, budget_seconds=budget_seconds,
-            budget_mode=budget_mode, flop_budget=flop_budget, result_path=str(result_path),
-            seed=seed, probe_steps=probe_steps, eval_fraction=0.1, t0=t0,
+            probe=probe, plan=plan, dataset=dataset, budget_seconds=budget_seconds, budget_mode=budget_mode,
+            flop_budget=flop_budget, result_path=str(report_path), handover_dir=str(handover), seed=seed,
+            probe_steps=probe_steps, eval_rows=eval_rows, t0=time.time(),
         )
         config_path = Path(tmp) / "config.json"
         atomic_write_json(config_path, config)
         env = dict(os.environ, ARP_RUN_CONFIG=str(config_path), PYTHONUNBUFFERED="1")
-        limit = timeout if timeout is not None else time_limit(budget_seconds)
         tail: collections.deque[str] = collections.deque(maxlen=60)
+        t_launch = time.time()
         child = subprocess.Popen(
-            [sys.executable, str(train_py)], cwd=train_py.parent, env=env,
-            stdout=subprocess.DEVNULL if quiet else None, stderr=subprocess.PIPE,
-            text=True, errors="replace",
+            [sys.executable, str(train_py)], cwd=train_py.parent, env=env, stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, errors="replace",
+            start_new_session=True, preexec_fn=_die_with_parent,
         )
-        pump = threading.Thread(target=_pump, args=(child.stderr, tail, quiet), daemon=True)
-        pump.start()
-        timed_out = interrupted = False
-        try:
-            try:
-                child.wait(timeout=limit)
-            except subprocess.TimeoutExpired:
-                timed_out = True
-                _stop(child, signal.SIGTERM)
-        except KeyboardInterrupt:
-            interrupted = True
-            _stop(child, signal.SIGINT)
-        pump.join(timeout=5)
-        result: dict[str, Any] = {}
-        if result_path.exists():
-            try:
-                result = json.loads(result_path.read_text())
-            except ValueError:
-                result = {}
-    tail_text = "".join(tail)
-    if timed_out:
-        result.update(status="timeout", reason=f"still running after {limit:.0f}s (budget {budget_seconds:g}s); stopped")
-    elif interrupted:
-        result.update(status="interrupted", reason="interrupted by the user (Ctrl-C)")
-    elif not result:
-        if child.returncode == 0:
-            result.update(status="crash", reason="train.py exited without calling rt.finish(model)")
-        elif OOM_PATTERN.search(tail_text):
-            result.update(status="oom", reason="out of memory: " + _last_line(tail_text))
-        else:
-            result.update(status="crash", reason=f"exit code {child.returncode}: " + _last_line(tail_text))
-    result.setdefault("status", "crash")
-    result["exit_code"] = child.returncode
-    result["total_seconds"] = result.get("total_seconds") or time.time() - t0
+        pumps = [threading.Thread(target=_pump, args=(child.stdout, None, sys.stdout, quiet), daemon=True),
+                 threading.Thread(target=_pump, args=(child.stderr, tail, sys.stderr, quiet), daemon=True)]
+        for p in pumps:
+            p.start()
+        outcome = _wait(child, limit)
+        wall = time.time() - t_launch
+        _kill_group(child)
+        for p in pumps:
+            p.join(timeout=5)
+        report = _read_json(report_path)  # train.py's own account: informative, never the score
+        result = _decide(outcome, child.returncode, report, "".join(tail), limit, budget_seconds, probe_steps)
+        result.update(before, wall_seconds=wall, exit_code=child.returncode)
+        if result["status"] == "handed_over":
+            if harness_digest() != harness_before:
+                result.update(status="invalid", reason="the harness's own files changed during the run")
+            else:
+                result.update(_evaluate(plan, dataset, handover, eval_rows or _default_eval_rows(dataset, report, budget_seconds),
+                                        report.get("model_config", {}).get("device_batch_size"), quiet))
+    if result["status"] == "handed_over":
+        result["status"] = "crash"
+    if budget_mode == "wall" and probe_steps is None and result["status"] in ("ok", "unverified"):
+        allowed = allowance(budget_seconds, overhead_seconds)
+        result["allowance_seconds"] = allowed
+        if wall > budget_seconds + allowed:
+            result.update(status="over_budget", reason=(
+                f"{wall:.1f}s from launch to hand-over, more than the budget {budget_seconds:g}s + allowance "
+                f"{allowed:.1f}s for start-up, warm-up and export: not comparable"))
+    result["total_seconds"] = time.time() - t_launch
     result.setdefault("budget_seconds", budget_seconds)
     result.setdefault("budget_mode", budget_mode)
     result.setdefault("backend", plan["backend"])
@@ -109,24 +167,146 @@ def run_training(
     return result
 
 
-def _pump(stream, tail, quiet: bool) -> None:
-    for line in stream:
-        tail.append(line)
+def _decide(outcome: str, code: int | None, report: dict, tail: str, limit: float, budget: float,
+            probe_steps: int | None) -> dict:
+    """The status from what happened to the child and what it reported. The child's word is taken
+    only for failures (it diverged, it failed its own in-process checks) and for unverified scores."""
+    said = report.get("status")
+    result = {k: v for k, v in report.items() if k not in SCORE_KEYS or said in ("unverified", "invalid")}
+    result["reported_by_train_py"] = sorted(report)
+    if outcome == "timeout":
+        return dict(result, status="timeout", reason=f"still running after {limit:.0f}s (budget {budget:g}s); stopped")
+    if outcome == "interrupted":
+        return dict(result, status="interrupted", reason="interrupted by the user (Ctrl-C)")
+    if outcome == "terminated":
+        return dict(result, status="interrupted", reason="terminated by a signal (SIGTERM)")
+    if said == "diverged":
+        return dict(result, status="diverged")
+    if probe_steps is not None and said == "ok" and code == 0:
+        return dict(result, status="ok")
+    if said in ("handed_over", "unverified", "invalid") and code == 0:
+        return dict(result, status=said)
+    if code == 0:
+        return dict(result, status="crash", reason="train.py exited without handing over a model (rt.finish(model))")
+    if OOM_PATTERN.search(tail):
+        return dict(result, status="oom", reason="out of memory: " + _last_line(tail))
+    return dict(result, status="crash", reason=f"exit code {code}: " + _last_line(tail))
+
+
+def _evaluate(plan: dict, dataset: str, handover: Path, eval_rows: int, batch_rows, quiet: bool) -> dict:
+    """Score the hand-over in a new process, from a folder train.py never knew (so nothing it
+    left lying around can be imported)."""
+    with tempfile.TemporaryDirectory(prefix="arp-eval-") as tmp:
+        job_path, out = Path(tmp) / "job.json", Path(tmp) / "result.json"
+        atomic_write_json(job_path, dict(plan=plan, dataset=dataset, handover=str(handover), eval_rows=int(eval_rows),
+                                         batch_rows=batch_rows, result_path=str(out)))
+        try:
+            run = subprocess.run([sys.executable, "-m", "autoresearch_portable.harness.evaluator", str(job_path)],
+                                 cwd=tmp, stdin=subprocess.DEVNULL, capture_output=True, text=True, errors="replace",
+                                 timeout=max(300.0, 20.0 * eval_rows))
+        except subprocess.TimeoutExpired:
+            return dict(status="crash", reason="the evaluator did not finish in time")
+        res = _read_json(out)
+    if not res:
+        return dict(status="crash", reason="the evaluator failed: " + _last_line(run.stderr))
+    if res.get("status") == "eval_error":
         if not quiet:
-            sys.stderr.write(line)
-            sys.stderr.flush()
+            sys.stderr.write(run.stderr[-3000:])
+        res.update(status="invalid", reason=f"the exported model could not be evaluated ({res.get('reason')})")
+    return res
+
+
+def _default_eval_rows(dataset: str, report: dict, budget_seconds: float) -> int:
+    """Without a workspace setting, size the evaluation from the run's own speed (as reported)."""
+    from autoresearch_portable import data
+
+    return size_eval_rows(budget_seconds, float(report.get("tokens_per_second") or 0), data.load(dataset).seq_len)
+
+
+def _wait(child: subprocess.Popen, limit: float) -> str:
+    """'exited', 'timeout', 'interrupted' (Ctrl-C) or 'terminated' (SIGTERM)."""
+    restore = None
+    if threading.current_thread() is threading.main_thread():
+        def on_term(signum, frame):
+            raise _Terminated()
+        restore = signal.signal(signal.SIGTERM, on_term)
+    try:
+        try:
+            child.wait(timeout=limit)
+            return "exited"
+        except subprocess.TimeoutExpired:
+            _stop(child, signal.SIGTERM)
+            return "timeout"
+        except KeyboardInterrupt:
+            _stop(child, signal.SIGINT)
+            return "interrupted"
+        except _Terminated:
+            _stop(child, signal.SIGTERM)
+            return "terminated"
+    finally:
+        if restore is not None:
+            signal.signal(signal.SIGTERM, restore)
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: on Linux the kernel kills it when the parent dies (kill -9 of
+    `arp train` must not leave train.py training with nobody listening). Elsewhere the runtime's
+    watchdog thread does the same."""
+    if sys.platform.startswith("linux"):
+        try:
+            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+        except (OSError, AttributeError):
+            pass
+
+
+def _pump(stream, tail, out, quiet: bool) -> None:
+    for line in stream:
+        if tail is not None:
+            tail.append(line)
+        if not quiet:
+            out.write(line)
+            out.flush()
 
 
 def _stop(child: subprocess.Popen, sig: int) -> None:
-    """Ask the child to stop, then make sure it does."""
+    """Ask the child's process group to stop, then make sure it does."""
     try:
-        child.send_signal(sig)
+        os.killpg(child.pid, sig)
         child.wait(timeout=10)
     except subprocess.TimeoutExpired:
-        child.kill()
+        _kill_group(child)
         child.wait()
-    except ProcessLookupError:
+    except (ProcessLookupError, PermissionError):
         pass
+
+
+def _kill_group(child: subprocess.Popen) -> None:
+    """Whatever train.py started and left running goes with it."""
+    try:
+        os.killpg(child.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+    child.wait()
+
+
+def _remove_stale_run_folders() -> None:
+    """Temporary folders of runs whose `arp train` was killed (kill -9 leaves them behind)."""
+    for folder in Path(tempfile.gettempdir()).glob("arp-run-*-*"):
+        try:
+            pid = int(folder.name.split("-")[2])
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            shutil.rmtree(folder, ignore_errors=True)
+        except (ValueError, IndexError, PermissionError, OSError):
+            continue
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        obj = json.loads(Path(path).read_text())
+        return obj if isinstance(obj, dict) else {}
+    except (OSError, ValueError):
+        return {}
 
 
 def _last_line(text: str) -> str:
@@ -135,15 +315,16 @@ def _last_line(text: str) -> str:
 
 
 def ledger_record(result: dict, train_py: Path, probe: dict, plan: dict) -> dict:
-    """The ledger line for one run: when, what code, which device, what came out."""
-    train_py = Path(train_py)
+    """The ledger line for one run: when, what code (hashed before launch), which device, what
+    came out."""
     return dict(
         time=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         arp_version=__version__,
         harness_version=HARNESS_VERSION,
-        train_py=str(train_py.resolve()),
-        train_py_sha256=hashlib.sha256(train_py.read_bytes()).hexdigest() if train_py.exists() else None,
-        git_commit=_git_commit(train_py.parent),
+        train_py=str(Path(train_py).resolve()),
+        train_py_sha256=result.get("train_py_sha256"),
+        git_commit=result.get("git_commit"),
+        git_dirty=result.get("git_dirty"),
         device=probe,
         plan=plan,
         status=result.get("status"),
@@ -152,7 +333,7 @@ def ledger_record(result: dict, train_py: Path, probe: dict, plan: dict) -> dict
     )
 
 
-def _git_commit(folder: Path) -> str | None:
+def git_commit(folder: Path) -> str | None:
     try:
         out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=folder, capture_output=True, text=True, timeout=5)
         return out.stdout.strip() or None
@@ -160,7 +341,41 @@ def _git_commit(folder: Path) -> str | None:
         return None
 
 
-def record(ledger_path: Path, result: dict, train_py: Path, probe: dict, plan: dict) -> dict:
-    rec = ledger_record(result, train_py, probe, plan)
-    ledger.append(ledger_path, rec)
-    return rec
+def git_dirty(train_py: Path) -> bool | None:
+    """Whether train.py differs from the commit (then the commit does not name the code that ran)."""
+    try:
+        out = subprocess.run(["git", "status", "--porcelain", "--", train_py.name], cwd=train_py.parent,
+                             capture_output=True, text=True, timeout=5)
+        return bool(out.stdout.strip()) if out.returncode == 0 else None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def record(ledger_path: Path, result: dict, train_py: Path, probe: dict, plan: dict) -> str | None:
+    """Append the run's line to the ledger; returns a note for the user (a torn line set aside)."""
+    return ledger.append(ledger_path, ledger_record(result, train_py, probe, plan))
+
+
+@contextlib.contextmanager
+def exclusive_run(folder: Path):
+    """One `arp train` at a time per workspace: two runs would share the cores and both measure
+    noise. The lock is held by the open file, so a killed run never leaves it stuck."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    f = open(folder / ".train.lock", "a+")
+    try:
+        if fcntl is not None:
+            try:
+                fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                f.seek(0)
+                holder = f.read().strip() or "another process"
+                raise UserError(f"another arp train is running in this workspace (pid {holder}); wait for it "
+                                f"to finish: two runs at once slow each other down and both results would be noise")
+        f.seek(0)
+        f.truncate()
+        f.write(str(os.getpid()))
+        f.flush()
+        yield
+    finally:
+        f.close()

@@ -24,7 +24,7 @@ def format_summary(r: dict[str, Any]) -> str:
         ("total_seconds", _fmt(r.get("total_seconds"), ".1f")),
         ("peak_vram_mb", _fmt(r.get("peak_memory_mb"), ".1f")),
         ("mfu_percent", _fmt(r.get("mfu_percent"), ".2f")),
-        ("total_tokens_M", _fmt(r.get("total_tokens") and r["total_tokens"] / 1e6, ".1f")),
+        ("total_tokens_M", _fmt(r.get("total_tokens") and r["total_tokens"] / 1e6, ".4f")),
         ("num_steps", _fmt(r.get("num_steps"), "d")),
         ("num_params_M", _fmt(r.get("num_params") and r["num_params"] / 1e6, ".1f")),
         ("depth", _fmt(r.get("depth"), "d")),
@@ -36,8 +36,20 @@ def format_summary(r: dict[str, Any]) -> str:
         ("compute_multiplier", format_multiplier(r)),
         ("normalized_bpb", format_normalized(r)),
         ("floor_bpb", _fmt(r.get("floor_bpb"), ".6f")),
+        ("eval_tokens", _fmt(r.get("eval_tokens"), "d")),
+        ("verified", _verified(r)),
     ]
     lines = ["---"] + [f"{k + ':':<18}{v}" if len(k) < 18 else f"{k}: {v}" for k, v in rows]
-    if r.get("status") not in (None, "ok"):
-        lines.append(f"status:           {r['status']} ({r.get('reason', '')})")
+    status = r.get("status") or "crash"
+    reason = r.get("reason")
+    lines.append(f"status:           {status}" + (f" ({reason})" if reason and status != "ok" else ""))
     return "\n".join(lines)
+
+
+def _verified(r: dict[str, Any]) -> str:
+    """Whether the score came from the separate evaluator (and what it scored)."""
+    if r.get("verified"):
+        return f"yes ({r.get('eval_source', 'evaluator')}, causality checked on every scored row)"
+    if r.get("val_bpb") is not None:
+        return "no (scored inside train.py's process)"
+    return "n/a"

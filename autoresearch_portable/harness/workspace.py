@@ -76,7 +76,10 @@ def throughput_probe(probe: dict, plan: dict, dataset: str, depth: int, dim: int
     if out["status"] == "ok":
         out.update(tokens_per_second=result["tokens_per_second"],
                    flops_per_second=result["tokens_per_second"] * result["flops_per_token"],
-                   peak_memory_mb=result.get("peak_memory_mb"))
+                   peak_memory_mb=result.get("peak_memory_mb"),
+                   # launch to hand-over minus the timed steps: start-up, warm-up and export, as
+                   # the parent's clock saw them (the allowance of wall-mode runs is made from it)
+                   overhead_seconds=result["wall_seconds"] - result["training_seconds"])
     if out["status"] in ("ok", "oom"):  # facts about this device worth keeping
         atomic_write_json(cache, out)
     return out
@@ -107,11 +110,13 @@ def size_for_device(probe: dict, plan: dict, dataset: str, budget_seconds: float
         tp = measured[(depth, dim, batch)]
         chosen = sizing.choose_baseline(tp["flops_per_second"], budget_seconds, ds.seq_len, ds.vocab_size, memory, dtype_bytes)
         chosen["measured_flops_per_second"] = tp["flops_per_second"]
+        chosen["measured"] = tp
         if (chosen["DEPTH"], chosen["MODEL_DIM"], chosen["DEVICE_BATCH_SIZE"]) == (depth, dim, batch):
             return chosen
         depth, dim, batch = chosen["DEPTH"], chosen["MODEL_DIM"], chosen["DEVICE_BATCH_SIZE"]
     # the final size's device batch must run too
     chosen["DEVICE_BATCH_SIZE"] = largest_fitting_batch(trial(depth, dim), batch)
+    chosen["measured"] = measured[(depth, dim, chosen["DEVICE_BATCH_SIZE"])]
     return chosen
 
 
@@ -131,23 +136,28 @@ def init_workspace(target: Path, probe: dict, plan: dict, dataset: str, budget_s
     target = Path(target)
     if target.exists() and any(target.iterdir()) and not force:
         raise UserError(f"{target} is not empty (use --force to write into it anyway)")
-    if sizes and all(sizes.get(k) for k in SIZE_KEYS):
-        from autoresearch_portable import data
+    from autoresearch_portable import data
 
-        seq_len = data.load(dataset).seq_len
+    seq_len = data.load(dataset).seq_len
+    if sizes and all(sizes.get(k) for k in SIZE_KEYS):
         if sizes["TOTAL_BATCH_SIZE"] % (sizes["DEVICE_BATCH_SIZE"] * seq_len):
             raise UserError(f"--total-batch must be a multiple of --device-batch x seq_len ({seq_len})")
+        # the user's sizes, measured once anyway: the evaluation set and the clock's allowance
+        # are sized from this device's speed
+        tp = throughput_probe(probe, plan, dataset, sizes["DEPTH"], sizes["MODEL_DIM"], sizes["DEVICE_BATCH_SIZE"], log=log)
         sizes = dict(sizes, HEAD_DIM=sizes.get("HEAD_DIM") or sizing.HEAD_DIM, sized_by="user",
-                     expected_steps=None)
+                     expected_steps=None, measured=tp)
     else:
         sizes = size_for_device(probe, plan, dataset, budget_seconds, log=log)
+    run_settings = workspace_run_settings(sizes.pop("measured", None), budget_seconds, seq_len)
     values = {k: sizes[k] for k in ("DEPTH", "MODEL_DIM", "HEAD_DIM", "DEVICE_BATCH_SIZE", "TOTAL_BATCH_SIZE")}
     text = render_template(asset(template_name(plan["backend"])).read_text(), values)
     target.mkdir(parents=True, exist_ok=True)
     atomic_write_text(target / "train.py", text)
     atomic_write_text(target / "program.md", asset("program.md").read_text())
     atomic_write_text(target / ".gitignore", GITIGNORE)
-    atomic_write_json(target / ".arp.json", dict(backend=plan["backend"], dataset=dataset, budget_seconds=budget_seconds, sizing=sizes))
+    atomic_write_json(target / ".arp.json", dict(backend=plan["backend"], dataset=dataset, budget_seconds=budget_seconds,
+                                                 sizing=sizes, **run_settings))
     if not (target / ".git").exists():
         _git(target, "init", "-q")
     _git(target, "add", "train.py", "program.md", ".gitignore", ".arp.json")
@@ -156,6 +166,21 @@ def init_workspace(target: Path, probe: dict, plan: dict, dataset: str, budget_s
     identity = [] if has_identity else ["-c", "user.name=arp", "-c", "user.email=arp@localhost"]
     _git(target, *identity, "commit", "-q", "-m", "baseline from arp init")
     return sizes
+
+
+def workspace_run_settings(measured: dict | None, budget_seconds: float, seq_len: int) -> dict:
+    """What every run of the workspace shares: the number of scored rows (so two runs are scored
+    on the same amount of text however fast each trained) and the measured start-up + export
+    overhead the clock allows. Empty without a successful measurement (runs then size these
+    themselves and say so)."""
+    from autoresearch_portable.harness.budget import eval_rows
+
+    if not measured or measured.get("status") != "ok":
+        return {}
+    out = dict(eval_rows=eval_rows(budget_seconds, measured["tokens_per_second"], seq_len))
+    if measured.get("overhead_seconds") is not None:
+        out["overhead_seconds"] = round(float(measured["overhead_seconds"]), 2)
+    return out
 
 
 def _git(cwd: Path, *args: str) -> None:

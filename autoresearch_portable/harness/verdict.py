@@ -1,0 +1,146 @@
+"""Is this run better than the best so far? Answered above the noise, from the ledger.
+
+Runs of the same code (the same train.py hash) form a group: their mean is the group's value and
+their spread measures run-to-run noise. The noise of one run, σ, comes from calibration (the
+baseline repeated at T) where there is one, else from the spread within groups that ran more
+than once; without either, only the run's evaluation error is known and the verdict says so.
+
+The best is the best *confirmed* group, walking the ledger in order: the first group is the
+starting point; a later group with a lower mean replaces it only if it ran at least twice, or if
+its lead exceeds twice the band on its own. A single lucky run therefore never becomes the bar
+every later run is judged against. Pure functions: records in, text out."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from autoresearch_portable.harness import ledger
+
+BAND_SIGMAS = 2.0
+
+
+@dataclass
+class Group:
+    code: str                     # train.py sha256 (or the commit when no hash was recorded)
+    commit: str | None
+    values: list[float] = field(default_factory=list)
+    stderrs: list[float] = field(default_factory=list)
+
+    @property
+    def n(self) -> int:
+        return len(self.values)
+
+    @property
+    def mean(self) -> float:
+        return sum(self.values) / self.n
+
+    @property
+    def spread(self) -> float | None:
+        if self.n < 2:
+            return None
+        m = self.mean
+        return math.sqrt(sum((v - m) ** 2 for v in self.values) / (self.n - 1))
+
+    @property
+    def stderr(self) -> float:
+        """The mean's evaluation error alone."""
+        ses = [s for s in self.stderrs if s is not None and math.isfinite(s)]
+        return math.sqrt(sum(s * s for s in ses)) / self.n if ses else 0.0
+
+
+def _key(result: dict) -> tuple:
+    return (result.get("dataset"), result.get("budget_seconds"), result.get("budget_mode"),
+            result.get("backend"), result.get("device"))
+
+
+def groups(records: list[dict], result: dict) -> list[Group]:
+    """Trusted ok runs comparable with `result` (dataset, budget, mode, device), grouped by code,
+    in order of first appearance."""
+    found: dict[str, Group] = {}
+    for rec in records:
+        m = rec.get("metrics") or {}
+        if rec.get("status") != "ok" or rec.get(ledger.UNTRUSTED) or not isinstance(m.get("val_bpb"), (int, float)):
+            continue
+        if _key(m) != _key(result):
+            continue
+        code = str(rec.get("train_py_sha256") or m.get("train_py_sha256") or rec.get("git_commit") or "?")
+        g = found.setdefault(code, Group(code, rec.get("git_commit")))
+        g.values.append(float(m["val_bpb"]))
+        g.stderrs.append(m.get("val_bpb_stderr"))
+    return list(found.values())
+
+
+def pooled_sigma(gs: list[Group]) -> float | None:
+    """Run-to-run σ from repeated code: pooled variance within groups."""
+    ss = dof = 0.0
+    for g in gs:
+        if g.n >= 2:
+            m = g.mean
+            ss += sum((v - m) ** 2 for v in g.values)
+            dof += g.n - 1
+    return math.sqrt(ss / dof) if dof else None
+
+
+def band(a: Group, b: Group, sigma: float | None) -> float:
+    """BAND_SIGMAS x the standard error of the difference of two group means."""
+    if sigma is not None:
+        var = sigma**2 * (1 / a.n + 1 / b.n)
+    else:
+        var = a.stderr**2 + b.stderr**2
+    return BAND_SIGMAS * math.sqrt(var)
+
+
+def confirmed_best(gs: list[Group], sigma: float | None) -> Group | None:
+    best = None
+    for g in gs:
+        if best is None:
+            best = g
+        elif g.mean < best.mean and (g.n >= 2 or best.mean - g.mean > 2 * band(g, best, sigma)):
+            best = g
+    return best
+
+
+def verdict(records: list[dict], result: dict, calibrated_sigma: float | None = None) -> str | None:
+    """Lines for the user after a run: this run against the best confirmed result, and what it
+    would take to be sure."""
+    if result.get("status") != "ok" or result.get("val_bpb") is None:
+        return None
+    before = groups(records, result)
+    sigma = calibrated_sigma
+    source = "calibration"
+    if sigma is None:
+        sigma, source = pooled_sigma(before), "repeated runs in this ledger"
+    best = confirmed_best(before, sigma)
+    code = str(result.get("train_py_sha256") or "?")
+    this = Group(code, result.get("git_commit"), [float(result["val_bpb"])], [result.get("val_bpb_stderr")])
+    lines = []
+    same = next((g for g in before if g.code == code), None)
+    if same is not None:
+        this = Group(code, this.commit, same.values + this.values, same.stderrs + this.stderrs)
+        lines.append(f"same code as {same.n} earlier run(s): now {this.n} runs, mean {this.mean:.6f}"
+                     + (f" ± {this.spread:.6f} (spread)" if this.spread is not None else ""))
+    noise = (f"σ {sigma:.6f} per run from {source}" if sigma is not None else
+             "run-to-run noise unknown (only the evaluation error is counted): measure it with "
+             "`arp train --repeat 3` on the baseline, or `arp calibrate`")
+    if best is None:
+        return "\n".join(lines + [f"vs ledger: first ok run at this budget on this device (nothing to beat yet); {noise}"])
+    if best.code == code:
+        return "\n".join(lines + [f"vs ledger: this code is the best confirmed result ({this.n} runs); {noise}"])
+    diff = best.mean - this.mean
+    width = band(this, best, sigma)
+    where = f"best confirmed {best.mean:.6f} ({best.commit or '?'}, {best.n} run{'s' if best.n > 1 else ''})"
+    if sigma is None and diff > 0:
+        lines.append(f"vs ledger: lower than the {where} by {diff:.6f} (evaluation band {width:.6f}); not a "
+                     f"confirmed win: {noise}")
+    elif diff > 2 * width or (diff > width and this.n >= 2):
+        lines.append(f"vs ledger: beats the {where} by {diff:.6f} > band {width:.6f}: a confirmed win; {noise}")
+    elif diff > width:
+        lines.append(f"vs ledger: beats the {where} by {diff:.6f} > band {width:.6f}, but by less than twice the band: "
+                     f"confirm it with `arp train --repeat 2` before keeping it; {noise}")
+    elif diff > 0:
+        lines.append(f"vs ledger: lower than the {where} by {diff:.6f}, within the band {width:.6f}: not significant "
+                     f"(noise, not a win); {noise}")
+    else:
+        lines.append(f"vs ledger: does not beat the {where} ({diff:+.6f}; band {width:.6f}); {noise}")
+    return "\n".join(lines)
