@@ -29,6 +29,10 @@ def workspace(small_bundled, tmp_path_factory):
     sizes = [s if s is not None else str(2 * small_bundled.seq_len) for s in SIZES]
     r = arp("init", str(ws), "--backend", "cpu", *sizes)
     assert r.returncode == 0, r.stderr
+    # these tests are not about the clock: a generous measured overhead keeps a slow, busy test
+    # machine from turning honest runs into over_budget (tests/test_integrity.py tests the clock)
+    config = json.loads((ws / ".arp.json").read_text())
+    (ws / ".arp.json").write_text(json.dumps(dict(config, overhead_seconds=30.0)))
     return ws
 
 
@@ -82,7 +86,7 @@ def test_train_prints_the_summary_and_records_the_ledger(workspace):
     assert rec["metrics"]["val_bpb"] == pytest.approx(bpb, abs=1e-6)
     assert rec["plan"]["backend"] == "cpu" and rec["device"]["cpu_model"]
     assert len(rec["train_py_sha256"]) == 64 and rec["git_commit"]
-    assert rec["metrics"]["causality"]["causal"] is True
+    assert rec["metrics"]["verified"] is True and rec["metrics"]["causality"]["rows_failed"] == 0
 
 
 def test_non_causal_model_is_reported_invalid(workspace, tmp_path):
@@ -119,11 +123,13 @@ def test_run_past_its_time_limit_is_stopped(workspace, tmp_path):
     assert ledger(path.parent)[-1]["status"] == "timeout"
 
 
-def test_two_concurrent_runs_leave_a_valid_ledger(workspace):
+def test_a_second_run_in_the_same_workspace_is_refused(workspace):
+    """Two runs at once would share the cores and both measure noise: the second is refused with
+    one line, the first records its result, and the ledger stays valid."""
     results = []
 
     def go(seed):
-        results.append(arp("train", "--budget", "2", "--backend", "cpu", "--seed", str(seed), cwd=workspace))
+        results.append(arp("train", "--budget", "4", "--backend", "cpu", "--seed", str(seed), cwd=workspace))
 
     before = len(ledger(workspace))
     threads = [threading.Thread(target=go, args=(s,)) for s in (1, 2)]
@@ -131,10 +137,13 @@ def test_two_concurrent_runs_leave_a_valid_ledger(workspace):
         t.start()
     for t in threads:
         t.join()
-    assert all(r.returncode == 0 for r in results), [r.stderr[-500:] for r in results]
+    codes = sorted(r.returncode for r in results)
+    assert codes == [0, 2], [r.stderr[-500:] for r in results]
+    refused = next(r for r in results if r.returncode == 2)
+    assert "another arp train is running" in refused.stderr and "Traceback" not in refused.stderr
     lines = (workspace / "results" / "ledger.jsonl").read_text().splitlines()
-    assert len(lines) == before + 2
-    assert all(json.loads(l)["status"] == "ok" for l in lines[before:])
+    assert len(lines) == before + 1
+    assert json.loads(lines[-1])["status"] == "ok"
 
 
 def test_missing_train_py_is_one_line(tmp_path):

@@ -328,10 +328,11 @@ def test_bf16_model_tracks_fp32_torch_within_bf16_tolerance():
     assert np.isfinite(losses).all() and losses[1] < losses[0]
 
 
-def test_causality_probe_catches_an_mlx_model_that_sees_the_future():
-    """The harness's causality probe through the MLX backend: the template's model passes; the
+def test_causality_check_catches_an_mlx_model_that_sees_the_future():
+    """The evaluator's causality check through the MLX backend: the template's model passes; the
     same model on a backend whose attention forgot the causal mask is caught."""
-    from autoresearch_portable.harness.evaluate import causality_probe
+    from autoresearch_portable.harness.evalset import perturbed_copies
+    from autoresearch_portable.harness.evaluate import causality_tolerance
 
     class Leaky(MLXBackend):
         def attention(self, q, k, v, window):
@@ -340,8 +341,27 @@ def test_causality_probe_catches_an_mlx_model_that_sees_the_future():
     c = {**BASE, **ATTENTION_CASES["sssl"]}
     nt, _ = load_pair(c)
     weights = random_torch_model(nt).state_dict()
-    row = np.random.default_rng(7).integers(1, VOCAB, size=T)
+    rows = np.random.default_rng(7).integers(1, VOCAB, size=(3, T + 1))
+    copies, cuts = perturbed_copies(rows, np.random.default_rng(8))
+    token_bytes = np.ones(VOCAB, dtype=np.int64)
     for backend, causal in ((MLXBackend(make_plan("mlx")), True), (Leaky(make_plan("mlx")), False)):
         model = load_template(MLX_TEMPLATE, backend, T, VOCAB, c)["GPT"](VOCAB, T, DEPTH, DIM, HEAD_DIM)
         load_torch_into_mlx(model, weights)
-        assert causality_probe(backend, model, row, VOCAB)["causal"] is causal
+        _, _, change = backend.score_rows(model, rows, token_bytes, 2**28, copies, cuts)
+        assert bool((change <= causality_tolerance(backend.plan.dtype)).all()) is causal
+
+
+def test_mlx_export_hands_over_the_same_model(tmp_path):
+    """mx.export_function + weights: the imported graph computes the trained model's logits, for
+    any number of rows (the graph has a fixed batch; the loader pads)."""
+    c = {**BASE, **ATTENTION_CASES["sssl"]}
+    nt, _ = load_pair(c)
+    backend = MLXBackend(make_plan("mlx"))
+    model = load_template(MLX_TEMPLATE, backend, T, VOCAB, c)["GPT"](VOCAB, T, DEPTH, DIM, HEAD_DIM)
+    load_torch_into_mlx(model, random_torch_model(nt).state_dict())
+    rows = np.random.default_rng(3).integers(1, VOCAB, size=(3, T))
+    live = backend.forward_logits(model, rows)
+    backend.export_model(model, str(tmp_path), T)
+    loaded = backend.load_model(str(tmp_path))
+    np.testing.assert_allclose(backend.forward_logits(loaded, rows), live, rtol=0, atol=1e-5)
+    np.testing.assert_allclose(backend.forward_logits(model, rows), live, rtol=0, atol=0)  # model intact

@@ -78,21 +78,6 @@ def _rec(val, commit, status="ok", **metrics):
     return dict(time="2026-11-27T10:00:00+0000", git_commit=commit, status=status, metrics=m)
 
 
-def test_verdict_vs_best():
-    records = [_rec(1.00, "a"), _rec(0.98, "b"), _rec(0.90, "c", status="crash"), _rec(0.50, "d", budget_seconds=600.0)]
-    base = dict(status="ok", budget_seconds=60.0, budget_mode="wall", backend="cpu", device="Fake CPU 9000", dataset="bundled")
-    assert "first ok run" in res.verdict_vs_best([], dict(base, val_bpb=1.0))
-    v = res.verdict_vs_best(records, dict(base, val_bpb=0.95, bpb_band=0.02))
-    assert "beats the best 0.980000 (b" in v and "significant" in v and "not significant" not in v
-    v = res.verdict_vs_best(records, dict(base, val_bpb=0.97, bpb_band=0.02))
-    assert "within the noise band" in v and "not significant" in v
-    v = res.verdict_vs_best(records, dict(base, val_bpb=0.99, bpb_band=0.02))
-    assert "does not beat" in v
-    v = res.verdict_vs_best(records, dict(base, val_bpb=0.95))
-    assert "noise band unknown" in v
-    assert res.verdict_vs_best(records, dict(base, status="crash")) is None
-
-
 def test_results_table_and_json(tmp_path):
     path = tmp_path / "results" / "ledger.jsonl"
     ledger.append(path, _rec(1.0, "abc1234"))
