@@ -1,0 +1,69 @@
+"""Does the evaluator's fresh-document evaluation measure the same quantity as the old
+validation-shard evaluation? Trains the torch template briefly, then scores the same model on
+(a) the first rows of the cached validation split (best-fit packed, documents cropped) and
+(b) fresh generated documents packed whole (what the evaluator scores), several fresh seeds.
+
+    python benchmarks/eval_shift.py --seconds 120 --rows 64
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+import numpy as np
+import torch
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--seconds", type=float, default=120)
+    ap.add_argument("--rows", type=int, default=64)
+    ap.add_argument("--seeds", type=int, default=3)
+    ap.add_argument("--depth", type=int, default=2)
+    ap.add_argument("--dim", type=int, default=128)
+    args = ap.parse_args()
+
+    from autoresearch_portable import data
+    from autoresearch_portable.backends import load_backend
+    from autoresearch_portable.backends.mlx.templates import load_template
+    from autoresearch_portable.detect import make_plan, probe
+    from autoresearch_portable.harness.evalset import bundled_rows
+    from autoresearch_portable.harness.evaluate import bpb_from_rows, score
+    from autoresearch_portable.harness.workspace import asset
+
+    ds = data.load("bundled")
+    plan = make_plan(probe(), "cpu")
+    K = load_backend(plan)
+    ns = load_template(asset("train_template.py"), K, ds.seq_len, ds.vocab_size,
+                       dict(DEPTH=args.depth, MODEL_DIM=args.dim))
+    torch.manual_seed(0)
+    model = ns["GPT"](ds.vocab_size, ds.seq_len, args.depth, args.dim, 64)
+    model.init_weights()
+    opts = ns["build_optimizers"](model)
+    batches = ds.train_batches(2, seed=0)
+    t0, steps = time.time(), 0
+    while time.time() - t0 < args.seconds:
+        x, y = K.to_device(next(batches))
+        with K.autocast():
+            loss = model(x, y)
+        loss.backward()
+        for o in opts:
+            o.step()
+        model.zero_grad(set_to_none=True)
+        steps += 1
+    out = dict(steps=steps, train_loss=float(loss), plan=dict(dtype=plan.dtype), rows=args.rows)
+    s = score(K, model, ds.val_rows(min(args.rows, ds.max_val_rows)), ds.token_bytes, 4)
+    out["val_shard"] = dict(zip(("val_bpb", "stderr"), bpb_from_rows(s["nats"], s["nbytes"])))
+    out["fresh"] = []
+    for seed in range(args.seeds):
+        es = bundled_rows(ds.tokenizer, ds.seq_len, args.rows, seed=1000 + seed)
+        s = score(K, model, es.rows, ds.token_bytes, 4)
+        bpb, se = bpb_from_rows(s["nats"], s["nbytes"])
+        out["fresh"].append(dict(val_bpb=bpb, stderr=se, floor_bpb=float(es.floor_bits.sum() / es.text_bytes)))
+    print(json.dumps(out, indent=2))
+
+
+if __name__ == "__main__":
+    main()
