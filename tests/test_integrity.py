@@ -135,8 +135,9 @@ def test_the_scored_text_is_out_of_train_pys_reach(workspace, small_bundled):
     # sees the whole 64-token block it is in (a leak the old single-cut probe missed)
     "blocks = torch.arange(q.size(2), device=q.device) // 64\n"
     "        y = F.scaled_dot_product_attention(q, k, v, attn_mask=blocks[:, None] >= blocks[None, :])",
-    # causal only when the batch looks like the old probe's (two rows); peeks otherwise
-    "y = K.attention(q, k, v, window) if q.size(0) == 2 else F.scaled_dot_product_attention(q, k, v)",
+    # peeks only in some rows of a batch (the old probe checked one row of a two-row batch)
+    "peek = torch.arange(q.size(0), device=q.device)[:, None, None, None] % 2 == 1\n"
+    "        y = torch.where(peek, F.scaled_dot_product_attention(q, k, v), K.attention(q, k, v, window))",
 ])
 def test_a_model_that_peeks_is_invalid(workspace, tmp_path, peek):
     path = cheat(workspace, tmp_path, "y = K.attention(q, k, v, window)", peek)
@@ -158,7 +159,8 @@ def test_time_taken_beyond_the_allowance_is_over_budget(workspace, tmp_path, edi
     clock sees it."""
     old, new = edit
     path = cheat(workspace, tmp_path, old, new.replace("EXTRA", f"{beyond_allowance(workspace):.0f}"))
-    r = arp("train", str(path), "--budget", "2", "--backend", "cpu")
+    # a time limit far off, so the clock's verdict is seen rather than the hard stop (timeout)
+    r = arp("train", str(path), "--budget", "2", "--backend", "cpu", "--timeout", "600")
     assert r.returncode == 1, r.stderr[-2000:]
     rec = last(path.parent)
     assert rec["status"] == "over_budget", (rec["status"], rec.get("reason"))

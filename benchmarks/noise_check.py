@@ -1,0 +1,101 @@
+"""Decisions above the noise, measured: the unmodified baseline on a quiet machine and under a CPU
+hog (a busy loop on every core), in work mode (fixed FLOPs) and wall mode (fixed seconds).
+
+Expected: in work mode the six val_bpb agree within the calibrated band (the FLOP budget fixes
+the number of steps whatever the load); in wall mode every hogged run is marked `noisy`.
+
+    arp init /tmp/nc --budget 60 && (cd /tmp/nc && arp calibrate --budget 60)
+    python benchmarks/noise_check.py /tmp/nc --budget 60 --out benchmarks/measured/noise-check.json
+
+Run it on a quiet machine: the quiet half of the comparison must really be quiet.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+
+def spin(stop_at: float) -> None:
+    x = 0
+    while time.time() < stop_at:
+        x += 1
+
+
+class Hog:
+    """A busy loop on every core, for at most `seconds`."""
+
+    def __init__(self, seconds: float):
+        self.seconds = seconds
+        self.procs: list[multiprocessing.Process] = []
+
+    def __enter__(self):
+        stop_at = time.time() + self.seconds
+        self.procs = [multiprocessing.Process(target=spin, args=(stop_at,), daemon=True) for _ in range(os.cpu_count() or 1)]
+        for p in self.procs:
+            p.start()
+        return self
+
+    def __exit__(self, *exc):
+        for p in self.procs:
+            p.terminate()
+            p.join()
+
+
+def train(ws: Path, budget: float, mode: str, seed: int) -> dict:
+    cmd = [sys.executable, "-m", "autoresearch_portable", "train", "--budget", str(budget), "--budget-mode", mode,
+           "--seed", str(seed)]
+    r = subprocess.run(cmd, cwd=ws, capture_output=True, text=True)
+    lines = (ws / "results" / "ledger.jsonl").read_text().splitlines()
+    rec = json.loads(lines[-1])
+    m = rec["metrics"]
+    load = m.get("load") or {}
+    return dict(mode=mode, seed=seed, status=rec["status"], reason=rec.get("reason"), val_bpb=m.get("val_bpb"),
+                stderr=m.get("val_bpb_stderr"), steps=m.get("num_steps"), tokens_per_second=m.get("tokens_per_second"),
+                others_share=load.get("others_share_mean"), exit_code=r.returncode)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("workspace", type=Path)
+    ap.add_argument("--budget", type=float, default=60)
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--out", type=Path)
+    args = ap.parse_args()
+    ws = args.workspace
+    runs = []
+    for i in range(args.runs):
+        runs.append(dict(train(ws, args.budget, "work", seed=i), hog=False))
+    for i in range(args.runs):
+        with Hog(6 * args.budget + 300):
+            runs.append(dict(train(ws, args.budget, "work", seed=i), hog=True))
+    for i in range(args.runs):
+        with Hog(3 * args.budget + 300):
+            runs.append(dict(train(ws, args.budget, "wall", seed=i), hog=True))
+    work = [r["val_bpb"] for r in runs if r["mode"] == "work" and r["val_bpb"] is not None]
+    out = dict(
+        budget=args.budget, cpu_count=os.cpu_count(), runs=runs,
+        work_mean=statistics.fmean(work) if work else None,
+        work_spread=statistics.stdev(work) if len(work) > 1 else None,
+        work_range=(max(work) - min(work)) if work else None,
+        wall_hogged_noisy=sum(1 for r in runs if r["mode"] == "wall" and r["status"] == "noisy"),
+    )
+    for r in runs:
+        print(f"{r['mode']:5} hog={str(r['hog']):5} seed={r['seed']} status={r['status']:11} "
+              f"val_bpb={r['val_bpb'] if r['val_bpb'] is None else round(r['val_bpb'], 4)} steps={r['steps']} "
+              f"tok/s={r['tokens_per_second'] and round(r['tokens_per_second'])} others={r['others_share']}")
+    print(json.dumps({k: v for k, v in out.items() if k != "runs"}, indent=2))
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(out, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
