@@ -93,14 +93,19 @@ def size_for_device(probe: dict, plan: dict, dataset: str, budget_seconds: float
     from autoresearch_portable.harness.autotune import largest_fitting_batch
 
     ds = data.load(dataset)
-    memory = _device_memory(probe, plan)
+    memory, _ = sizing.memory_cap(probe, plan)
     dtype_bytes = 4 if plan["dtype"] == "float32" else 2
+    memory_model = dict(dtype_bytes=dtype_bytes, materialized_attention=sizing.attention_materialized(plan),
+                        max_array_bytes=sizing.largest_array_bytes(probe, plan))
     depth, dim, batch = 4, 256, (1 if plan["device"] == "cpu" else 8)
     measured: dict[tuple, dict] = {}
 
     def trial(depth: int, dim: int):
         def run(b: int) -> str:
             measured[(depth, dim, b)] = tp = throughput_probe(probe, plan, dataset, depth, dim, b, log=log)
+            if tp["status"] == "ok" and memory and (tp.get("peak_memory_mb") or 0) * 2**20 > memory:
+                # it ran, but past the cap: on a Mac that is swapping (slow), not fitting
+                return "oom"
             return tp["status"]
         return run
 
@@ -108,7 +113,7 @@ def size_for_device(probe: dict, plan: dict, dataset: str, budget_seconds: float
     for _ in range(2):
         batch = largest_fitting_batch(trial(depth, dim), batch)
         tp = measured[(depth, dim, batch)]
-        chosen = sizing.choose_baseline(tp["flops_per_second"], budget_seconds, ds.seq_len, ds.vocab_size, memory, dtype_bytes)
+        chosen = sizing.choose_baseline(tp["flops_per_second"], budget_seconds, ds.seq_len, ds.vocab_size, memory, **memory_model)
         chosen["measured_flops_per_second"] = tp["flops_per_second"]
         chosen["measured"] = tp
         if (chosen["DEPTH"], chosen["MODEL_DIM"], chosen["DEVICE_BATCH_SIZE"]) == (depth, dim, batch):
@@ -118,13 +123,6 @@ def size_for_device(probe: dict, plan: dict, dataset: str, budget_seconds: float
     chosen["DEVICE_BATCH_SIZE"] = largest_fitting_batch(trial(depth, dim), batch)
     chosen["measured"] = measured[(depth, dim, chosen["DEVICE_BATCH_SIZE"])]
     return chosen
-
-
-def _device_memory(probe: dict, plan: dict) -> float | None:
-    gpus = probe.get("gpus") or []
-    if plan["backend"] == "cuda" and gpus:
-        return gpus[0].get("memory_bytes")
-    return probe.get("memory_bytes")
 
 
 SIZE_KEYS = ("DEPTH", "MODEL_DIM", "DEVICE_BATCH_SIZE", "TOTAL_BATCH_SIZE")
