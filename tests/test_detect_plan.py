@@ -300,3 +300,29 @@ def test_planning_is_pure_and_imports_no_framework():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+# --- window pattern ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_window_pattern_is_chosen_with_a_reason(name):
+    plan = plan_of(name)
+    assert plan.window_pattern in ("SSSL", "L")
+    assert plan.reasons["window_pattern"] and "\n" not in plan.reasons["window_pattern"]
+
+
+def test_apple_gpus_train_all_layers_full_causal():
+    # MPS and mlx on Metal build the full scores in training: short windows would save nothing
+    for name in ("m1_mlx", "m3_max_mlx", "m4_max_mlx", "m1_nomlx", "m3_max_nomlx", "m4_max_nomlx"):
+        plan = plan_of(name)
+        assert plan.window_pattern == "L" and "whatever the window" in plan.reasons["window_pattern"]
+    assert plan_of("h100_sxm").window_pattern == "SSSL"  # flex_attention skips masked blocks
+    assert plan_of("cpu_epyc_ci").window_pattern == "SSSL"
+    assert plan_of("m1_mlx", "cpu").window_pattern == "SSSL"
+
+
+def test_a_plan_recorded_before_window_patterns_reads_as_sssl():
+    d = plan_of("m1_nomlx").to_dict()
+    del d["window_pattern"]
+    assert Plan.from_dict(d).window_pattern == "SSSL"

@@ -112,3 +112,17 @@ def test_a_trial_that_runs_past_the_cap_counts_as_out_of_memory(small_bundled, m
     sizes = workspace.size_for_device(probe, plan, "bundled", 300, log=lambda m: None)
     assert tried[0] == 8 and 8 * 1.5 * 2**30 > cap  # the first trial ran past the cap ...
     assert sizes["DEVICE_BATCH_SIZE"] * 1.5 * 2**30 <= cap  # ... and was not kept
+
+
+def test_the_baseline_of_an_apple_gpu_plan_is_all_full_causal_everywhere_it_is_written():
+    from autoresearch_portable.harness.calibrate import baseline_source
+    from autoresearch_portable.harness.workspace import baseline_text
+
+    sizes = dict(DEPTH=4, MODEL_DIM=256, DEVICE_BATCH_SIZE=8, TOTAL_BATCH_SIZE=8 * 1024)
+    for name in ("m1_nomlx", "m4_max_mlx"):
+        _, plan = probe_and_plan(name)
+        text = baseline_text(plan, sizes)  # what init's probes measure and `arp init` writes
+        assert "\nWINDOW_PATTERN = 'L'" in text and "\nDEPTH = 4" in text
+        assert baseline_source(plan, sizes) == text  # what `arp calibrate` trains
+    _, plan = probe_and_plan("cpu_epyc_ci")
+    assert "\nWINDOW_PATTERN = 'SSSL'" in baseline_text(plan, sizes)

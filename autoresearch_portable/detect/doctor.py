@@ -87,8 +87,9 @@ def format_doctor(report: dict) -> str:
     lines = [f"autoresearch-portable {report['version']} (harness {report['harness_version']})", "", "hardware"]
     lines += _hardware_lines(p)
     lines += ["", "plan"]
-    for key in ("backend", "device", "dtype", "dtype_mode", "grad_scaler", "attention", "compile", "pin_memory", "peak_flops"):
-        value = plan[key]
+    for key in ("backend", "device", "dtype", "dtype_mode", "grad_scaler", "attention", "compile", "pin_memory", "peak_flops",
+                "window_pattern"):
+        value = plan.get(key)
         if key == "peak_flops":
             value = f"{value / 1e12:g} TFLOP/s" if value else "measure"
         why = reasons.get(key)

@@ -46,6 +46,14 @@ def render_template(text: str, values: dict) -> str:
     return text
 
 
+def baseline_text(plan: dict, values: dict) -> str:
+    """The template of the plan's backend with `values` and the plan's window pattern: the one
+    baseline that init's probes measure, `arp init` writes and `arp calibrate` trains."""
+    if plan.get("window_pattern"):
+        values = {"WINDOW_PATTERN": plan["window_pattern"], **values}
+    return render_template(asset(template_name(plan["backend"])).read_text(), values)
+
+
 def throughput_probe(probe: dict, plan: dict, dataset: str, depth: int, dim: int, device_batch: int,
                      log=print) -> dict:
     """Run the real template for a few steps at one size and measure achieved FLOP/s. Cached per
@@ -63,9 +71,8 @@ def throughput_probe(probe: dict, plan: dict, dataset: str, depth: int, dim: int
 
     log(f"measuring throughput: depth {depth}, width {dim}, device batch {device_batch} ...")
     seq_len = data.load(dataset).seq_len
-    text = asset(template_name(plan["backend"])).read_text()
-    text = render_template(text, dict(DEPTH=depth, MODEL_DIM=dim, DEVICE_BATCH_SIZE=device_batch,
-                                      TOTAL_BATCH_SIZE=device_batch * seq_len))
+    text = baseline_text(plan, dict(DEPTH=depth, MODEL_DIM=dim, DEVICE_BATCH_SIZE=device_batch,
+                                    TOTAL_BATCH_SIZE=device_batch * seq_len))
     with tempfile.TemporaryDirectory(prefix="arp-probe-") as tmp:
         train_py = Path(tmp) / "train.py"
         train_py.write_text(text)
@@ -149,7 +156,7 @@ def init_workspace(target: Path, probe: dict, plan: dict, dataset: str, budget_s
         sizes = size_for_device(probe, plan, dataset, budget_seconds, log=log)
     run_settings = workspace_run_settings(sizes.pop("measured", None), budget_seconds, seq_len)
     values = {k: sizes[k] for k in ("DEPTH", "MODEL_DIM", "HEAD_DIM", "DEVICE_BATCH_SIZE", "TOTAL_BATCH_SIZE")}
-    text = render_template(asset(template_name(plan["backend"])).read_text(), values)
+    text = baseline_text(plan, values)
     target.mkdir(parents=True, exist_ok=True)
     atomic_write_text(target / "train.py", text)
     atomic_write_text(target / "program.md", asset("program.md").read_text())
