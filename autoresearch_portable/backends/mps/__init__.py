@@ -33,7 +33,8 @@ class MPSBackend(TorchBackend):
     def autocast(self):
         with super().autocast():
             yield
-        self._sample()
+        if not self.exporting:  # export traces with fake tensors: nothing was allocated
+            self._sample()
 
     def synchronize(self):
         torch.mps.synchronize()
