@@ -3,10 +3,12 @@
 Both templates' definitions are loaded without training (backends.mlx.templates.load_template),
 the torch model's weights are copied into the MLX model (backends.mlx.convert), and logits, loss,
 gradients, one Muon step and one AdamW step must agree. CPU, fp32, tiny shapes: mlx's CPU device
-is slow, and these tests check numerics, not speed (Metal is not available on the CI machine)."""
+is slow, and these tests check numerics, not speed (Metal is not available on the CI machine).
+On a Mac, ARP_MLX_TEST_DEVICE=gpu runs the MLX side on Metal (benchmarks/mac_check.sh does)."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -45,7 +47,7 @@ ATTENTION_CASES = {
 
 def make_plan(backend: str, dtype: str = "float32", compile: bool = False) -> Plan:
     return Plan(
-        backend=backend, device="cpu", dtype=dtype,
+        backend=backend, device=os.environ.get("ARP_MLX_TEST_DEVICE", "cpu") if backend == "mlx" else "cpu", dtype=dtype,
         dtype_mode="explicit" if backend == "mlx" and dtype != "float32" else "none",
         grad_scaler=False, attention="mlx_fast" if backend == "mlx" else "sdpa_mask",
         compile=compile, pin_memory=False, peak_flops=None, peak_flops_source="test",

@@ -124,7 +124,8 @@ class TorchBackend(Backend):
 
     @torch.no_grad()
     def score_rows(self, model, rows, token_bytes, max_logit_bytes, perturbed=None, cuts=None):
-        tb = torch.as_tensor(token_bytes, dtype=torch.long, device=self.device)
+        # token byte lengths as int32: MPS's int64 kernels are incomplete (a row's bytes fit easily)
+        tb = torch.as_tensor(np.asarray(token_bytes), dtype=torch.int32, device=self.device)
         B, T1 = rows.shape
         T, vocab = T1 - 1, int(tb.numel())
         nats = np.zeros(B, dtype=np.float64)
@@ -150,7 +151,7 @@ class TorchBackend(Backend):
             loss = torch.where(yb > 0, loss, torch.zeros_like(loss))
             # summed on the device in float32 (MPS has no float64), widened on the host
             nats[s : s + n] = loss.sum(1).cpu().numpy()
-            nbytes[s : s + n] = yb.sum(1).cpu().numpy()
+            nbytes[s : s + n] = yb.sum(1, dtype=torch.int32).cpu().numpy()
             if perturbed is not None:
                 cut = torch.as_tensor(np.asarray(cuts[s : s + n]), device=self.device)
                 before = torch.arange(T, device=self.device)[None, :] < cut[:, None]  # (n, T)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from autoresearch_portable import HARNESS_VERSION, __version__, paths
 from autoresearch_portable.detect.plan import make_plan, resolve_backend
 from autoresearch_portable.detect.probe import DeviceProbe, probe
+from autoresearch_portable.harness.sizing import memory_cap
 
 
 def doctor_report(backend: str | None = None) -> dict:
@@ -86,12 +87,15 @@ def format_doctor(report: dict) -> str:
     lines = [f"autoresearch-portable {report['version']} (harness {report['harness_version']})", "", "hardware"]
     lines += _hardware_lines(p)
     lines += ["", "plan"]
-    for key in ("backend", "device", "dtype", "dtype_mode", "grad_scaler", "attention", "compile", "pin_memory", "peak_flops"):
-        value = plan[key]
+    for key in ("backend", "device", "dtype", "dtype_mode", "grad_scaler", "attention", "compile", "pin_memory", "peak_flops",
+                "window_pattern"):
+        value = plan.get(key)
         if key == "peak_flops":
             value = f"{value / 1e12:g} TFLOP/s" if value else "measure"
         why = reasons.get(key)
         lines.append(f"  {key + ':':<12} {str(value):<14}" + (f" {why}" if why else ""))
+    cap, source = memory_cap(report["probe"], plan)
+    lines.append(f"  {'memory cap:':<12} {_gib(int(cap) if cap else None):<14} {source}: the most that sizing and the batch autotune let a run use")
     lines += ["", "paths"]
     for k, v in report["paths"].items():
         lines.append(f"  {k + ':':<12} {v}")

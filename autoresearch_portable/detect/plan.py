@@ -40,6 +40,8 @@ class Plan:
     peak_flops: float | None  # dense datasheet peak in `dtype` for known GPUs; None: measure
     peak_flops_source: str
     reasons: dict[str, str] = field(default_factory=dict)  # field -> one-line why, for doctor
+    # the baseline's WINDOW_PATTERN (S = short sliding window, L = full causal), written by `arp init`
+    window_pattern: str = "SSSL"
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -185,10 +187,13 @@ def _cuda_plan(p: DeviceProbe) -> Plan:
         reasons["compile"] = "triton does not support GPUs before compute capability 7.0"
     peak, source = datasheet_peak(gpu.name, dtype)
     reasons["peak_flops"] = source
+    reasons["window_pattern"] = (
+        "the original's pattern: flex_attention skips the blocks a short window masks out" if attention == "flex"
+        else "the original's pattern (a dense window mask saves no time here; kept, not measured)")
     return Plan(
         backend="cuda", device="cuda:0", dtype=dtype, dtype_mode=mode, grad_scaler=scaler,
         attention=attention, compile=can_compile, pin_memory=True,
-        peak_flops=peak, peak_flops_source=source, reasons=reasons,
+        peak_flops=peak, peak_flops_source=source, reasons=reasons, window_pattern="SSSL",
     )
 
 
@@ -205,11 +210,13 @@ def _mps_plan(p: DeviceProbe) -> Plan:
         "compile": "torch.compile is unreliable on MPS",
         "pin_memory": "pinned memory is CUDA-only (unified memory needs no staging)",
         "peak_flops": "no datasheet figure for Apple GPUs: matmul peak measured on this device",
+        "window_pattern": "all layers full causal: MPS has no fused attention backward, so training builds the "
+                          "full (T, T) scores whatever the window, and a window mask only adds work",
     }
     return Plan(
         backend="mps", device="mps", dtype="float32", dtype_mode="none", grad_scaler=False,
         attention="sdpa_mask", compile=False, pin_memory=False,
-        peak_flops=None, peak_flops_source=_MEASURE, reasons=reasons,
+        peak_flops=None, peak_flops_source=_MEASURE, reasons=reasons, window_pattern="L",
     )
 
 
@@ -243,16 +250,20 @@ def _mlx_plan(p: DeviceProbe) -> Plan:
             reasons["dtype"] = f"{chip}: M1 has no native bf16, emulated bf16 is slower than fp32"
             reasons["dtype_mode"] = "plain fp32"
         compile_, reasons["compile"] = True, "mx.compile fuses elementwise ops into fewer Metal kernels"
+        window, reasons["window_pattern"] = "L", (
+            "all layers full causal: mlx's fused attention has no backward on Metal, so training builds the "
+            "full (T, T) scores whatever the window, and a window mask only adds work")
     else:
         device, dtype, mode = "cpu", "float32", "none"
         reasons["device"] = "mlx's CPU device (no Metal here): for correctness and parity, not speed"
         reasons["dtype"] = "fp32: the CPU device serves correctness and parity checks, where fp32 is the reference"
         reasons["dtype_mode"] = "plain fp32"
         compile_, reasons["compile"] = False, "mx.compile gains little on the CPU device and costs start-up time"
+        window, reasons["window_pattern"] = "SSSL", "the original's pattern, as the torch CPU baseline it is checked against"
     return Plan(
         backend="mlx", device=device, dtype=dtype, dtype_mode=mode, grad_scaler=False,
         attention="mlx_fast", compile=compile_, pin_memory=False,
-        peak_flops=None, peak_flops_source=_MEASURE, reasons=reasons,
+        peak_flops=None, peak_flops_source=_MEASURE, reasons=reasons, window_pattern=window,
     )
 
 
@@ -286,6 +297,7 @@ def _cpu_plan(p: DeviceProbe) -> Plan:
         "compile": f"compiling on {cores or 'a few'} cores would eat much of the start-up budget",
         "pin_memory": "pinned memory is CUDA-only",
         "peak_flops": "no datasheet figure for CPUs: matmul peak measured on this device",
+        "window_pattern": "the original's pattern; the measured CPU baselines (benchmarks/) use it",
     }
     return Plan(
         backend="cpu", device="cpu",

@@ -92,6 +92,7 @@ class DeviceProbe:
     cuda_bf16: bool | None = None  # native bf16 on GPU 0 (emulation not counted)
     mps_built: bool = False
     mps_available: bool = False
+    mps_recommended_max_memory: int | None = None  # bytes: Metal's recommendedMaxWorkingSetSize
     # mlx
     mlx_version: str | None = None  # None: mlx not importable
     mlx_metal: bool = False
@@ -99,6 +100,7 @@ class DeviceProbe:
     # quick CPU matmul measurement (CPU-only and Apple machines): GFLOP/s per dtype
     cpu_matmul_gflops: dict[str, float] | None = None
     notes: list[str] = field(default_factory=list)  # probe steps that failed, and why
+    provenance: str | None = None  # recorded probes: how this record was made (None when probed live)
 
     # --- derived facts, used by the plan and the doctor ---
 
@@ -329,6 +331,9 @@ def _probe_torch(p: DeviceProbe) -> None:
     if mps is not None:
         p.mps_built = bool(_guard(p, "mps built", mps.is_built))
         p.mps_available = bool(_guard(p, "mps available", mps.is_available))
+    recommended = getattr(getattr(torch, "mps", None), "recommended_max_memory", None)  # torch >= 2.5
+    if p.mps_available and recommended is not None:
+        p.mps_recommended_max_memory = _guard(p, "mps recommended max memory", lambda: int(recommended()))
 
 
 def _torch_cpu_flags(p: DeviceProbe, torch) -> None:

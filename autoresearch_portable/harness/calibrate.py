@@ -113,12 +113,12 @@ def find_profile(probe: dict, plan: dict, dataset_id: dict) -> tuple[dict | None
 
 def baseline_source(plan: dict, sizes: dict, model_seed: int | None = None) -> str:
     """The unmodified baseline train.py for this device, rendered as `arp init` renders it."""
-    from autoresearch_portable.harness.workspace import asset, render_template, template_name
+    from autoresearch_portable.harness.workspace import baseline_text
 
     values = {k: sizes[k] for k in SIZE_KEYS if k in sizes}
     if model_seed is not None:
         values["SEED"] = model_seed
-    return render_template(asset(template_name(plan["backend"])).read_text(), values)
+    return baseline_text(plan, values)
 
 
 def schedule(budget: float, repeats: int) -> list[dict]:

@@ -4,7 +4,13 @@ hyperparameters `arp init` writes into train.py.
 The rule: spend the budget's compute C = (effective FLOP/s) x (budget seconds) on the largest
 model of a fixed ladder that still sees at least TOKENS_PER_PARAM tokens per parameter (the
 original's H100 baseline sees about 10), then cut the tokens into about TARGET_STEPS optimizer
-steps (a power of two, at least one row), and the largest device batch that fits memory."""
+steps (a power of two, at least one row), and the largest device batch that fits memory.
+
+Memory is what the device may use without trouble (`memory_cap`): a GPU's own memory; on a Mac,
+Metal's recommended working set, not the RAM, because past it a unified-memory Mac swaps instead
+of failing and a too-large batch looks like it fits, only slowly. Where training builds the full
+(batch, heads, T, T) attention scores (MPS, MLX) they count too, and no single scores array may
+exceed the largest buffer the device allows (MPS aborts past 4 GiB)."""
 
 from __future__ import annotations
 
@@ -35,6 +41,61 @@ def approx_memory_per_token(depth: int, dim: int, vocab_size: int, dtype_bytes: 
     return depth * dim * 12 * dtype_bytes + vocab_size * 10
 
 
+def attention_scores_bytes(dim: int, seq_len: int, dtype_bytes: int) -> float:
+    """Bytes of one layer's (heads, T, T) attention scores for one row."""
+    return max(1, dim // HEAD_DIM) * seq_len**2 * dtype_bytes
+
+
+def approx_memory_per_row(depth: int, dim: int, vocab_size: int, seq_len: int, dtype_bytes: int,
+                          materialized_attention: bool = False) -> float:
+    """Bytes one row of the device batch needs in training. Where attention is not fused, every
+    layer keeps its scores and their softmax for backward, and backward builds two more (T, T)
+    arrays for the layer it is in: this term grows with T^2 and dominates at long sequences."""
+    per_row = approx_memory_per_token(depth, dim, vocab_size, dtype_bytes) * seq_len
+    if materialized_attention:
+        per_row += 2 * (depth + 1) * attention_scores_bytes(dim, seq_len, dtype_bytes)
+    return per_row
+
+
+def attention_materialized(plan: dict) -> bool:
+    """Whether training builds the full attention scores. MPS: torch's SDPA there has no fused
+    backward. MLX on Metal: mx.fast.scaled_dot_product_attention has no fused backward either
+    (its VJP falls back to the composed ops; mlx PR #2762 added a fused one for CUDA only), and
+    mlx's CPU device runs the same fallback. CUDA uses flash/flex kernels; the CPU's memory is
+    RAM, where the per-token estimate has served."""
+    return plan["backend"] in ("mps", "mlx")
+
+
+# MPSNDArray refuses (a hard abort) any array above 2**32 bytes: "total bytes of NDArray > 2**32"
+MPS_MAX_ARRAY_BYTES = 2**32
+
+
+def memory_cap(probe: dict, plan: dict) -> tuple[float | None, str]:
+    """(bytes a run may use on this device, where that number comes from)."""
+    gpus = probe.get("gpus") or []
+    if plan["backend"] == "cuda" and gpus and gpus[0].get("total_memory"):
+        return float(gpus[0]["total_memory"]), f"memory of {gpus[0].get('name', 'GPU 0')}"
+    metal = probe.get("mlx_metal_info") or {}
+    if plan["backend"] == "mps" and probe.get("mps_recommended_max_memory"):
+        return float(probe["mps_recommended_max_memory"]), "Metal's recommended working set (torch.mps)"
+    if plan["backend"] in ("mps", "mlx") and plan["device"] != "cpu" and metal.get("max_recommended_working_set_size"):
+        return float(metal["max_recommended_working_set_size"]), "Metal's recommended working set (mlx)"
+    if probe.get("memory_bytes"):
+        return float(probe["memory_bytes"]), "total RAM"
+    return None, "unknown"
+
+
+def largest_array_bytes(probe: dict, plan: dict) -> float | None:
+    """The largest single array the device allows, where that limit can bite: MPS's 4 GiB, and
+    Metal's maxBufferLength for MLX (mlx device_info)."""
+    if plan["backend"] == "mps":
+        return float(MPS_MAX_ARRAY_BYTES)
+    if plan["backend"] == "mlx" and plan["device"] != "cpu":
+        limit = (probe.get("mlx_metal_info") or {}).get("max_buffer_length")
+        return float(limit) if limit else None
+    return None
+
+
 def pow2_floor(x: float) -> int:
     p = 1
     while p * 2 <= x:
@@ -49,6 +110,8 @@ def choose_baseline(
     vocab_size: int,
     memory_bytes: float | None,
     dtype_bytes: int = 2,
+    materialized_attention: bool = False,
+    max_array_bytes: float | None = None,
 ) -> dict:
     compute = effective_flops * budget_seconds
     depth, dim = LADDER[0]
@@ -62,8 +125,12 @@ def choose_baseline(
     rows = total_batch // seq_len
     device_batch = pow2_floor(rows) if rows & (rows - 1) == 0 else 1
     if memory_bytes:
-        per_row = approx_memory_per_token(depth, dim, vocab_size, dtype_bytes) * seq_len
+        per_row = approx_memory_per_row(depth, dim, vocab_size, seq_len, dtype_bytes, materialized_attention)
         while device_batch > 1 and device_batch * per_row > MEMORY_FRACTION * memory_bytes:
+            device_batch //= 2
+    if materialized_attention and max_array_bytes:
+        # one layer's scores for the whole device batch are a single array
+        while device_batch > 1 and device_batch * attention_scores_bytes(dim, seq_len, dtype_bytes) >= max_array_bytes:
             device_batch //= 2
     return dict(
         DEPTH=depth,

@@ -46,6 +46,14 @@ def render_template(text: str, values: dict) -> str:
     return text
 
 
+def baseline_text(plan: dict, values: dict) -> str:
+    """The template of the plan's backend with `values` and the plan's window pattern: the one
+    baseline that init's probes measure, `arp init` writes and `arp calibrate` trains."""
+    if plan.get("window_pattern"):
+        values = {"WINDOW_PATTERN": plan["window_pattern"], **values}
+    return render_template(asset(template_name(plan["backend"])).read_text(), values)
+
+
 def throughput_probe(probe: dict, plan: dict, dataset: str, depth: int, dim: int, device_batch: int,
                      log=print) -> dict:
     """Run the real template for a few steps at one size and measure achieved FLOP/s. Cached per
@@ -63,9 +71,8 @@ def throughput_probe(probe: dict, plan: dict, dataset: str, depth: int, dim: int
 
     log(f"measuring throughput: depth {depth}, width {dim}, device batch {device_batch} ...")
     seq_len = data.load(dataset).seq_len
-    text = asset(template_name(plan["backend"])).read_text()
-    text = render_template(text, dict(DEPTH=depth, MODEL_DIM=dim, DEVICE_BATCH_SIZE=device_batch,
-                                      TOTAL_BATCH_SIZE=device_batch * seq_len))
+    text = baseline_text(plan, dict(DEPTH=depth, MODEL_DIM=dim, DEVICE_BATCH_SIZE=device_batch,
+                                    TOTAL_BATCH_SIZE=device_batch * seq_len))
     with tempfile.TemporaryDirectory(prefix="arp-probe-") as tmp:
         train_py = Path(tmp) / "train.py"
         train_py.write_text(text)
@@ -93,14 +100,19 @@ def size_for_device(probe: dict, plan: dict, dataset: str, budget_seconds: float
     from autoresearch_portable.harness.autotune import largest_fitting_batch
 
     ds = data.load(dataset)
-    memory = _device_memory(probe, plan)
+    memory, _ = sizing.memory_cap(probe, plan)
     dtype_bytes = 4 if plan["dtype"] == "float32" else 2
+    memory_model = dict(dtype_bytes=dtype_bytes, materialized_attention=sizing.attention_materialized(plan),
+                        max_array_bytes=sizing.largest_array_bytes(probe, plan))
     depth, dim, batch = 4, 256, (1 if plan["device"] == "cpu" else 8)
     measured: dict[tuple, dict] = {}
 
     def trial(depth: int, dim: int):
         def run(b: int) -> str:
             measured[(depth, dim, b)] = tp = throughput_probe(probe, plan, dataset, depth, dim, b, log=log)
+            if tp["status"] == "ok" and memory and (tp.get("peak_memory_mb") or 0) * 2**20 > memory:
+                # it ran, but past the cap: on a Mac that is swapping (slow), not fitting
+                return "oom"
             return tp["status"]
         return run
 
@@ -108,7 +120,7 @@ def size_for_device(probe: dict, plan: dict, dataset: str, budget_seconds: float
     for _ in range(2):
         batch = largest_fitting_batch(trial(depth, dim), batch)
         tp = measured[(depth, dim, batch)]
-        chosen = sizing.choose_baseline(tp["flops_per_second"], budget_seconds, ds.seq_len, ds.vocab_size, memory, dtype_bytes)
+        chosen = sizing.choose_baseline(tp["flops_per_second"], budget_seconds, ds.seq_len, ds.vocab_size, memory, **memory_model)
         chosen["measured_flops_per_second"] = tp["flops_per_second"]
         chosen["measured"] = tp
         if (chosen["DEPTH"], chosen["MODEL_DIM"], chosen["DEVICE_BATCH_SIZE"]) == (depth, dim, batch):
@@ -118,13 +130,6 @@ def size_for_device(probe: dict, plan: dict, dataset: str, budget_seconds: float
     chosen["DEVICE_BATCH_SIZE"] = largest_fitting_batch(trial(depth, dim), batch)
     chosen["measured"] = measured[(depth, dim, chosen["DEVICE_BATCH_SIZE"])]
     return chosen
-
-
-def _device_memory(probe: dict, plan: dict) -> float | None:
-    gpus = probe.get("gpus") or []
-    if plan["backend"] == "cuda" and gpus:
-        return gpus[0].get("memory_bytes")
-    return probe.get("memory_bytes")
 
 
 SIZE_KEYS = ("DEPTH", "MODEL_DIM", "DEVICE_BATCH_SIZE", "TOTAL_BATCH_SIZE")
@@ -151,7 +156,7 @@ def init_workspace(target: Path, probe: dict, plan: dict, dataset: str, budget_s
         sizes = size_for_device(probe, plan, dataset, budget_seconds, log=log)
     run_settings = workspace_run_settings(sizes.pop("measured", None), budget_seconds, seq_len)
     values = {k: sizes[k] for k in ("DEPTH", "MODEL_DIM", "HEAD_DIM", "DEVICE_BATCH_SIZE", "TOTAL_BATCH_SIZE")}
-    text = render_template(asset(template_name(plan["backend"])).read_text(), values)
+    text = baseline_text(plan, values)
     target.mkdir(parents=True, exist_ok=True)
     atomic_write_text(target / "train.py", text)
     atomic_write_text(target / "program.md", asset("program.md").read_text())
