@@ -20,6 +20,8 @@ from autoresearch_portable.data.common import (
     DATA_FORMAT,
     DATASETS,
     LOCAL_SEQ_LEN,
+    MIN_VAL_ROWS,
+    MIN_VOCAB,
     DataError,
     base_url,
     resolve,
@@ -119,7 +121,9 @@ def _lock(ddir: Path, log):
 
 def _prepare_locked(name, kind, ddir: Path, config: dict, builder, force: bool, log) -> dict:
     old = read_meta(ddir)
-    reason = "forced" if force else check(ddir, old, expected_versions(kind))
+    # full=True: every file is re-hashed, so a same-size corruption anywhere in a shard is found
+    # here and rebuilt, never hidden behind "already prepared" (loading checks only the ends).
+    reason = "forced" if force else check(ddir, old, expected_versions(kind), full=True)
     if reason is None and kind == "local":
         reason = source_changed(old)
     if reason is None and old.get("config") != config:
@@ -132,7 +136,11 @@ def _prepare_locked(name, kind, ddir: Path, config: dict, builder, force: bool, 
     invalidate(ddir)
     ddir.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    meta = builder(ddir, config, log)
+    try:
+        meta = builder(ddir, config, log)
+    except DataError:
+        invalidate(ddir)  # a refused dataset leaves no half-built files behind
+        raise
     meta["prepare_seconds"] = round(time.perf_counter() - t0, 2)
     write_meta(ddir, meta)
     _summary(meta, ddir, log)
@@ -153,7 +161,7 @@ def _summary(meta: dict, ddir: Path, log) -> None:
         f"{meta['dataset']}: ready in {ddir} ({size / 1e6:.1f} MB): "
         f"train {s['train']['n_docs']} docs / {s['train']['n_tokens'] / 1e6:.2f}M tokens "
         f"({s['train']['text_bytes'] / 1e6:.1f} MB text), "
-        f"val {s['val']['n_docs']} docs / {s['val']['n_tokens'] / 1e6:.2f}M tokens; "
+        f"val {s['val']['n_docs']} docs / {s['val']['n_tokens'] / 1e6:.2f}M tokens / {s['val'].get('rows', '?')} rows; "
         f"vocab {meta['vocab_size']}, seq_len {meta['seq_len']}"
     )
     if meta.get("floor_bpb") is not None:
@@ -279,6 +287,7 @@ def _build(
         )
     if seq_len_fn is not None:
         seq_len = seq_len_fn(out_splits)
+    _check_usable(ddir, base, out_splits, seq_len, tok.vocab_size, log)
     meta = dict(base)
     meta.update(
         format=DATA_FORMAT,
@@ -294,6 +303,59 @@ def _build(
     )
     meta.setdefault("floor_bpb", None)
     return meta
+
+
+MAX_CROPPED_FRACTION = 0.5
+_MORE_TEXT = {
+    "local": "add documents (or a val.txt file beside the training files)",
+    "bundled": "use a larger val_bytes",
+}
+
+
+def _row_note(base: dict, seq_len: int) -> str:
+    if base.get("kind") == "local" and seq_len < LOCAL_SEQ_LEN:
+        return f" (rows are {seq_len + 1} tokens: the length was cut from {LOCAL_SEQ_LEN + 1} to fit a small validation split)"
+    return ""
+
+
+def _check_usable(ddir: Path, base: dict, splits: dict, seq_len: int, vocab_size: int, log) -> None:
+    """Refuse (DataError, one line) a dataset a run could not use, before anything trusts it:
+    most of a split cropped away (documents far longer than a row), fewer than MIN_VAL_ROWS
+    validation rows, or a tokenizer that learned almost nothing. Cropping below the limit is
+    reported, with how much, and recorded in the metadata (`cropped_tokens`)."""
+    import numpy as np
+
+    from autoresearch_portable.data.loader import count_rows
+
+    name, cap = base["dataset"], seq_len + 1
+    for split, rec in splits.items():
+        lengths = _doc_lengths(ddir, rec)
+        # a document longer than a row is cropped to one row and its tail never used
+        cropped = int(np.maximum(lengths - cap, 0).sum())
+        rec["cropped_tokens"] = cropped
+        frac = cropped / max(1, rec["n_tokens"])
+        if frac > MAX_CROPPED_FRACTION:
+            raise DataError(
+                f"{name}: {frac:.0%} of the {split} tokens ({cropped:,} of {rec['n_tokens']:,}) lie beyond the first "
+                f"{cap} tokens of their document and would be dropped; split the text into shorter documents "
+                "(blank lines between them in a .txt file)" + _row_note(base, seq_len)
+            )
+        if frac >= 0.01:
+            log(f"{name}: note: {frac:.1%} of the {split} tokens ({cropped:,}) are in document tails beyond "
+                f"{cap} tokens and are never used")
+        if split == "val":
+            rec["rows"] = rows = count_rows(lengths, seq_len)
+            if rows < MIN_VAL_ROWS:
+                more = _MORE_TEXT.get(base.get("kind"), "raise val_max_tokens")
+                raise DataError(
+                    f"{name}: the validation split fills {rows} rows of {cap} tokens, at least {MIN_VAL_ROWS} are needed "
+                    f"(about {MIN_VAL_ROWS * cap:,} tokens, it has {rec['n_tokens']:,}); {more}" + _row_note(base, seq_len)
+                )
+    if vocab_size < MIN_VOCAB:
+        raise DataError(
+            f"{name}: the tokenizer learned only {vocab_size} tokens (at least {MIN_VOCAB} needed): the training text "
+            "is too short or too repetitive; add more (and more varied) text"
+        )
 
 
 # ---------------------------------------------------------------------------------------------

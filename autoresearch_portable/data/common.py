@@ -59,6 +59,14 @@ DATASETS: dict[str, dict] = {
 LOCAL_VOCAB_SIZE = 4096
 LOCAL_SEQ_LEN = 1024
 
+# A prepared dataset must fill at least this many validation rows: the fewest the eval sizing
+# ever scores (harness.budget.eval_rows), so no run spends its budget and then cannot be scored.
+MIN_VAL_ROWS = 4
+# Fewer tokens than this means byte-level BPE learned under 256 merges: the training text is
+# too short or too repetitive to train a tokenizer (512 is also the smallest vocabulary that the
+# local sizing asks for).
+MIN_VOCAB = 512
+
 
 def base_url(dataset: str) -> str:
     """The dataset's download base URL; ARP_DATASET_BASE_URL overrides it (tests, mirrors)."""
