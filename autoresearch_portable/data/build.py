@@ -2,7 +2,7 @@
 
 Datasets: "bundled" (generated here, offline), "climbmix" and "tinystories" (downloaded parquet),
 or a path to local text (see local.py). A second call with the same arguments finds the metadata,
-checks it (versions, settings, file sizes and quick checksums) and does nothing; anything stale or
+checks it (versions, settings, file sizes and full checksums) and does nothing; anything stale or
 damaged is rebuilt, with a log line saying why.
 """
 
@@ -19,9 +19,8 @@ from autoresearch_portable.data import corpus
 from autoresearch_portable.data.common import (
     DATA_FORMAT,
     DATASETS,
+    KNOWN_SHA256,
     LOCAL_SEQ_LEN,
-    MIN_VAL_ROWS,
-    MIN_VOCAB,
     DataError,
     base_url,
     resolve,
@@ -31,9 +30,11 @@ from autoresearch_portable.data.store import (
     TOKENIZER_FILE,
     ShardWriter,
     check,
+    doc_lengths,
     file_record,
     invalidate,
     read_meta,
+    refuse_unusable,
     write_meta,
 )
 from autoresearch_portable.data.tokenizer import TOKENIZER_FORMAT, save_tokenizer, train_tokenizer
@@ -287,7 +288,7 @@ def _build(
         )
     if seq_len_fn is not None:
         seq_len = seq_len_fn(out_splits)
-    _check_usable(ddir, base, out_splits, seq_len, tok.vocab_size, log)
+    refuse_unusable(ddir, base, out_splits, seq_len, tok.vocab_size, log)
     meta = dict(base)
     meta.update(
         format=DATA_FORMAT,
@@ -303,59 +304,6 @@ def _build(
     )
     meta.setdefault("floor_bpb", None)
     return meta
-
-
-MAX_CROPPED_FRACTION = 0.5
-_MORE_TEXT = {
-    "local": "add documents (or a val.txt file beside the training files)",
-    "bundled": "use a larger val_bytes",
-}
-
-
-def _row_note(base: dict, seq_len: int) -> str:
-    if base.get("kind") == "local" and seq_len < LOCAL_SEQ_LEN:
-        return f" (rows are {seq_len + 1} tokens: the length was cut from {LOCAL_SEQ_LEN + 1} to fit a small validation split)"
-    return ""
-
-
-def _check_usable(ddir: Path, base: dict, splits: dict, seq_len: int, vocab_size: int, log) -> None:
-    """Refuse (DataError, one line) a dataset a run could not use, before anything trusts it:
-    most of a split cropped away (documents far longer than a row), fewer than MIN_VAL_ROWS
-    validation rows, or a tokenizer that learned almost nothing. Cropping below the limit is
-    reported, with how much, and recorded in the metadata (`cropped_tokens`)."""
-    import numpy as np
-
-    from autoresearch_portable.data.loader import count_rows
-
-    name, cap = base["dataset"], seq_len + 1
-    for split, rec in splits.items():
-        lengths = _doc_lengths(ddir, rec)
-        # a document longer than a row is cropped to one row and its tail never used
-        cropped = int(np.maximum(lengths - cap, 0).sum())
-        rec["cropped_tokens"] = cropped
-        frac = cropped / max(1, rec["n_tokens"])
-        if frac > MAX_CROPPED_FRACTION:
-            raise DataError(
-                f"{name}: {frac:.0%} of the {split} tokens ({cropped:,} of {rec['n_tokens']:,}) lie beyond the first "
-                f"{cap} tokens of their document and would be dropped; split the text into shorter documents "
-                "(blank lines between them in a .txt file)" + _row_note(base, seq_len)
-            )
-        if frac >= 0.01:
-            log(f"{name}: note: {frac:.1%} of the {split} tokens ({cropped:,}) are in document tails beyond "
-                f"{cap} tokens and are never used")
-        if split == "val":
-            rec["rows"] = rows = count_rows(lengths, seq_len)
-            if rows < MIN_VAL_ROWS:
-                more = _MORE_TEXT.get(base.get("kind"), "raise val_max_tokens")
-                raise DataError(
-                    f"{name}: the validation split fills {rows} rows of {cap} tokens, at least {MIN_VAL_ROWS} are needed "
-                    f"(about {MIN_VAL_ROWS * cap:,} tokens, it has {rec['n_tokens']:,}); {more}" + _row_note(base, seq_len)
-                )
-    if vocab_size < MIN_VOCAB:
-        raise DataError(
-            f"{name}: the tokenizer learned only {vocab_size} tokens (at least {MIN_VOCAB} needed): the training text "
-            "is too short or too repetitive; add more (and more varied) text"
-        )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -545,7 +493,8 @@ def _build_climbmix(ddir: Path, cfg: dict, log) -> dict:
     val_name = spec["shard_pattern"].format(index=spec["val_shard"])
     log(f"climbmix: {len(names)} training shard(s) + pinned validation shard {val_name}")
     folder = paths.downloads_dir("climbmix")
-    recs = fetch_all(folder, base_url("climbmix"), names + [val_name], log=log)
+    recs = fetch_all(folder, base_url("climbmix"), names + [val_name], log=log,
+                     revision=spec["revision"], known=KNOWN_SHA256["climbmix"])
     train_files = [folder / nm for nm in names]
     base = {"dataset": "climbmix", "kind": "climbmix", "config": cfg, "sources": recs}
     return _build(
@@ -571,7 +520,8 @@ def _build_tinystories(ddir: Path, cfg: dict, log) -> dict:
 
     spec = DATASETS["tinystories"]
     folder = paths.downloads_dir("tinystories")
-    recs = fetch_all(folder, base_url("tinystories"), [spec["file"]], log=log)
+    recs = fetch_all(folder, base_url("tinystories"), [spec["file"]], log=log,
+                     revision=spec["revision"], known=KNOWN_SHA256["tinystories"])
     path = folder / spec["file"]
     rows = pq.ParquetFile(path).metadata.num_rows
     h = min(spec["holdout_rows"], rows // 20)
@@ -606,12 +556,6 @@ def _build_tinystories(ddir: Path, cfg: dict, log) -> dict:
 # ---------------------------------------------------------------------------------------------
 
 
-def _doc_lengths(ddir: Path, split: dict):
-    import numpy as np
-
-    return np.concatenate([np.diff(np.load(ddir / sh["docs"])) for sh in split["shards"]])
-
-
 def _build_local(ddir: Path, cfg: dict, log) -> dict:
     from autoresearch_portable.data.local import local_seq_len, local_vocab_size, split_docs
 
@@ -632,5 +576,5 @@ def _build_local(ddir: Path, cfg: dict, log) -> dict:
         tok_desc=f"the training split ({train_bytes / 1e6:.2f} MB)",
         splits={"train": lambda tok: _batches(train), "val": lambda tok: _batches(val)},
         log=log,
-        seq_len_fn=lambda s: local_seq_len(_doc_lengths(ddir, s["val"]), LOCAL_SEQ_LEN),
+        seq_len_fn=lambda s: local_seq_len(doc_lengths(ddir, s["val"]), LOCAL_SEQ_LEN),
     )
