@@ -153,3 +153,55 @@ def test_backend_of_the_other_framework_is_refused(tmp_path):
         check_backend(bare / "train.py", "cuda")
     (bare / ".arp.json").unlink()
     check_backend(bare / "train.py", "cuda")  # nothing to go by: no refusal
+
+
+def _good(commit: str, val: float) -> dict:
+    return dict(time="2026-11-27T10:00:00+0000", git_commit=commit, status="ok",
+                metrics=dict(val_bpb=val, num_steps=10, budget_seconds=60.0, budget_mode="wall", backend="cpu",
+                             device="Fake CPU", dataset="bundled"))
+
+
+def _hostile_ledger(path: Path) -> None:
+    """Two real records among everything a damaged or hand-edited ledger can hold."""
+    bad_types = [
+        dict(_good("x1", 1.0), metrics=[1, 2]),
+        dict(_good("x2", 1.0), status=7),
+        dict(_good("x3", 1.0), time=12345),
+        dict(_good("x4", 1.0), metrics=dict(val_bpb="0.9", device="d")),
+        dict(_good("x5", 1.0), metrics=dict(val_bpb=0.9, num_steps=True, device=["d"])),
+        dict(_good("x6", 1.0), plan="cpu"),
+    ]
+    lines = [json.dumps(_good("aaa1111", 1.25)).encode(), b"[1, 2, 3]", b'"just a string"', b"42", b"null",
+             b"{not json", *(json.dumps(r).encode() for r in bad_types), bytes(range(256)) * 3,
+             b"\xff\xfe\x00garbage", json.dumps(_good("bbb2222", 1.125)).encode(), b"   "]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"\n".join(lines) + b"\n" + b'{"status": "ok", "metrics": {"val_bpb": 0.1')  # torn tail
+
+
+def test_results_and_compare_survive_a_hostile_ledger(monkeypatch, capsys, tmp_path):
+    ws = tmp_path / "ws"
+    _hostile_ledger(ws / "results" / "ledger.jsonl")
+    code, out, err = run_cli(monkeypatch, capsys, "results", str(ws))
+    assert code == 0 and "Traceback" not in err, err
+    assert "aaa1111" in out and "bbb2222" in out and "x1" not in out
+    assert "2 runs, 2 ok; best val_bpb 1.125000 (bbb2222)" in out
+    skipped = [line for line in out.splitlines() if "unreadable" in line]
+    # 5 + 6 bad lines, the random bytes (3 newlines in them: 4 lines), the garbage and the torn tail
+    assert skipped == ["the ledger: 17 unreadable lines skipped (not a run record: damaged or edited by hand)"]
+    code, out, err = run_cli(monkeypatch, capsys, "results", str(ws), "--json")
+    assert code == 0 and [r["commit"] for r in json.loads(out)] == ["aaa1111", "bbb2222"]
+    other = tmp_path / "other.jsonl"
+    other.write_bytes(bytes(range(256)))
+    code, out, err = run_cli(monkeypatch, capsys, "compare", str(ws), str(other))
+    assert code == 0 and "Traceback" not in err, err
+    assert f"{other}: 2 unreadable lines skipped" in out  # one newline in bytes 0..255 and "1.125000" in out
+
+
+def test_a_nan_score_in_an_old_ledger_is_never_the_best(tmp_path):
+    from autoresearch_portable.harness import results as res
+
+    path = tmp_path / "ledger.jsonl"
+    path.write_text(json.dumps(_good("good", 1.5)) + "\n" + json.dumps(_good("nan", float("nan"))) + "\n")
+    records = res.load_ledger(path)
+    assert records.skipped == 0
+    assert "best val_bpb 1.500000 (good)" in res.format_results(records)
