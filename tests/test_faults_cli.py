@@ -73,11 +73,19 @@ def _git(ws: Path, *args: str) -> str:
     return subprocess.run(["git", *args], cwd=ws, capture_output=True, text=True, check=True).stdout
 
 
+@pytest.fixture
+def measured(monkeypatch):
+    """arp init measures the given sizes once (for the eval rows and the clock's allowance);
+    these tests are about git, so the measurement is a fixed record."""
+    monkeypatch.setattr("autoresearch_portable.harness.workspace.throughput_probe",
+                        lambda *a, **k: dict(status="ok", tokens_per_second=1000.0, overhead_seconds=1.0))
+
+
 def _init(ws: Path, force: bool = False) -> None:
     init_workspace(ws, {}, PLAN, "bundled", 300.0, force=force, log=lambda m: None, sizes=dict(SIZES))
 
 
-def test_init_force_never_discards_work(small_bundled, tmp_path):
+def test_init_force_never_discards_work(small_bundled, measured, tmp_path):
     ws = tmp_path / "ws"
     _init(ws)
     edited = (ws / "train.py").read_text() + "\n# the agent's idea\n"
@@ -95,7 +103,7 @@ def test_init_force_never_discards_work(small_bundled, tmp_path):
     assert "the agent's idea" in _git(ws, "show", "HEAD~1:train.py")
 
 
-def test_init_force_commits_only_its_own_files(small_bundled, tmp_path):
+def test_init_force_commits_only_its_own_files(small_bundled, measured, tmp_path):
     ws = tmp_path / "ws"
     _init(ws)
     (ws / "train.py").write_text("# something else\n")
@@ -156,9 +164,12 @@ def test_backend_of_the_other_framework_is_refused(tmp_path):
 
 
 def _good(commit: str, val: float) -> dict:
-    return dict(time="2026-11-27T10:00:00+0000", git_commit=commit, status="ok",
-                metrics=dict(val_bpb=val, num_steps=10, budget_seconds=60.0, budget_mode="wall", backend="cpu",
-                             device="Fake CPU", dataset="bundled"))
+    """A record as the harness writes it: signed (an unsigned one would show as untrusted)."""
+    from autoresearch_portable.harness import ledger
+
+    return ledger.sign(dict(time="2026-11-27T10:00:00+0000", git_commit=commit, status="ok",
+                            metrics=dict(val_bpb=val, num_steps=10, budget_seconds=60.0, budget_mode="wall",
+                                         backend="cpu", device="Fake CPU", dataset="bundled")))
 
 
 def _hostile_ledger(path: Path) -> None:
@@ -194,7 +205,7 @@ def test_results_and_compare_survive_a_hostile_ledger(monkeypatch, capsys, tmp_p
     other.write_bytes(bytes(range(256)))
     code, out, err = run_cli(monkeypatch, capsys, "compare", str(ws), str(other))
     assert code == 0 and "Traceback" not in err, err
-    assert f"{other}: 2 unreadable lines skipped" in out  # one newline in bytes 0..255 and "1.125000" in out
+    assert f"{other}: 2 unreadable lines skipped" in out and "1.125000" in out  # one newline in bytes 0..255
 
 
 def test_a_nan_score_in_an_old_ledger_is_never_the_best(tmp_path):
