@@ -105,13 +105,16 @@ def init(
     """A new research workspace: git repo with train.py sized for this device, program.md."""
     from pathlib import Path
 
-    from autoresearch_portable.harness.workspace import init_workspace
+    from autoresearch_portable.harness.budget import check_budget
+    from autoresearch_portable.harness.workspace import check_target, init_workspace
 
+    check_budget(budget)
     given = dict(DEPTH=depth, MODEL_DIM=dim, DEVICE_BATCH_SIZE=device_batch, TOTAL_BATCH_SIZE=total_batch)
     if any(given.values()) and not all(given.values()):
         raise UserError("give all of --depth, --dim, --device-batch, --total-batch, or none (measured)")
     if any(v is not None and v <= 0 for v in given.values()):
         raise UserError("sizes must be positive")
+    check_target(Path(directory), force)
     _ensure_dataset(dataset)
     pr, plan = _plan(backend)
     sizes = init_workspace(Path(directory), pr, plan, dataset, budget, force=force, log=_log,
@@ -229,9 +232,9 @@ def calibrate(
 ) -> None:
     """Measure this device: its baseline's compute curve and noise (for work mode and normalized results)."""
     from autoresearch_portable.harness import calibrate as cal
+    from autoresearch_portable.harness.budget import check_budget
 
-    if budget <= 0:
-        raise UserError("--budget must be positive")
+    check_budget(budget)
     if repeats < 2:
         raise UserError("--repeats must be at least 2 (the noise band needs repeats at T)")
     _ensure_dataset(dataset)

@@ -5,10 +5,11 @@
     ds = load("bundled")
     batch = next(ds.train_batches(batch_size=8, seed=0))   # int32 (8, ds.seq_len + 1)
     val = ds.val_rows(16)                                   # prefix of the fixed validation stream
+    check_usable("bundled")            # cheap re-check (e.g. right before evaluation); DataError if not
 """
 
 from autoresearch_portable.data.common import DATASETS, DataError
-from autoresearch_portable.data.loader import Dataset, TrainBatches, load
+from autoresearch_portable.data.loader import Dataset, TrainBatches, check_usable, load
 from autoresearch_portable.data.build import prepare
 
-__all__ = ["DATASETS", "DataError", "Dataset", "TrainBatches", "load", "prepare"]
+__all__ = ["DATASETS", "DataError", "Dataset", "TrainBatches", "check_usable", "load", "prepare"]

@@ -2,7 +2,7 @@
 
 Datasets: "bundled" (generated here, offline), "climbmix" and "tinystories" (downloaded parquet),
 or a path to local text (see local.py). A second call with the same arguments finds the metadata,
-checks it (versions, settings, file sizes and quick checksums) and does nothing; anything stale or
+checks it (versions, settings, file sizes and full checksums) and does nothing; anything stale or
 damaged is rebuilt, with a log line saying why.
 """
 
@@ -19,6 +19,7 @@ from autoresearch_portable.data import corpus
 from autoresearch_portable.data.common import (
     DATA_FORMAT,
     DATASETS,
+    KNOWN_SHA256,
     LOCAL_SEQ_LEN,
     DataError,
     base_url,
@@ -29,9 +30,11 @@ from autoresearch_portable.data.store import (
     TOKENIZER_FILE,
     ShardWriter,
     check,
+    doc_lengths,
     file_record,
     invalidate,
     read_meta,
+    refuse_unusable,
     write_meta,
 )
 from autoresearch_portable.data.tokenizer import TOKENIZER_FORMAT, save_tokenizer, train_tokenizer
@@ -119,7 +122,9 @@ def _lock(ddir: Path, log):
 
 def _prepare_locked(name, kind, ddir: Path, config: dict, builder, force: bool, log) -> dict:
     old = read_meta(ddir)
-    reason = "forced" if force else check(ddir, old, expected_versions(kind))
+    # full=True: every file is re-hashed, so a same-size corruption anywhere in a shard is found
+    # here and rebuilt, never hidden behind "already prepared" (loading checks only the ends).
+    reason = "forced" if force else check(ddir, old, expected_versions(kind), full=True)
     if reason is None and kind == "local":
         reason = source_changed(old)
     if reason is None and old.get("config") != config:
@@ -132,7 +137,11 @@ def _prepare_locked(name, kind, ddir: Path, config: dict, builder, force: bool, 
     invalidate(ddir)
     ddir.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    meta = builder(ddir, config, log)
+    try:
+        meta = builder(ddir, config, log)
+    except DataError:
+        invalidate(ddir)  # a refused dataset leaves no half-built files behind
+        raise
     meta["prepare_seconds"] = round(time.perf_counter() - t0, 2)
     write_meta(ddir, meta)
     _summary(meta, ddir, log)
@@ -153,7 +162,7 @@ def _summary(meta: dict, ddir: Path, log) -> None:
         f"{meta['dataset']}: ready in {ddir} ({size / 1e6:.1f} MB): "
         f"train {s['train']['n_docs']} docs / {s['train']['n_tokens'] / 1e6:.2f}M tokens "
         f"({s['train']['text_bytes'] / 1e6:.1f} MB text), "
-        f"val {s['val']['n_docs']} docs / {s['val']['n_tokens'] / 1e6:.2f}M tokens; "
+        f"val {s['val']['n_docs']} docs / {s['val']['n_tokens'] / 1e6:.2f}M tokens / {s['val'].get('rows', '?')} rows; "
         f"vocab {meta['vocab_size']}, seq_len {meta['seq_len']}"
     )
     if meta.get("floor_bpb") is not None:
@@ -279,6 +288,7 @@ def _build(
         )
     if seq_len_fn is not None:
         seq_len = seq_len_fn(out_splits)
+    refuse_unusable(ddir, base, out_splits, seq_len, tok.vocab_size, log)
     meta = dict(base)
     meta.update(
         format=DATA_FORMAT,
@@ -483,7 +493,8 @@ def _build_climbmix(ddir: Path, cfg: dict, log) -> dict:
     val_name = spec["shard_pattern"].format(index=spec["val_shard"])
     log(f"climbmix: {len(names)} training shard(s) + pinned validation shard {val_name}")
     folder = paths.downloads_dir("climbmix")
-    recs = fetch_all(folder, base_url("climbmix"), names + [val_name], log=log)
+    recs = fetch_all(folder, base_url("climbmix"), names + [val_name], log=log,
+                     revision=spec["revision"], known=KNOWN_SHA256["climbmix"])
     train_files = [folder / nm for nm in names]
     base = {"dataset": "climbmix", "kind": "climbmix", "config": cfg, "sources": recs}
     return _build(
@@ -509,7 +520,8 @@ def _build_tinystories(ddir: Path, cfg: dict, log) -> dict:
 
     spec = DATASETS["tinystories"]
     folder = paths.downloads_dir("tinystories")
-    recs = fetch_all(folder, base_url("tinystories"), [spec["file"]], log=log)
+    recs = fetch_all(folder, base_url("tinystories"), [spec["file"]], log=log,
+                     revision=spec["revision"], known=KNOWN_SHA256["tinystories"])
     path = folder / spec["file"]
     rows = pq.ParquetFile(path).metadata.num_rows
     h = min(spec["holdout_rows"], rows // 20)
@@ -544,12 +556,6 @@ def _build_tinystories(ddir: Path, cfg: dict, log) -> dict:
 # ---------------------------------------------------------------------------------------------
 
 
-def _doc_lengths(ddir: Path, split: dict):
-    import numpy as np
-
-    return np.concatenate([np.diff(np.load(ddir / sh["docs"])) for sh in split["shards"]])
-
-
 def _build_local(ddir: Path, cfg: dict, log) -> dict:
     from autoresearch_portable.data.local import local_seq_len, local_vocab_size, split_docs
 
@@ -570,5 +576,5 @@ def _build_local(ddir: Path, cfg: dict, log) -> dict:
         tok_desc=f"the training split ({train_bytes / 1e6:.2f} MB)",
         splits={"train": lambda tok: _batches(train), "val": lambda tok: _batches(val)},
         log=log,
-        seq_len_fn=lambda s: local_seq_len(_doc_lengths(ddir, s["val"]), LOCAL_SEQ_LEN),
+        seq_len_fn=lambda s: local_seq_len(doc_lengths(ddir, s["val"]), LOCAL_SEQ_LEN),
     )

@@ -20,8 +20,21 @@ class DataError(UserError):
     """A data problem the user can fix (not prepared, offline, bad input file). One-line message."""
 
 
-CLIMBMIX_BASE_URL = "https://huggingface.co/datasets/karpathy/climbmix-400b-shuffle/resolve/main"
-TINYSTORIES_BASE_URL = "https://huggingface.co/datasets/karpathy/tinystories-gpt4-clean/resolve/main"
+HF_ENDPOINT = "https://huggingface.co"
+
+# Downloads are pinned to a hub commit, never to the moving `main` branch. The commit of each
+# dataset belongs here as a 40-hex string. It must be read from the hub itself, from a machine
+# that can reach it (this one could not, and a made-up hash would only break every download):
+#   curl -sI https://huggingface.co/datasets/<hub_repo>/resolve/main/<any file> | grep -i x-repo-commit
+# or  python -c "import huggingface_hub as h; print(h.HfApi().dataset_info('<hub_repo>').sha)"
+# and, once pinned, check that `curl -sI .../resolve/<commit>/<file>` answers 302 and the files'
+# sha256 match what an earlier download recorded (downloads/<dataset>/manifest.json).
+# While a revision is None the first download learns the commit that `main` pointed to at that
+# moment (the hub's X-Repo-Commit header), records it in the download manifest, and fetches every
+# later file of the dataset from that same commit (data/download.py: fetch_all).
+# KNOWN_SHA256: the sha256 of each file at the pinned commit, verified on download and on reuse.
+# Empty until taken from the hub (its LFS pointers list them); never guessed.
+KNOWN_SHA256: dict[str, dict[str, str]] = {"climbmix": {}, "tinystories": {}}
 
 DATASETS: dict[str, dict] = {
     "bundled": {
@@ -36,7 +49,8 @@ DATASETS: dict[str, dict] = {
         "description": "ClimbMix 400B (shuffled), the original autoresearch's pretraining data; parquet shards",
         "vocab_size": 8192,
         "seq_len": 2048,
-        "base_url": CLIMBMIX_BASE_URL,
+        "hub_repo": "karpathy/climbmix-400b-shuffle",
+        "revision": None,  # see the comment above: fill in from the hub, never invent
         "shard_pattern": "shard_{index:05d}.parquet",
         "max_shard": 6542,
         "val_shard": 6542,  # the last shard is the pinned validation shard
@@ -48,7 +62,8 @@ DATASETS: dict[str, dict] = {
         "description": "TinyStories (GPT-4, cleaned), one parquet file; the original's small-device advice",
         "vocab_size": 4096,
         "seq_len": 512,
-        "base_url": TINYSTORIES_BASE_URL,
+        "hub_repo": "karpathy/tinystories-gpt4-clean",
+        "revision": None,  # see the comment above: fill in from the hub, never invent
         "file": "tinystories_gpt4_clean.parquet",
         "holdout_rows": 10_000,  # rows [0, h) are a test split (unused), [h, 2h) validation
         "tokenizer_train_chars": 100_000_000,
@@ -59,10 +74,24 @@ DATASETS: dict[str, dict] = {
 LOCAL_VOCAB_SIZE = 4096
 LOCAL_SEQ_LEN = 1024
 
+# A prepared dataset must fill at least this many validation rows: the fewest the eval sizing
+# ever scores (harness.budget.eval_rows), so no run spends its budget and then cannot be scored.
+MIN_VAL_ROWS = 4
+# Fewer tokens than this means byte-level BPE learned under 256 merges: the training text is
+# too short or too repetitive to train a tokenizer (512 is also the smallest vocabulary that the
+# local sizing asks for).
+MIN_VOCAB = 512
+
 
 def base_url(dataset: str) -> str:
-    """The dataset's download base URL; ARP_DATASET_BASE_URL overrides it (tests, mirrors)."""
-    return os.environ.get("ARP_DATASET_BASE_URL") or DATASETS[dataset]["base_url"]
+    """The dataset's download base URL, with `{revision}` standing for the hub commit (filled in
+    by download.fetch_all). ARP_DATASET_BASE_URL replaces it whole (tests, plain mirrors: no
+    revision); HF_ENDPOINT, as for huggingface_hub, swaps only the hub's address."""
+    override = os.environ.get("ARP_DATASET_BASE_URL")
+    if override:
+        return override
+    endpoint = (os.environ.get("HF_ENDPOINT") or HF_ENDPOINT).rstrip("/")
+    return f"{endpoint}/datasets/{DATASETS[dataset]['hub_repo']}/resolve/{{revision}}"
 
 
 def stderr_log(msg: str) -> None:

@@ -22,7 +22,7 @@ from typing import Iterator
 import numpy as np
 
 from autoresearch_portable import paths
-from autoresearch_portable.data.common import DataError, prepare_hint, resolve
+from autoresearch_portable.data.common import MIN_VAL_ROWS, DataError, prepare_hint, resolve
 from autoresearch_portable.data.store import META, TOKENIZER_FILE, check, read_meta
 
 BUFFER_DOCS = 1000
@@ -111,6 +111,7 @@ class TrainBatches(Iterator[np.ndarray]):
         self._order = self._permutation(0)
         self._k = 0
         self._cap = ds.seq_len + 1
+        self._ds = ds
         self._packer = _Packer(self._next_doc, lengths, starts, shard_of, arrays, self._cap, buffer)
 
     def _permutation(self, epoch: int) -> np.ndarray:
@@ -133,6 +134,8 @@ class TrainBatches(Iterator[np.ndarray]):
         out = np.empty((self.batch_size, self._cap), dtype=np.int32)
         for r in range(self.batch_size):
             self._packer.fill(out[r])
+        if out.size and int(out.max()) >= self._ds.vocab_size:  # a flipped bit in a shard, caught per batch
+            raise self._ds._damaged(f"a training row holds token {int(out.max())} >= vocab size {self._ds.vocab_size}")
         self.tokens_served += out.size
         return out
 
@@ -177,8 +180,8 @@ class Dataset:
         if split not in self._arrays:
             lengths, starts, shard_of, arrays = [], [], [], []
             for i, sh in enumerate(self.meta["splits"][split]["shards"]):
-                arrays.append(np.load(self.dir / sh["tokens"], mmap_mode="r", allow_pickle=False))
-                off = np.load(self.dir / sh["docs"], allow_pickle=False)
+                tokens, off = self._load_shard(sh, full=split == "val")
+                arrays.append(tokens)
                 lengths.append(np.diff(off))
                 starts.append(off[:-1])
                 shard_of.append(np.full(len(off) - 1, i, dtype=np.int32))
@@ -187,6 +190,32 @@ class Dataset:
                 cat(lengths, np.int64), cat(starts, np.int64), cat(shard_of, np.int32), arrays,
             )
         return self._arrays[split]
+
+    def _damaged(self, what: str) -> DataError:
+        return DataError(f"dataset '{self.name}' is damaged ({what}); run {prepare_hint(self.name)}")
+
+    def _load_shard(self, sh: dict, full: bool) -> tuple[np.ndarray, np.ndarray]:
+        """One shard's tokens (memory-mapped) and document offsets, checked for what a bit flip
+        or a truncated file would break: the offsets must be a valid partition of the tokens,
+        every document must start with BOS and (full=True: a pass over the tokens, done for the
+        small validation split) every token must be below the vocabulary size. Training rows are
+        range-checked as they are served instead (TrainBatches), so loading never reads whole
+        training shards."""
+        try:
+            tokens = np.load(self.dir / sh["tokens"], mmap_mode="r", allow_pickle=False)
+            off = np.load(self.dir / sh["docs"], allow_pickle=False)
+        except (OSError, ValueError, EOFError) as e:
+            what = "a shard file is missing" if isinstance(e, FileNotFoundError) else f"unreadable shard ({type(e).__name__})"
+            raise self._damaged(f"{what}: {sh['tokens']}") from None
+        if tokens.dtype != np.uint16 or tokens.ndim != 1 or off.dtype != np.int64 or off.ndim != 1 or len(off) < 1:
+            raise self._damaged(f"{sh['tokens']} has the wrong layout")
+        if off[0] != 0 or off[-1] != len(tokens) or (len(off) > 1 and np.diff(off).min() < 1):
+            raise self._damaged(f"{sh['docs']} does not match {sh['tokens']}")
+        if len(off) > 1 and full and not (tokens[off[:-1]] == self.bos_id).all():
+            raise self._damaged(f"{sh['tokens']}: a document does not start with BOS")
+        if full and len(tokens) and int(tokens.max()) >= self.vocab_size:
+            raise self._damaged(f"{sh['tokens']} holds token {int(tokens.max())} >= vocab size {self.vocab_size}")
+        return tokens, off
 
     def train_batches(self, batch_size: int, seed: int = 0) -> TrainBatches:
         return TrainBatches(self, batch_size, seed)
@@ -222,19 +251,6 @@ class Dataset:
             self._val_rows = more if self._val_rows is None else np.concatenate([self._val_rows, more])
         return self._val_rows[:n_rows].copy()
 
-    def verify(self) -> None:
-        """Full integrity check (re-hashes every file); raises DataError on a problem."""
-        reason = check(self.dir, read_meta(self.dir), _versions(self.meta), full=True)
-        if reason:
-            raise DataError(f"dataset '{self.name}' is damaged ({reason}); run {prepare_hint(self.name)}")
-
-
-def _versions(meta: dict) -> dict:
-    from autoresearch_portable.data.build import expected_versions
-
-    return expected_versions(meta.get("kind", ""))
-
-
 def load(dataset: str = "bundled") -> Dataset:
     """Open a prepared dataset (a name, or the path a local dataset was prepared from)."""
     name, kind, source = resolve(dataset)
@@ -253,3 +269,20 @@ def load(dataset: str = "bundled") -> Dataset:
     if reason:
         raise DataError(f"dataset '{dataset}' is not prepared (stale cache: {reason}); run {hint}")
     return Dataset(name, ddir, meta)
+
+
+def check_usable(dataset: str = "bundled", min_val_rows: int = MIN_VAL_ROWS) -> Dataset:
+    """The dataset as a run needs it, checked cheaply (well under a second): prepared and intact
+    (metadata, file sizes and quick checksums; for a local dataset, its source unchanged), its
+    validation shards readable and in range, and at least `min_val_rows` validation rows. Raises
+    DataError (one line, saying what to run) otherwise. The harness calls it before training and
+    again right before evaluation, so a cache deleted or damaged mid-run fails with that line
+    instead of a traceback after the budget was spent."""
+    ds = load(dataset)
+    n = ds.max_val_rows  # reads and range-checks the validation shards
+    if n < min_val_rows:
+        raise DataError(
+            f"dataset '{dataset}' has {n} validation rows of {ds.seq_len + 1} tokens (at least {min_val_rows} "
+            f"needed); add validation text and run {prepare_hint(dataset)}"
+        )
+    return ds

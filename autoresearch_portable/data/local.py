@@ -23,7 +23,7 @@ import json
 import re
 from pathlib import Path
 
-from autoresearch_portable.data.common import LOCAL_SUFFIXES, LOCAL_VOCAB_SIZE, DataError
+from autoresearch_portable.data.common import LOCAL_SUFFIXES, LOCAL_VOCAB_SIZE, MIN_VAL_ROWS, DataError
 
 VAL_FRACTION = 0.05
 _VAL_NAME = re.compile(r"^(val|valid)([-_.\d]|$)|validation", re.IGNORECASE)
@@ -125,9 +125,6 @@ def local_vocab_size(train_bytes: int) -> int:
     while v > 512 and train_bytes < v * 256:
         v //= 2
     return v
-
-
-MIN_VAL_ROWS = 4
 
 
 def local_seq_len(val_lengths, seq_len: int) -> int:

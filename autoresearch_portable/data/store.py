@@ -10,7 +10,8 @@
 Every file is written atomically (temporary file + rename). A rebuild deletes meta.json first, so
 an interrupted prepare leaves a folder without metadata, which nothing trusts. `check()` compares
 the metadata with the code's versions and with the files (size + a quick checksum of each file's
-ends; `full=True` re-hashes everything).
+ends; `full=True` re-hashes everything, as prepare does before it says "already prepared").
+`refuse_unusable()` is the build's last check: a dataset no run could use is never written.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from autoresearch_portable.data.common import DATA_FORMAT
+from autoresearch_portable.data.common import DATA_FORMAT, LOCAL_SEQ_LEN, MIN_VAL_ROWS, MIN_VOCAB, DataError
 from autoresearch_portable.fsutil import atomic_open, atomic_write_json
 
 META = "meta.json"
@@ -100,6 +101,62 @@ def check(ddir: Path, meta: dict | None, versions: dict, full: bool = False) -> 
         if (sha256_file(p) if full else quick_hash(p)) != (rec.get("sha256") if full else rec.get("quick")):
             return f"{name} fails its checksum"
     return None
+
+
+def doc_lengths(ddir: Path, split: dict) -> np.ndarray:
+    """Token counts (BOS included) of every document of a split, from its offset files."""
+    return np.concatenate([np.diff(np.load(ddir / sh["docs"])) for sh in split["shards"]])
+
+
+MAX_CROPPED_FRACTION = 0.5
+_MORE_TEXT = {
+    "local": "add documents (or a val.txt file beside the training files)",
+    "bundled": "use a larger val_bytes",
+}
+
+
+def _row_note(base: dict, seq_len: int) -> str:
+    if base.get("kind") == "local" and seq_len < LOCAL_SEQ_LEN:
+        return f" (rows are {seq_len + 1} tokens: the length was cut from {LOCAL_SEQ_LEN + 1} to fit a small validation split)"
+    return ""
+
+
+def refuse_unusable(ddir: Path, base: dict, splits: dict, seq_len: int, vocab_size: int, log) -> None:
+    """Refuse (DataError, one line) a dataset a run could not use, before anything trusts it:
+    most of a split cropped away (documents far longer than a row), fewer than MIN_VAL_ROWS
+    validation rows, or a tokenizer that learned almost nothing. Cropping below the limit is
+    reported, with how much, and recorded in the metadata (`cropped_tokens`)."""
+    from autoresearch_portable.data.loader import count_rows
+
+    name, cap = base["dataset"], seq_len + 1
+    for split, rec in splits.items():
+        lengths = doc_lengths(ddir, rec)
+        # a document longer than a row is cropped to one row and its tail never used
+        cropped = int(np.maximum(lengths - cap, 0).sum())
+        rec["cropped_tokens"] = cropped
+        frac = cropped / max(1, rec["n_tokens"])
+        if frac > MAX_CROPPED_FRACTION:
+            raise DataError(
+                f"{name}: {frac:.0%} of the {split} tokens ({cropped:,} of {rec['n_tokens']:,}) lie beyond the first "
+                f"{cap} tokens of their document and would be dropped; split the text into shorter documents "
+                "(blank lines between them in a .txt file)" + _row_note(base, seq_len)
+            )
+        if frac >= 0.01:
+            log(f"{name}: note: {frac:.1%} of the {split} tokens ({cropped:,}) are in document tails beyond "
+                f"{cap} tokens and are never used")
+        if split == "val":
+            rec["rows"] = rows = count_rows(lengths, seq_len)
+            if rows < MIN_VAL_ROWS:
+                more = _MORE_TEXT.get(base.get("kind"), "raise val_max_tokens")
+                raise DataError(
+                    f"{name}: the validation split fills {rows} rows of {cap} tokens, at least {MIN_VAL_ROWS} are needed "
+                    f"(about {MIN_VAL_ROWS * cap:,} tokens, it has {rec['n_tokens']:,}); {more}" + _row_note(base, seq_len)
+                )
+    if vocab_size < MIN_VOCAB:
+        raise DataError(
+            f"{name}: the tokenizer learned only {vocab_size} tokens (at least {MIN_VOCAB} needed): the training text "
+            "is too short or too repetitive; add more (and more varied) text"
+        )
 
 
 def with_bos(ids: list[list[int]], lens: np.ndarray, bos_id: int) -> np.ndarray:

@@ -9,9 +9,28 @@ FLOP budget in the work modes); only their seconds are left out of the wall budg
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
+from autoresearch_portable.errors import UserError
+
 BUDGET_MODES = ("wall", "work", "matched")
+# The longest budget a command accepts: a week. Anything longer is a typo (1e9 s is 31 years),
+# and inf or nan would leave a run with no time limit or crash the eval sizing.
+MAX_BUDGET_SECONDS = 7 * 24 * 3600
+
+
+def check_budget(seconds: float, flag: str = "--budget") -> float:
+    """`seconds` if it is a usable budget (finite, > 0, at most a week), else UserError (one
+    line, exit 2). For every command-line option that is a duration in seconds."""
+    try:
+        value = float(seconds)
+    except (TypeError, ValueError):
+        value = math.nan
+    if not (math.isfinite(value) and 0 < value <= MAX_BUDGET_SECONDS):
+        raise UserError(f"{flag} must be a number of seconds above 0 and at most {MAX_BUDGET_SECONDS} "
+                        f"(a week); got {seconds}")
+    return value
 
 
 @dataclass

@@ -24,6 +24,7 @@ from autoresearch_portable import HARNESS_VERSION, __version__, paths
 from autoresearch_portable.errors import UserError
 from autoresearch_portable.fsutil import atomic_write_json
 from autoresearch_portable.harness import normalize
+from autoresearch_portable.harness.budget import check_budget
 
 PROFILE_FORMAT = 1
 BASE_MODEL_SEED = 42  # the template's SEED
@@ -222,8 +223,7 @@ def calibrate(
     from autoresearch_portable import data
     from autoresearch_portable.harness.peak import device_key
 
-    if budget <= 0:
-        raise UserError("--budget must be positive")
+    check_budget(budget)
     if repeats < 2:
         raise UserError("--repeats must be at least 2 (the noise band needs repeats at T)")
     ds = data.load(dataset)

@@ -4,6 +4,7 @@ the ledger views: `arp results` and `arp compare`. Whether a run beats the best 
 from __future__ import annotations
 
 import json
+import math
 import time
 from pathlib import Path
 from typing import Any
@@ -68,13 +69,81 @@ def annotate(result: dict, probe: dict, plan: dict, dataset_id: dict) -> dict:
 
 # --- arp results -------------------------------------------------------------------------------
 
-def load_ledger(path: str | Path) -> list[dict]:
+class LedgerRecords(list):
+    """A ledger's usable records, with `skipped`: how many lines were not (see `usable`)."""
+
+    skipped = 0
+
+
+_TEXT_FIELDS = ("time", "git_commit", "status", "reason")
+_METRIC_NUMBERS = ("val_bpb", "val_bpb_stderr", "compute_multiplier", "doublings", "doublings_band", "bpb_band",
+                   "normalized_bpb", "normalized_bpb_band", "num_steps", "budget_seconds")
+_METRIC_TEXT = ("budget_mode", "backend", "device", "dataset", "normalized_reference")
+
+
+def _finite(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def usable(rec) -> bool:
+    """Whether a parsed ledger line can be shown: a JSON object with a text status, whose fields
+    that the views read have their types (absent or null is fine). A hand-edited, foreign or
+    damaged line is not, and is skipped and counted rather than crashing a view."""
+    if not isinstance(rec, dict) or not isinstance(rec.get("status"), str):
+        return False
+    if any(rec.get(k) is not None and not isinstance(rec[k], str) for k in _TEXT_FIELDS):
+        return False
+    if rec.get("plan") is not None and not isinstance(rec["plan"], dict):
+        return False
+    m = rec.get("metrics")
+    if m is None:
+        return True
+    if not isinstance(m, dict):
+        return False
+    numbers_ok = all(m.get(k) is None or (isinstance(m[k], (int, float)) and not isinstance(m[k], bool))
+                     for k in _METRIC_NUMBERS)
+    text_ok = all(m.get(k) is None or isinstance(m[k], str) for k in _METRIC_TEXT)
+    return numbers_ok and text_ok and (m.get("significant") is None or isinstance(m["significant"], bool))
+
+
+def parse_ledger(data: bytes) -> LedgerRecords:
+    """The usable records of a ledger's bytes; every other non-blank line (not UTF-8, not JSON,
+    not an object, wrong field types) is counted in `skipped`."""
+    out = LedgerRecords()
+    for line in data.split(b"\n"):
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError, RecursionError):
+            rec = None
+        if usable(rec):
+            if not ledger.verify(rec):
+                rec[ledger.UNTRUSTED] = True  # shown as untrusted, never counted (as ledger.read does)
+            out.append(rec)
+        else:
+            out.skipped += 1
+    return out
+
+
+def load_ledger(path: str | Path) -> LedgerRecords:
     path = Path(path)
     if path.is_dir():
         path = path / "results" / "ledger.jsonl" if (path / "results").is_dir() else path / "ledger.jsonl"
     if not path.exists():
         raise UserError(f"no ledger at {path} (run `arp train` in a workspace first)")
-    return ledger.read(path)
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise UserError(f"cannot read the ledger {path}: {e.strerror or e}") from None
+    return parse_ledger(data)
+
+
+def skipped_note(records: list[dict], name: str = "the ledger") -> str | None:
+    n = getattr(records, "skipped", 0)
+    if not n:
+        return None
+    return f"{name}: {n} unreadable line{'s' if n != 1 else ''} skipped (not a run record: damaged or edited by hand)"
 
 
 def row(rec: dict) -> dict[str, Any]:
@@ -143,7 +212,7 @@ def _table(header: list[str], body: list[list[str]], left: set[int]) -> str:
 
 def format_results(records: list[dict]) -> str:
     if not records:
-        return "the ledger is empty"
+        return "the ledger is empty" + (f" ({skipped_note(records)})" if skipped_note(records) else "")
     rows = [row(r) for r in records]
     header = ["time", "commit", "status", "val_bpb", "±stderr", "multiplier", "normalized_bpb", "steps", "budget", "device"]
     body = [[
@@ -162,10 +231,13 @@ def format_results(records: list[dict]) -> str:
     if untrusted:
         notes.append(f"untrusted = {untrusted} line(s) not signed by the harness (written or edited by something "
                      f"else, e.g. train.py): never counted")
-    ok = [r for r in rows if r["status"] == "ok" and r["val_bpb"] is not None]
+    ok = [r for r in rows if r["status"] == "ok" and _finite(r["val_bpb"])]
     if ok:
         best = min(ok, key=lambda r: r["val_bpb"])
         notes.insert(0, f"{len(records)} runs, {len(ok)} ok; best val_bpb {best['val_bpb']:.6f} ({best['commit'] or '?'})")
+    skipped = skipped_note(records)
+    if skipped:
+        notes.append(skipped)
     return text + "\n\n" + "\n".join(notes)
 
 
@@ -185,8 +257,8 @@ def compare_rows(ledgers: dict[str, list[dict]]) -> list[dict]:
             r = row(rec)
             groups.setdefault((r["device"], r["backend"]), []).append(r)
         for (device, backend), rows in groups.items():
-            ok = [r for r in rows if r["status"] == "ok" and r["val_bpb"] is not None]
-            best_norm = [r for r in ok if r["normalized_bpb"] is not None]
+            ok = [r for r in rows if r["status"] == "ok" and _finite(r["val_bpb"])]
+            best_norm = [r for r in ok if _finite(r["normalized_bpb"])]
             best = min(best_norm, key=lambda r: r["normalized_bpb"]) if best_norm else (
                 min(ok, key=lambda r: r["val_bpb"]) if ok else None)
             out.append(dict(ledger=name, device=device, backend=backend, runs=len(rows), ok=len(ok),
@@ -208,7 +280,8 @@ def format_compare(ledgers: dict[str, list[dict]]) -> str:
             f"{_f(b.get('budget_seconds'), 'g')}s {b.get('budget_mode') or ''}".strip() if b else "-",
         ])
     refs = sorted({r["best"]["normalized_reference"] for r in rows if r["best"] and r["best"].get("normalized_reference")})
-    notes = ["best = lowest normalized_bpb where the device was calibrated, else lowest val_bpb; "
+    notes = [note for name, recs in ledgers.items() if (note := skipped_note(recs, name))]
+    notes += ["best = lowest normalized_bpb where the device was calibrated, else lowest val_bpb; "
              "raw val_bpb is comparable only between runs of the same device and budget"]
     if refs:
         notes.append("normalized_bpb on the scale of: " + "; ".join(refs))
@@ -236,7 +309,7 @@ def plot_progress(ledgers: dict[str, list[dict]], out: str | Path) -> str:
         xs, ys = [], []
         for i, rec in enumerate(records, 1):
             r = row(rec)
-            if r["status"] == "ok" and r[key] is not None:
+            if r["status"] == "ok" and _finite(r[key]):
                 xs.append(i)
                 ys.append(r[key])
         if not xs:

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import tempfile
@@ -135,12 +136,52 @@ def size_for_device(probe: dict, plan: dict, dataset: str, budget_seconds: float
 SIZE_KEYS = ("DEPTH", "MODEL_DIM", "DEVICE_BATCH_SIZE", "TOTAL_BATCH_SIZE")
 
 
+# What arp init writes (and commits): nothing else in the folder is touched or committed.
+WORKSPACE_FILES = ("train.py", "program.md", ".gitignore", ".arp.json")
+
+
+def check_target(target: Path, force: bool = False) -> None:
+    """Fail early (UserError, one line) unless `target` can become a workspace: creatable and
+    writable, empty unless --force, and with --force no uncommitted work in the files arp init
+    would overwrite. Creates the folder. Cheap: runs before anything is measured."""
+    target = Path(target)
+    if target.exists() and not target.is_dir():
+        raise UserError(f"{target} exists and is not a folder")
+    try:
+        if target.exists() and any(target.iterdir()):
+            if not force:
+                raise UserError(f"{target} is not empty (use --force to write into it anyway)")
+            unsaved = _unsaved_work(target)
+            if unsaved:
+                raise UserError(f"{target} has uncommitted work in {', '.join(unsaved)}; commit or move it "
+                                "first (arp init --force overwrites these files and never discards work)")
+        target.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=target):
+            pass
+    except OSError as e:
+        raise UserError(f"cannot create a workspace in {target}: {e.strerror or e}") from None
+
+
+def _unsaved_work(target: Path) -> list[str]:
+    """The files arp init would overwrite that hold work not in git: in a workspace repository,
+    those git reports as changed, staged or untracked; in any other folder, those that exist."""
+    if not (target / ".git").exists():
+        return [f for f in WORKSPACE_FILES if (target / f).exists()]
+    try:
+        out = subprocess.run(["git", "status", "--porcelain", "--untracked-files=all", "--", *WORKSPACE_FILES],
+                             cwd=target, capture_output=True, text=True, check=True).stdout
+    except FileNotFoundError:
+        raise UserError("git is not installed; arp init needs it for the workspace history") from None
+    except subprocess.CalledProcessError as e:
+        raise UserError(f"git status failed in {target}: {e.stderr.strip()[:200]}") from None
+    return [line[3:] for line in out.splitlines() if line.strip()]
+
+
 def init_workspace(target: Path, probe: dict, plan: dict, dataset: str, budget_seconds: float,
                    force: bool = False, log=print, sizes: dict | None = None) -> dict:
     """`sizes` with all of SIZE_KEYS skips the measurement (a user who knows what they want)."""
     target = Path(target)
-    if target.exists() and any(target.iterdir()) and not force:
-        raise UserError(f"{target} is not empty (use --force to write into it anyway)")
+    check_target(target, force)
     from autoresearch_portable import data
 
     seq_len = data.load(dataset).seq_len
@@ -165,11 +206,14 @@ def init_workspace(target: Path, probe: dict, plan: dict, dataset: str, budget_s
                                                  sizing=sizes, **run_settings))
     if not (target / ".git").exists():
         _git(target, "init", "-q")
-    _git(target, "add", "train.py", "program.md", ".gitignore", ".arp.json")
-    # the user's git identity if they have one; a placeholder so the first commit never fails
-    has_identity = subprocess.run(["git", "config", "user.email"], cwd=target, capture_output=True, text=True).stdout.strip()
-    identity = [] if has_identity else ["-c", "user.name=arp", "-c", "user.email=arp@localhost"]
-    _git(target, *identity, "commit", "-q", "-m", "baseline from arp init")
+    _git(target, "add", *WORKSPACE_FILES)
+    unchanged = subprocess.run(["git", "diff", "--cached", "--quiet", "--", *WORKSPACE_FILES], cwd=target).returncode == 0
+    if not unchanged:  # (a --force that writes what is already committed has nothing to commit)
+        # the user's git identity if they have one; a placeholder so the first commit never fails
+        has_identity = subprocess.run(["git", "config", "user.email"], cwd=target, capture_output=True, text=True).stdout.strip()
+        identity = [] if has_identity else ["-c", "user.name=arp", "-c", "user.email=arp@localhost"]
+        # only our files: anything else the user had staged stays staged, out of the baseline
+        _git(target, *identity, "commit", "-q", "-m", "baseline from arp init", "--", *WORKSPACE_FILES)
     return sizes
 
 
@@ -186,6 +230,40 @@ def workspace_run_settings(measured: dict | None, budget_seconds: float, seq_len
     if measured.get("overhead_seconds") is not None:
         out["overhead_seconds"] = round(float(measured["overhead_seconds"]), 2)
     return out
+
+
+def template_family(backend: str) -> str:
+    """Which template a backend runs: the MLX one, or the torch one (cuda, mps, cpu)."""
+    return "mlx" if backend == "mlx" else "torch"
+
+
+def check_backend(train_py: Path, backend: str) -> None:
+    """Refuse (UserError, one line) to run a train.py written for the other framework: an MLX
+    train.py on a torch backend or the reverse would only fail later with an obscure error. The
+    file's own imports decide; failing those, the workspace's .arp.json (what arp init chose)."""
+    train_py = Path(train_py)
+    try:
+        text = train_py.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return
+    has_mlx = re.search(r"^\s*(import|from)\s+mlx\b", text, re.M)
+    has_torch = re.search(r"^\s*(import|from)\s+torch\b", text, re.M)
+    written_for, how = ("mlx" if has_mlx else "torch", "imports") if bool(has_mlx) != bool(has_torch) else (None, "")
+    if written_for is None:
+        try:
+            chosen = json.loads((train_py.parent / ".arp.json").read_text()).get("backend")
+        except (OSError, ValueError, AttributeError):
+            chosen = None
+        if not isinstance(chosen, str):
+            return
+        written_for, how = template_family(chosen), f"was created for {chosen}"
+    if written_for != template_family(backend):
+        what = "its imports" if how == "imports" else f"the workspace {how}"
+        raise UserError(
+            f"{train_py} is written for {written_for} ({what}) but the backend is {backend}; use "
+            f"{'a torch backend (cuda, mps or cpu)' if written_for == 'torch' else 'the mlx backend'}, or create a "
+            f"workspace for {backend} with `arp init DIR --backend {backend}`"
+        )
 
 
 def _git(cwd: Path, *args: str) -> None:
