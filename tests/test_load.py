@@ -155,6 +155,100 @@ def test_machine_busy_returns_a_figure():
     assert isinstance(busy, bool) and figure.startswith("other processes used ") and "cores)" in figure
 
 
+# --- probes refuse to cache under load ----------------------------------------------------------
+@pytest.fixture
+def fake_load(monkeypatch):
+    """The load check answers what the test says; no waiting."""
+    state = {"busy": True}
+    monkeypatch.setattr(load, "busy_from", lambda report, *a: (state["busy"], "other processes used 60% of the CPU (1.20 of 2 cores)"))
+    monkeypatch.setattr(load, "PROBE_RETRY_WAIT", 0.0)
+    monkeypatch.setattr(load, "PROBE_MIN_SECONDS", 0.0)
+    return state
+
+
+def test_measure_quietly_retries_once_then_refuses_to_cache(fake_load):
+    calls, lines = [], []
+    value, cacheable = load.measure_quietly(lambda: calls.append(1) or len(calls), "thing", log=lines.append)
+    assert (value, cacheable, len(calls)) == (2, False, 2)
+    assert lines == ["thing: not cached, the machine was busy while measuring (other processes used 60% of the "
+                     "CPU (1.20 of 2 cores)); it is measured again next time"]
+    fake_load["busy"] = False
+    assert load.measure_quietly(lambda: 7, "thing", log=lines.append) == (7, True) and len(lines) == 1
+    # a result load cannot change is kept at once
+    fake_load["busy"] = True
+    calls.clear()
+    assert load.measure_quietly(lambda: calls.append(1) or "oom", "thing", log=lines.append,
+                                load_matters=lambda v: v != "oom") == ("oom", True) and len(calls) == 1
+
+
+def test_matmul_peak_is_not_cached_under_load(fake_load, monkeypatch, tmp_path):
+    from autoresearch_portable import paths
+    from autoresearch_portable.harness.peak import peak_flops
+
+    monkeypatch.setenv("ARP_CACHE_DIR", str(tmp_path))
+
+    class Backend:
+        def matmul_flops(self, n, dtype):
+            return 2e9
+
+    plan = {"backend": "cpu", "device": "cpu", "dtype": "float32"}
+    lines = []
+    assert peak_flops(Backend(), {"cpu_model": "Fake CPU"}, plan, log=lines.append)[0] == 2e9
+    assert not list(paths.probes_dir().glob("matmul-*.json")) and len(lines) == 1 and "matmul peak" in lines[0]
+    fake_load["busy"] = False
+    assert peak_flops(Backend(), {"cpu_model": "Fake CPU"}, plan, log=lines.append)[0] == 2e9
+    assert len(list(paths.probes_dir().glob("matmul-*.json"))) == 1 and len(lines) == 1
+
+
+def test_throughput_probe_is_not_cached_under_load(fake_load, monkeypatch, tmp_path):
+    from autoresearch_portable import data, paths
+    from autoresearch_portable.harness import runner, workspace
+
+    monkeypatch.setenv("ARP_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(data, "load", lambda name: type("DS", (), {"seq_len": 128})())
+    status = {"value": "ok"}
+    runs = []
+
+    def fake_run(train_py, **kw):
+        runs.append(kw)
+        return dict(status=status["value"], tokens_per_second=1000.0, flops_per_token=1e6, peak_memory_mb=10.0)
+
+    monkeypatch.setattr(runner, "run_training", fake_run)
+    plan = {"backend": "cpu", "device": "cpu", "dtype": "float32"}
+    lines = []
+
+    def probe(batch):
+        return workspace.throughput_probe({"cpu_model": "Fake CPU"}, plan, "bundled", 2, 64, batch, log=lines.append)
+
+    assert probe(1)["flops_per_second"] == 1e9 and len(runs) == 2  # measured, retried
+    assert not list(paths.probes_dir().glob("throughput-*.json"))
+    assert "not cached, the machine was busy" in lines[-1]
+    status["value"] = "oom"  # an out-of-memory status does not depend on load: cached at once
+    assert probe(2)["status"] == "oom" and len(runs) == 3
+    fake_load["busy"], status["value"] = False, "ok"
+    probe(4)
+    assert len(list(paths.probes_dir().glob("throughput-*.json"))) == 2
+    assert probe(4)["status"] == "ok" and len(runs) == 4  # from the cache
+
+
+def test_cpu_matmul_probe_is_not_cached_under_load(fake_load, monkeypatch, tmp_path):
+    import importlib
+
+    from autoresearch_portable import paths
+
+    probe_mod = importlib.import_module("autoresearch_portable.detect.probe")  # the package re-exports probe()
+
+    monkeypatch.setenv("ARP_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(probe_mod, "_measure_cpu_matmul", lambda p: setattr(p, "cpu_matmul_gflops", {"float32": 1.5}))
+    p = probe_mod.DeviceProbe(os="Linux", cpu_model="Fake CPU", usable_cores=2, torch_version="2.x")
+    probe_mod._cached_cpu_matmul(p)
+    assert p.cpu_matmul_gflops == {"float32": 1.5} and not list(paths.probes_dir().glob("cpu-matmul-*.json"))
+    assert any("CPU matmul rates: not cached" in n for n in p.notes)
+    fake_load["busy"] = False
+    probe_mod._cached_cpu_matmul(probe_mod.DeviceProbe(os="Linux", cpu_model="Fake CPU", usable_cores=2, torch_version="2.x"))
+    assert len(list(paths.probes_dir().glob("cpu-matmul-*.json"))) == 1
+
+
 # --- GPU watch, with the driver faked (no GPU here) ---------------------------------------------
 def test_gpu_watch_through_pynvml(monkeypatch):
     import os

@@ -393,8 +393,9 @@ MEASURE_BUDGET_S = 0.25  # timed reps of the CPU matmul measurement, both dtypes
 def _cached_cpu_matmul(p: DeviceProbe) -> None:
     """The measurement decides the CPU's dtype, and the dtype is part of the device's identity
     (its calibration profile), so one noisy measurement under background load must not flip it
-    from run to run: it is measured once per CPU and torch version and cached. A cached result
-    is measured again only after `arp doctor --remeasure` deletes it."""
+    from run to run: it is measured once per CPU and torch version and cached, but not when other
+    processes loaded the machine while it measured (then it serves this command only, with a
+    note). A cached result is measured again only after `arp doctor --remeasure` deletes it."""
     import json
     import re
 
@@ -407,8 +408,12 @@ def _cached_cpu_matmul(p: DeviceProbe) -> None:
         return
     except (OSError, ValueError, KeyError):
         pass
-    _measure_cpu_matmul(p)
-    if p.cpu_matmul_gflops:
+    from autoresearch_portable.harness.load import measure_quietly
+
+    # the why goes into the probe's notes (`arp doctor` shows them, the ledger keeps them), not
+    # onto stderr: every command probes, and a failing one must say one line, its error
+    _, cacheable = measure_quietly(lambda: _measure_cpu_matmul(p), "CPU matmul rates", log=p.notes.append)
+    if p.cpu_matmul_gflops and cacheable:
         from autoresearch_portable.fsutil import atomic_write_json
 
         atomic_write_json(path, {"gflops": p.cpu_matmul_gflops})
