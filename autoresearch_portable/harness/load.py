@@ -34,11 +34,10 @@ GPU_OTHERS_UTIL = 10.0  # percent of the GPU's SMs, mean over the run
 # Linux cpufreq: the fastest watched core below half its maximum (median over the run) means a
 # power or thermal cap; all-core turbo sits well above half of the single-core maximum.
 CPUFREQ_LOW = 0.5
-# Finding the tree's processes reads every process of the machine (~40 us each, 20 ms on a laptop
-# with 500): every 3rd sample; the CPU time of the members known is read every sample.
-TREE_EVERY = 3
+TREE_EVERY = 3  # find the tree's members every 3rd sample: it reads all processes (~40 us each)
 PROBE_MIN_SECONDS = 0.25  # a probe's load window: long enough for the 10 ms CPU-time ticks
-PROBE_RETRY_WAIT = 1.0  # seconds to let a burst (a compile, a git command) pass before the retry
+# the retry skips a burst (a git command, a save); longer load outlasts any wait we could afford
+PROBE_RETRY_WAIT = 0.5
 
 
 @dataclass
