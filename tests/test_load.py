@@ -243,7 +243,10 @@ def test_cpu_matmul_probe_is_not_cached_under_load(fake_load, monkeypatch, tmp_p
     p = probe_mod.DeviceProbe(os="Linux", cpu_model="Fake CPU", usable_cores=2, torch_version="2.x")
     probe_mod._cached_cpu_matmul(p)
     assert p.cpu_matmul_gflops == {"float32": 1.5} and not list(paths.probes_dir().glob("cpu-matmul-*.json"))
-    assert any("CPU matmul rates: not cached" in n for n in p.notes)
+    assert p.cpu_matmul_load.startswith("CPU matmul rates: not cached, the machine was busy") and p.notes == []
+    from autoresearch_portable.detect.doctor import _hardware_lines
+
+    assert f"  note: {p.cpu_matmul_load}" in _hardware_lines(p)
     fake_load["busy"] = False
     probe_mod._cached_cpu_matmul(probe_mod.DeviceProbe(os="Linux", cpu_model="Fake CPU", usable_cores=2, torch_version="2.x"))
     assert len(list(paths.probes_dir().glob("cpu-matmul-*.json"))) == 1

@@ -98,6 +98,7 @@ class DeviceProbe:
     mlx_metal_info: dict | None = None  # mx.device_info() on Metal: architecture, memory_size, ...
     # quick CPU matmul measurement (CPU-only and Apple machines): GFLOP/s per dtype
     cpu_matmul_gflops: dict[str, float] | None = None
+    cpu_matmul_load: str | None = None  # set when measured while the machine was busy: not cached, why
     notes: list[str] = field(default_factory=list)  # probe steps that failed, and why
 
     # --- derived facts, used by the plan and the doctor ---
@@ -410,9 +411,10 @@ def _cached_cpu_matmul(p: DeviceProbe) -> None:
         pass
     from autoresearch_portable.harness.load import measure_quietly
 
-    # the why goes into the probe's notes (`arp doctor` shows them, the ledger keeps them), not
-    # onto stderr: every command probes, and a failing one must say one line, its error
-    _, cacheable = measure_quietly(lambda: _measure_cpu_matmul(p), "CPU matmul rates", log=p.notes.append)
+    # the why goes into the probe (`arp doctor` shows it, the ledger keeps it), not onto stderr:
+    # every command probes, and a failing one must say one line, its error
+    _, cacheable = measure_quietly(lambda: _measure_cpu_matmul(p), "CPU matmul rates",
+                                   log=lambda why: setattr(p, "cpu_matmul_load", why))
     if p.cpu_matmul_gflops and cacheable:
         from autoresearch_portable.fsutil import atomic_write_json
 
