@@ -150,6 +150,15 @@ def test_the_runs_own_children_are_not_others():
     assert rep.own_cores_mean >= hog_cores - 0.2, (rep, hog_cores)
 
 
+def test_a_failing_sample_never_reaches_the_run(monkeypatch):
+    mon = load.LoadMonitor(interval=0.05).start()
+    monkeypatch.setattr(mon, "_sample", lambda final=False: 1 / 0)
+    time.sleep(0.2)
+    rep = mon.stop()
+    assert rep.notes == ["load sample failed: ZeroDivisionError: division by zero"]
+    assert judge(rep)[:2] == (False, "load not measured")
+
+
 def test_machine_busy_returns_a_figure():
     busy, figure = load.machine_busy(0.3)
     assert isinstance(busy, bool) and figure.startswith("other processes used ") and "cores)" in figure

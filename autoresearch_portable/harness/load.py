@@ -129,7 +129,7 @@ class LoadMonitor:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=10)
-        self._sample(final=True)  # the last partial interval
+        self._guarded_sample(final=True)  # the last partial interval
         r = self.report
         t0, busy0, own0 = self._first
         t1, busy1, own1 = self._last
@@ -147,11 +147,14 @@ class LoadMonitor:
 
     def _loop(self) -> None:
         while not self._stop.wait(self.interval):
-            try:
-                self._sample()
-            except Exception as e:  # a failing query must never stop the run it watches
-                note = f"load sample failed: {type(e).__name__}: {e}"[:200]
-                self.report.notes += [] if note in self.report.notes else [note]
+            self._guarded_sample()
+
+    def _guarded_sample(self, final: bool = False) -> None:
+        try:
+            self._sample(final)
+        except Exception as e:  # a failing query must never stop the run it watches
+            note = f"load sample failed: {type(e).__name__}: {e}"[:200]
+            self.report.notes += [] if note in self.report.notes else [note]
 
     def _snapshot(self, rescan: bool = True) -> tuple[float, float, float]:
         per_cpu = psutil.cpu_times(percpu=True)
@@ -224,8 +227,7 @@ def judge(report: LoadReport | None, *, tokens_per_second: float | None = None,
     `expected_tokens_per_second`: the calibrated rate for this same train.py (pass it only when it
     applies, e.g. same train.py hash as the calibrated baseline). Returns (noisy, reason, figures):
     the reason names the measured figures, for a quiet run too."""
-    reasons: list[str] = []
-    figures: dict = {}
+    reasons, figures = [], {}
     notes = list(report.notes) if report else []
     if report is None or report.others_share_mean is None:
         notes.append("machine load was not measured")
@@ -263,8 +265,7 @@ def judge(report: LoadReport | None, *, tokens_per_second: float | None = None,
     return False, (f"{report.cpu_figure()} on average" if "others_cpu_share" in figures else "load not measured"), figures
 
 
-def machine_busy(seconds: float = 1.0, *, pid: int | None = None,
-                 others_cpu_share: float = OTHERS_CPU_SHARE) -> tuple[bool, str]:
+def machine_busy(seconds: float = 1.0, *, pid: int | None = None, others_cpu_share: float = OTHERS_CPU_SHARE) -> tuple[bool, str]:
     """Watch the machine for `seconds` (this process's tree excluded): (busy, figure)."""
     mon = LoadMonitor(pid).start(background=False)
     time.sleep(seconds)
