@@ -220,7 +220,8 @@ def test_throughput_probe_is_not_cached_under_load(fake_load, monkeypatch, tmp_p
 
     def fake_run(train_py, **kw):
         runs.append(kw)
-        return dict(status=status["value"], tokens_per_second=1000.0, flops_per_token=1e6, peak_memory_mb=10.0)
+        return dict(status=status["value"], tokens_per_second=1000.0, flops_per_token=1e6, peak_memory_mb=10.0,
+                    wall_seconds=5.0, training_seconds=1.0)
 
     monkeypatch.setattr(runner, "run_training", fake_run)
     plan = {"backend": "cpu", "device": "cpu", "dtype": "float32"}
