@@ -77,7 +77,8 @@ def _hardware_lines(p: DeviceProbe) -> list[str]:
     if p.cpu_matmul_gflops:
         m = p.cpu_matmul_gflops
         rows.append(("cpu matmul", ", ".join(f"{k} {v:.0f} GFLOP/s" for k, v in m.items())))
-    return [f"  {k + ':':<12} {v}" for k, v in rows] + [f"  note: {n}" for n in p.notes]
+    notes = p.notes + ([p.cpu_matmul_load] if p.cpu_matmul_load else [])
+    return [f"  {k + ':':<12} {v}" for k, v in rows] + [f"  note: {n}" for n in notes]
 
 
 def format_doctor(report: dict) -> str:

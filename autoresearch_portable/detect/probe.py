@@ -99,6 +99,7 @@ class DeviceProbe:
     mlx_metal_info: dict | None = None  # mx.device_info() on Metal: architecture, memory_size, ...
     # quick CPU matmul measurement (CPU-only and Apple machines): GFLOP/s per dtype
     cpu_matmul_gflops: dict[str, float] | None = None
+    cpu_matmul_load: str | None = None  # set when measured while the machine was busy: not cached, why
     notes: list[str] = field(default_factory=list)  # probe steps that failed, and why
     provenance: str | None = None  # recorded probes: how this record was made (None when probed live)
 
@@ -398,8 +399,9 @@ MEASURE_BUDGET_S = 0.25  # timed reps of the CPU matmul measurement, both dtypes
 def _cached_cpu_matmul(p: DeviceProbe) -> None:
     """The measurement decides the CPU's dtype, and the dtype is part of the device's identity
     (its calibration profile), so one noisy measurement under background load must not flip it
-    from run to run: it is measured once per CPU and torch version and cached. A cached result
-    is measured again only after `arp doctor --remeasure` deletes it."""
+    from run to run: it is measured once per CPU and torch version and cached, but not when other
+    processes loaded the machine while it measured (then it serves this command only, with a
+    note). A cached result is measured again only after `arp doctor --remeasure` deletes it."""
     import json
     import re
 
@@ -412,8 +414,13 @@ def _cached_cpu_matmul(p: DeviceProbe) -> None:
         return
     except (OSError, ValueError, KeyError):
         pass
-    _measure_cpu_matmul(p)
-    if p.cpu_matmul_gflops:
+    from autoresearch_portable.harness.load import measure_quietly
+
+    # the why goes into the probe (`arp doctor` shows it, the ledger keeps it), not onto stderr:
+    # every command probes, and a failing one must say one line, its error
+    _, cacheable = measure_quietly(lambda: _measure_cpu_matmul(p), "CPU matmul rates",
+                                   log=lambda why: setattr(p, "cpu_matmul_load", why))
+    if p.cpu_matmul_gflops and cacheable:
         from autoresearch_portable.fsutil import atomic_write_json
 
         atomic_write_json(path, {"gflops": p.cpu_matmul_gflops})

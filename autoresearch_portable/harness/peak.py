@@ -1,6 +1,6 @@
 """The device's peak FLOP/s for MFU: the datasheet figure when the plan has one (known GPUs in
 their tensor-core dtype), otherwise a measured dense matmul rate in the compute dtype, cached per
-device so it costs a second once."""
+device so it costs a second once (not cached when measured under load: harness/load.py)."""
 
 from __future__ import annotations
 
@@ -23,10 +23,13 @@ def device_key(probe: dict, plan: dict) -> str:
 
 
 def peak_flops(backend, probe: dict, plan: dict, measure_size: int | None = None,
-               at_least: float = 0.0) -> tuple[float, str]:
+               at_least: float = 0.0, log=None) -> tuple[float, str]:
     """The plan's datasheet peak, else the cached measurement, else a new one. `at_least` is a
     rate this device was just seen to sustain: a cached peak below it was measured while the
-    machine was busy, so it is measured again (and the larger value kept)."""
+    machine was busy, so it is measured again (and the larger value kept). A measurement taken
+    while other processes loaded the machine serves this run only (`log` says so)."""
+    from autoresearch_portable.harness.load import measure_quietly
+
     if plan.get("peak_flops"):
         return float(plan["peak_flops"]), plan.get("peak_flops_source", "datasheet")
     path = paths.probes_dir() / f"matmul-{device_key(probe, plan)}.json"
@@ -38,10 +41,12 @@ def peak_flops(backend, probe: dict, plan: dict, measure_size: int | None = None
     except (OSError, ValueError, KeyError):
         pass
     n = measure_size or (1024 if plan["device"] == "cpu" else 4096)
-    # best of a few short trials: a busy machine slows some of them, never speeds one up
-    flops = max(backend.matmul_flops(n, plan["dtype"]) for _ in range(3))
+    # best of a few short trials: a burst of load slows some of them, never speeds one up
+    flops, cacheable = measure_quietly(lambda: max(backend.matmul_flops(n, plan["dtype"]) for _ in range(3)),
+                                       "matmul peak", log=log)
     if cached:
         flops = max(flops, float(cached.get("flops", 0)))
     source = f"measured: {n}x{n} {plan['dtype']} matmul on this device"
-    atomic_write_json(path, {"flops": flops, "source": source, "n": n})
+    if cacheable:
+        atomic_write_json(path, {"flops": flops, "source": source, "n": n})
     return flops, source

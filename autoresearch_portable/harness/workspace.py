@@ -58,7 +58,9 @@ def baseline_text(plan: dict, values: dict) -> str:
 def throughput_probe(probe: dict, plan: dict, dataset: str, depth: int, dim: int, device_batch: int,
                      log=print) -> dict:
     """Run the real template for a few steps at one size and measure achieved FLOP/s. Cached per
-    device, dataset, harness version and size (an OOM is cached too, as status "oom")."""
+    device, dataset, harness version and size (an OOM is cached too, as status "oom"); a rate
+    measured while other processes loaded the machine is used but not cached."""
+    from autoresearch_portable.harness.load import measure_quietly
     from autoresearch_portable.harness.peak import device_key
     from autoresearch_portable.harness.runner import run_training
 
@@ -74,11 +76,17 @@ def throughput_probe(probe: dict, plan: dict, dataset: str, depth: int, dim: int
     seq_len = data.load(dataset).seq_len
     text = baseline_text(plan, dict(DEPTH=depth, MODEL_DIM=dim, DEVICE_BATCH_SIZE=device_batch,
                                     TOTAL_BATCH_SIZE=device_batch * seq_len))
-    with tempfile.TemporaryDirectory(prefix="arp-probe-") as tmp:
-        train_py = Path(tmp) / "train.py"
-        train_py.write_text(text)
-        result = run_training(train_py, probe=probe, plan=plan, dataset=dataset, budget_seconds=60,
-                              probe_steps=3, quiet=True, timeout=600)
+
+    def measure() -> dict:
+        with tempfile.TemporaryDirectory(prefix="arp-probe-") as tmp:
+            train_py = Path(tmp) / "train.py"
+            train_py.write_text(text)
+            return run_training(train_py, probe=probe, plan=plan, dataset=dataset, budget_seconds=60,
+                                probe_steps=3, quiet=True, timeout=600)
+
+    # only a rate depends on the load: an OOM or a crash is the same on a quiet machine
+    result, cacheable = measure_quietly(measure, f"throughput probe (depth {depth}, width {dim}, device batch {device_batch})",
+                                        log=log, load_matters=lambda r: r.get("status") == "ok")
     out = dict(depth=depth, model_dim=dim, device_batch=device_batch, status=result.get("status"),
                reason=result.get("reason"))
     if out["status"] == "ok":
@@ -88,7 +96,7 @@ def throughput_probe(probe: dict, plan: dict, dataset: str, depth: int, dim: int
                    # launch to hand-over minus the timed steps: start-up, warm-up and export, as
                    # the parent's clock saw them (the allowance of wall-mode runs is made from it)
                    overhead_seconds=result["wall_seconds"] - result["training_seconds"])
-    if out["status"] in ("ok", "oom"):  # facts about this device worth keeping
+    if cacheable and out["status"] in ("ok", "oom"):  # facts about this device worth keeping
         atomic_write_json(cache, out)
     return out
 
