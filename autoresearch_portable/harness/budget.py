@@ -49,6 +49,9 @@ class BudgetClock:
     total_tokens: int = 0
     total_flops: float = 0.0
     in_warmup: bool = True
+    first_timed_steps: int = 5             # the run's own reference speed: its first timed steps
+    first_tokens: int = 0
+    first_seconds: float = 0.0
     _last_step_seconds: float | None = field(default=None, repr=False)
 
     def __post_init__(self):
@@ -73,6 +76,9 @@ class BudgetClock:
         self.training_seconds += seconds
         self.timed_tokens += tokens
         self.timed_flops += flops
+        if self.steps - self.warmup_steps <= self.first_timed_steps:
+            self.first_tokens += tokens
+            self.first_seconds += seconds
 
     @property
     def progress(self) -> float:
@@ -88,6 +94,12 @@ class BudgetClock:
     @property
     def tokens_per_second(self) -> float:
         return self.timed_tokens / self.training_seconds if self.training_seconds > 0 else 0.0
+
+    @property
+    def first_tokens_per_second(self) -> float | None:
+        """Speed of the first timed steps: what the rest of the run should keep up on a machine
+        whose load did not change (a drop later is load or throttling, not the code)."""
+        return self.first_tokens / self.first_seconds if self.first_seconds > 0 else None
 
     @property
     def flops_per_second(self) -> float:

@@ -11,10 +11,10 @@ train.py's process is the thing being measured, so nothing it says decides the s
   own files did not change during the run;
 * ends the child's whole process group when the child ends, and the child dies with the parent.
 
-Statuses: ok, unverified (scored inside train.py's process: the model could not be exported),
-invalid (peeks at later tokens, below the entropy floor, tampering), over_budget, diverged (NaN or
-exploding loss or logits), oom, crash, timeout (past its time limit), interrupted (Ctrl-C,
-SIGTERM)."""
+Statuses: ok, noisy (wall mode, other work on the machine disturbed the run: not comparable),
+unverified (scored inside train.py's process: the model could not be exported), invalid (peeks at
+later tokens, below the entropy floor, tampering), over_budget, diverged (NaN or exploding loss or
+logits), oom, crash, timeout (past its time limit), interrupted (Ctrl-C, SIGTERM)."""
 
 from __future__ import annotations
 
@@ -39,6 +39,8 @@ from autoresearch_portable.errors import UserError
 from autoresearch_portable.fsutil import atomic_write_json
 from autoresearch_portable.harness import ledger
 from autoresearch_portable.harness.budget import eval_rows as size_eval_rows
+from autoresearch_portable.harness.load import LoadMonitor
+from autoresearch_portable.harness.load import judge as judge_load
 from autoresearch_portable.harness.oom import OOM_PATTERN
 
 try:
@@ -126,6 +128,7 @@ def run_training(
         atomic_write_json(config_path, config)
         env = dict(os.environ, ARP_RUN_CONFIG=str(config_path), PYTHONUNBUFFERED="1")
         tail: collections.deque[str] = collections.deque(maxlen=60)
+        monitor = LoadMonitor(watch_gpu=plan["backend"] == "cuda").start()  # the run's tree is ours
         t_launch = time.time()
         child = subprocess.Popen(
             [sys.executable, str(train_py)], cwd=train_py.parent, env=env, stdin=subprocess.DEVNULL,
@@ -138,6 +141,7 @@ def run_training(
             p.start()
         outcome = _wait(child, limit)
         wall = time.time() - t_launch
+        load = monitor.stop()
         _kill_group(child)
         for p in pumps:
             p.join(timeout=5)
@@ -159,12 +163,30 @@ def run_training(
             result.update(status="over_budget", reason=(
                 f"{wall:.1f}s from launch to hand-over, more than the budget {budget_seconds:g}s + allowance "
                 f"{allowed:.1f}s for start-up, warm-up and export: not comparable"))
+    if probe_steps is None:
+        _judge_load(result, load, plan, budget_mode)
     result["total_seconds"] = time.time() - t_launch
     result.setdefault("budget_seconds", budget_seconds)
     result.setdefault("budget_mode", budget_mode)
     result.setdefault("backend", plan["backend"])
     result.setdefault("dataset", dataset)
     return result
+
+
+def _judge_load(result: dict, load, plan: dict, budget_mode: str) -> None:
+    """Was the run disturbed by other work on the machine? In wall mode the step count depends on
+    it, so a disturbed ok run becomes `noisy` (not comparable); in the work modes the FLOP budget
+    fixes the training whatever the load, so the figures are only recorded."""
+    noisy, why, figures = judge_load(load, tokens_per_second=result.get("tokens_per_second"),
+                                     first_steps_tokens_per_second=result.get("first_steps_tokens_per_second"),
+                                     run_on_cpu=plan.get("device") == "cpu")
+    result.update(load=load.to_dict(), load_figures=figures, load_noisy=noisy, load_summary=why)
+    if not noisy:
+        return
+    if budget_mode == "wall" and result["status"] == "ok":
+        result.update(status="noisy", reason=f"the machine was busy during the run ({why}): not comparable")
+    elif result["status"] == "over_budget":
+        result["reason"] += f"; the machine was busy ({why})"
 
 
 def _decide(outcome: str, code: int | None, report: dict, tail: str, limit: float, budget: float,

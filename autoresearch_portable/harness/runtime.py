@@ -225,6 +225,7 @@ class Runtime:
             num_steps=c.steps,
             total_tokens=c.total_tokens,
             tokens_per_second=c.tokens_per_second,
+            first_steps_tokens_per_second=c.first_tokens_per_second,
             train_flops=c.total_flops,
             flops_per_token=self.flops.get("flops_per_token"),
             flops_detail=self.flops,

@@ -38,12 +38,20 @@ def format_summary(r: dict[str, Any]) -> str:
         ("floor_bpb", _fmt(r.get("floor_bpb"), ".6f")),
         ("eval_tokens", _fmt(r.get("eval_tokens"), "d")),
         ("verified", _verified(r)),
+        ("machine_load", _load(r)),
     ]
     lines = ["---"] + [f"{k + ':':<18}{v}" if len(k) < 18 else f"{k}: {v}" for k, v in rows]
     status = r.get("status") or "crash"
     reason = r.get("reason")
     lines.append(f"status:           {status}" + (f" ({reason})" if reason and status != "ok" else ""))
     return "\n".join(lines)
+
+
+def _load(r: dict[str, Any]) -> str:
+    """Whether other work disturbed the run, with the measured figure."""
+    if r.get("load_summary") is None:
+        return "n/a"
+    return ("busy: " if r.get("load_noisy") else "quiet: ") + r["load_summary"]
 
 
 def _verified(r: dict[str, Any]) -> str:
