@@ -65,11 +65,11 @@ def run(setup, **kw):
 
 
 def test_work_mode_is_immune_to_load_and_wall_mode_flags_it(setup):
-    work = dict(budget_seconds=3, budget_mode="work", flop_budget=4e10)
+    work = dict(budget_seconds=3, budget_mode="work", flop_budget=4e10, timeout=600)  # slow under the hog
     quiet = run(setup, **work)
     with Hog():
         hogged = run(setup, **work)
-        wall = run(setup, budget_seconds=3)
+        wall = run(setup, budget_seconds=3, timeout=600)
     assert quiet["status"] == "ok", quiet.get("reason")
     assert hogged["status"] == "ok", hogged.get("reason")  # load recorded, but it cannot change the training
     assert hogged["load_noisy"] and hogged["load_figures"]["others_cpu_share"] > quiet["load_figures"]["others_cpu_share"]

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 import sys
 import tempfile
 import threading
@@ -182,6 +183,8 @@ class Runtime:
             if result.get("status") == "ok":  # a good score from inside this process is not verified
                 result.update(status="unverified", reason=result.get("reason") or "run directly, not under arp train")
         result["total_seconds"] = time.time() - self.t0
+        if not self.config.get("handover_dir"):  # standalone: our own temporary folder
+            shutil.rmtree(folder, ignore_errors=True)
         return self._emit(result)
 
     def _check_export(self, model, folder: str) -> None:
