@@ -153,15 +153,17 @@ def train(
     import os
     from pathlib import Path
 
-    from autoresearch_portable.harness.budget import BUDGET_MODES
+    from autoresearch_portable.harness.budget import BUDGET_MODES, check_budget
     from autoresearch_portable.harness.runner import exclusive_run, record, run_training
+    from autoresearch_portable.harness.workspace import check_backend
     from autoresearch_portable.harness.summary import format_summary
 
     train_py = Path(file)
     if not train_py.is_file():
         raise UserError(f"{file} not found (run `arp init DIR` to create a workspace)")
-    if budget <= 0:
-        raise UserError("--budget must be positive")
+    check_budget(budget)
+    if timeout is not None:
+        check_budget(timeout, "--timeout")
     if budget_mode not in BUDGET_MODES:
         raise UserError(f"unknown --budget-mode {budget_mode!r} (choose {', '.join(BUDGET_MODES)})")
     workspace = _workspace_config(train_py.parent)
@@ -170,8 +172,11 @@ def train(
     dataset = dataset or workspace.get("dataset") or "bundled"
     _ensure_dataset(dataset)
     pr, plan = _plan(backend)
+    check_backend(train_py, plan["backend"])  # an MLX train.py on torch (or the reverse): say so now
     from autoresearch_portable import data
     from autoresearch_portable.harness import ledger
+
+    data.check_usable(dataset)
     from autoresearch_portable.harness.calibrate import dataset_identity
     from autoresearch_portable.harness.results import annotate, flop_budget_for
     from autoresearch_portable.harness.verdict import verdict as judge_run

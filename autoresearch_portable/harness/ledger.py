@@ -45,18 +45,33 @@ def strict(obj: Any) -> Any:
 
 
 def _key() -> bytes:
+    """The signing key, made on first use. It appears atomically (written to a temporary file,
+    then hard-linked into place), so a concurrent first writer never reads half of it."""
     path = paths.keys_dir() / "ledger.key"
     try:
-        return bytes.fromhex(path.read_text().strip())
-    except (OSError, ValueError):
+        return bytes.fromhex(path.read_text().strip()) or _no_key(path)
+    except FileNotFoundError:
         pass
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)  # first writer wins a race
+    tmp = path.with_name(f".ledger.key.{os.getpid()}.{secrets.token_hex(4)}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
         os.write(fd, secrets.token_hex(32).encode())
+        os.fsync(fd)
     finally:
         os.close(fd)
-    return bytes.fromhex(path.read_text().strip())
+    try:
+        os.link(tmp, path)  # fails if another process got there first: theirs is the key
+    except FileExistsError:
+        pass
+    finally:
+        os.unlink(tmp)
+    return bytes.fromhex(path.read_text().strip()) or _no_key(path)
+
+
+def _no_key(path: Path) -> bytes:
+    raise UserError(f"the ledger's signing key {path} is empty; remove it to make a new one "
+                    f"(lines signed with the old key will then show as untrusted)")
 
 
 def _canonical(record: dict) -> bytes:

@@ -149,8 +149,11 @@ def run_training(
         result = _decide(outcome, child.returncode, report, "".join(tail), limit, budget_seconds, probe_steps)
         result.update(before, wall_seconds=wall, exit_code=child.returncode)
         if result["status"] == "handed_over":
+            usable = _dataset_problem(dataset)
             if harness_digest() != harness_before:
                 result.update(status="invalid", reason="the harness's own files changed during the run")
+            elif usable:
+                result.update(status="crash", reason=usable)
             else:
                 result.update(_evaluate(plan, dataset, handover, eval_rows or _default_eval_rows(dataset, report, budget_seconds),
                                         report.get("model_config", {}).get("device_batch_size"), quiet))
@@ -236,6 +239,18 @@ def _evaluate(plan: dict, dataset: str, handover: Path, eval_rows: int, batch_ro
             sys.stderr.write(run.stderr[-3000:])
         res.update(status="invalid", reason=f"the exported model could not be evaluated ({res.get('reason')})")
     return res
+
+
+def _dataset_problem(dataset: str) -> str | None:
+    """Checked again right before evaluation: a cache deleted or damaged during the run is one
+    clear line, not a traceback from the evaluator."""
+    from autoresearch_portable import data
+
+    try:
+        data.check_usable(dataset)
+    except data.DataError as e:
+        return str(e)
+    return None
 
 
 def _default_eval_rows(dataset: str, report: dict, budget_seconds: float) -> int:

@@ -24,7 +24,9 @@ def format_summary(r: dict[str, Any]) -> str:
         ("total_seconds", _fmt(r.get("total_seconds"), ".1f")),
         ("peak_vram_mb", _fmt(r.get("peak_memory_mb"), ".1f")),
         ("mfu_percent", _fmt(r.get("mfu_percent"), ".2f")),
-        ("total_tokens_M", _fmt(r.get("total_tokens") and r["total_tokens"] / 1e6, ".4f")),
+        # the original's one decimal, more digits below a million tokens (short runs read 0.0 otherwise)
+        ("total_tokens_M", _fmt(r.get("total_tokens") and r["total_tokens"] / 1e6,
+                                ".1f" if (r.get("total_tokens") or 0) >= 1e6 else ".4f")),
         ("num_steps", _fmt(r.get("num_steps"), "d")),
         ("num_params_M", _fmt(r.get("num_params") and r["num_params"] / 1e6, ".1f")),
         ("depth", _fmt(r.get("depth"), "d")),

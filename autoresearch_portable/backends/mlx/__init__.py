@@ -186,16 +186,18 @@ class MLXBackend(Backend):
         """mx.export_function traces the forward with the weights as inputs (they would be frozen
         in as constants otherwise), for a fixed batch of EXPORT_ROWS rows; the weights go to a
         safetensors file beside it."""
-        from mlx.utils import tree_flatten, tree_unflatten
+        from mlx.utils import tree_flatten, tree_map
 
         folder = Path(folder)
         model.eval()
         params = model.parameters()
         flat = tree_flatten(params)
-        names = [k for k, _ in flat]
 
         def forward(x, *weights):
-            model.update(tree_unflatten(list(zip(names, weights))))
+            # the weights back into the model's own structure, leaf by leaf in flatten order
+            # (rebuilding it from dotted names would turn a dict of modules keyed "1", "3" into a list)
+            leaves = iter(weights)
+            model.update(tree_map(lambda _: next(leaves), params))
             return model(x).astype(mx.float32)
 
         x = mx.zeros((EXPORT_ROWS, seq_len), dtype=mx.int32)
