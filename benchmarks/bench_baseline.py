@@ -49,8 +49,18 @@ def main() -> None:
         peak_memory_mb=m.get("peak_memory_mb"),
         startup_seconds=m.get("startup_seconds"), warmup_seconds=m.get("warmup_seconds"),
         eval_seconds=m.get("eval_wall_seconds"), total_seconds=m.get("total_seconds"),
+        # the integrity path, as the parent's clock sees it: export at the end of train.py's
+        # process, then the evaluator process (start-up, loading the graph, fresh text, scoring
+        # every row and its causality copy)
+        export_seconds=m.get("export_seconds"), wall_seconds=m.get("wall_seconds"),
+        evaluator_process_seconds=(m.get("total_seconds") or 0) - (m.get("wall_seconds") or 0),
+        eval_rows=m.get("eval_rows"), eval_tokens=m.get("eval_tokens"), causality=m.get("causality"),
+        verified=m.get("verified"), allowance_seconds=m.get("allowance_seconds"),
+        machine_load=m.get("load_summary"), load_noisy=m.get("load_noisy"),
         startup_percent_of_budget=100 * (m.get("startup_seconds") or 0) / args.budget,
         eval_percent_of_budget=100 * (m.get("eval_wall_seconds") or 0) / args.budget,
+        export_and_evaluator_percent_of_budget=100 * ((m.get("export_seconds") or 0) + (m.get("total_seconds") or 0)
+                                                      - (m.get("wall_seconds") or 0)) / args.budget,
         overhead_seconds=(m.get("total_seconds") or 0) - (m.get("training_seconds") or 0),
     )
     print(json.dumps(out, indent=2))

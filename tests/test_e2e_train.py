@@ -12,6 +12,7 @@ import threading
 from pathlib import Path
 
 import pytest
+from conftest import SCORED, scored
 
 pytestmark = pytest.mark.slow
 
@@ -70,7 +71,7 @@ def test_init_refuses_a_non_empty_folder(workspace):
 
 def test_train_prints_the_summary_and_records_the_ledger(workspace):
     r = arp("train", "--budget", "4", "--backend", "cpu", cwd=workspace)
-    assert r.returncode == 0, r.stderr[-2000:]
+    assert scored(r, ledger(workspace)[-1]["status"]), r.stderr[-2000:]
     vals = re.findall(r"^val_bpb:\s+([0-9.]+)$", r.stdout, re.M)  # the original's grep
     assert len(vals) == 1
     bpb = float(vals[0])
@@ -81,7 +82,7 @@ def test_train_prints_the_summary_and_records_the_ledger(workspace):
         assert re.search(rf"^{key}:", r.stdout, re.M), key
     assert float(re.search(r"^peak_vram_mb:\s+(\S+)", r.stdout, re.M).group(1)) > 0
     recs = ledger(workspace)
-    assert recs and recs[-1]["status"] == "ok"
+    assert recs and recs[-1]["status"] in SCORED
     rec = recs[-1]
     assert rec["metrics"]["val_bpb"] == pytest.approx(bpb, abs=1e-6)
     assert rec["plan"]["backend"] == "cpu" and rec["device"]["cpu_model"]
@@ -138,12 +139,12 @@ def test_a_second_run_in_the_same_workspace_is_refused(workspace):
     for t in threads:
         t.join()
     codes = sorted(r.returncode for r in results)
-    assert codes == [0, 2], [r.stderr[-500:] for r in results]
+    assert codes in ([0, 2], [1, 2]), [r.stderr[-500:] for r in results]
     refused = next(r for r in results if r.returncode == 2)
     assert "another arp train is running" in refused.stderr and "Traceback" not in refused.stderr
     lines = (workspace / "results" / "ledger.jsonl").read_text().splitlines()
     assert len(lines) == before + 1
-    assert json.loads(lines[-1])["status"] == "ok"
+    assert json.loads(lines[-1])["status"] in SCORED
 
 
 def test_missing_train_py_is_one_line(tmp_path):
