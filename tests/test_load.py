@@ -150,6 +150,23 @@ def test_the_runs_own_children_are_not_others():
     assert rep.own_cores_mean >= hog_cores - 0.2, (rep, hog_cores)
 
 
+@pytest.mark.slow
+@pytest.mark.skipif(not load.REAPED_TIMES, reason="Linux counts a reaped child's time in its parent's")
+def test_a_child_that_starts_and_ends_between_samples_is_the_runs_own():
+    # a probe's monitor samples only at start and stop: the child it launches (a throughput
+    # probe's train.py) is gone by then, and must not read as another program's load
+    import resource
+
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    mon = load.LoadMonitor().start(background=False)
+    subprocess.run([sys.executable, "-c", "import time\nend = time.time() + 1.5\nwhile time.time() < end:\n    pass\n"])
+    rep = mon.stop()
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    child_cores = (after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime) / rep.seconds
+    assert rep.samples == 1 and child_cores > 0.3
+    assert rep.own_cores_mean >= child_cores - 0.1, (rep, child_cores)
+
+
 def test_a_failing_sample_never_reaches_the_run(monkeypatch):
     mon = load.LoadMonitor(interval=0.05).start()
     monkeypatch.setattr(mon, "_sample", lambda final=False: 1 / 0)

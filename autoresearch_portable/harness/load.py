@@ -1,8 +1,7 @@
 """Load awareness: how much of the machine other programs took while a run (or a probe) measured.
-
-The parent process watches its own process tree (itself, train.py, the evaluator) and counts
-everything else the CPUs did as "others": a wall-clock run's step count depends on it, so a run
-disturbed beyond a threshold is `noisy` and a probe taken under load is not cached."""
+The parent process watches its own process tree (itself, train.py, the evaluator) and counts all
+else the CPUs did as "others": a wall-clock run's step count depends on it, so a run disturbed
+beyond a threshold is `noisy` and a probe taken under load is not cached."""
 
 from __future__ import annotations
 
@@ -29,15 +28,15 @@ SATURATED_SHARE = 0.90
 # Steady tokens/s below 3/4 of the expected rate: steps of one train.py cost the same all run
 # (the LR schedule does not change the work), so a 25 % drop is load or throttling, not the code.
 SLOW_RATIO = 0.75
-# Other processes computing on the run's GPU: their SM time is time the run's kernels wait.
-GPU_OTHERS_UTIL = 10.0  # percent of the GPU's SMs, mean over the run
-# Linux cpufreq: the fastest watched core below half its maximum (median over the run) means a
-# power or thermal cap; all-core turbo sits well above half of the single-core maximum.
-CPUFREQ_LOW = 0.5
+GPU_OTHERS_UTIL = 10.0  # % of the GPU's SMs others used (mean): time the run's kernels wait
+# the fastest core below half its max (Linux cpufreq, median over the run) is a power or thermal
+CPUFREQ_LOW = 0.5  # cap: all-core turbo sits well above half of the single-core maximum
 TREE_EVERY = 3  # find the tree's members every 3rd sample: it reads all processes (~40 us each)
+# Linux adds a reaped child's CPU time to its parent's children times: a child that ran and ended
+# between samples stays the tree's own. Elsewhere a gone process keeps its last seen time.
+REAPED_TIMES = sys.platform.startswith("linux")
 PROBE_MIN_SECONDS = 0.25  # a probe's load window: long enough for the 10 ms CPU-time ticks
-# the retry skips a burst (a git command, a save); longer load outlasts any wait we could afford
-PROBE_RETRY_WAIT = 0.5
+PROBE_RETRY_WAIT = 0.5  # skips a burst (a git command); longer load outlasts any wait we can afford
 
 
 @dataclass
@@ -107,8 +106,7 @@ class LoadMonitor:
         self.gpu = GpuWatch() if watch_gpu else None
         self._seen: dict[tuple, float] = {}  # (pid, create time) -> last CPU seconds seen
         self._shares, self._freq = [], []  # per interval: others' share; fastest core / its max
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._stop, self._thread = threading.Event(), None
 
     def __enter__(self) -> "LoadMonitor":
         return self.start()
@@ -164,11 +162,13 @@ class LoadMonitor:
                 self._procs = [self.root, *self.root.children(recursive=True)]
             except psutil.Error:
                 self._procs = [self.root]
+        if REAPED_TIMES:  # a process gone since is in its parent's children times: only the live count
+            self._seen.clear()
         for p in self._procs:
-            try:
+            try:  # children times: 0 outside Linux
                 t = p.cpu_times()
-                self._seen[(p.pid, p.create_time())] = t.user + t.system
-            except psutil.Error:  # gone: its last seen time stays counted
+                self._seen[(p.pid, p.create_time())] = t.user + t.system + t.children_user + t.children_system
+            except psutil.Error:
                 pass
         return time.monotonic(), busy, sum(self._seen.values())
 
