@@ -164,7 +164,7 @@ class Runtime:
         folder = self.config.get("handover_dir") or tempfile.mkdtemp(prefix="arp-handover-")
         try:
             result["handover"] = self.backend.export_model(model, folder, self.seq_len)
-            self._check_export(model, folder)
+            exported = self._check_export(model, folder)
             result["status"] = "handed_over"
         except Exception as e:  # noqa: BLE001 - any failure to export means: score here, unverified
             why = f"{type(e).__name__}: {(str(e).strip().splitlines() or [''])[0][:300]}"
@@ -177,7 +177,7 @@ class Runtime:
         elif result["status"] == "unverified" or self.standalone:
             from autoresearch_portable.harness.evaluator import score_model
 
-            scored_model = model if result["status"] == "unverified" else self.backend.load_model(folder)
+            scored_model = model if result["status"] == "unverified" else exported
             result.update(score_model(self.backend, scored_model, self._data, self._eval_rows(), self._batch_size))
             result.update(verified=False, num_params=self.num_params)
             if result.get("status") == "ok":  # a good score from inside this process is not verified
@@ -187,15 +187,17 @@ class Runtime:
             shutil.rmtree(folder, ignore_errors=True)
         return self._emit(result)
 
-    def _check_export(self, model, folder: str) -> None:
+    def _check_export(self, model, folder: str):
         """The exported graph must compute what the trained model computes (a forward that
-        depends on state outside the model's weights would not survive export)."""
+        depends on state outside the model's weights would not survive export). Returns the
+        loaded graph."""
         rows = self._data.train_batches(2, seed=12345).__next__()[:, :-1]
         live = self.backend.forward_logits(model, rows)
-        exported = self.backend.forward_logits(self.backend.load_model(folder), rows)
-        diff = float(np.abs(live - exported).max())
+        exported = self.backend.load_model(folder)
+        diff = float(np.abs(live - self.backend.forward_logits(exported, rows)).max())
         if not diff <= 1e-3 * (1 + float(np.abs(live).max())):
             raise ValueError(f"the exported model's logits differ from the trained model's by {diff:.3g}")
+        return exported
 
     def _eval_rows(self) -> int:
         n = self.config.get("eval_rows")
