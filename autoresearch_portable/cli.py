@@ -146,7 +146,7 @@ def train(
     budget: float = typer.Option(300.0, "--budget", help="budget in seconds"),
     budget_mode: str = typer.Option("wall", "--budget-mode", help="wall | work | matched"),
     seed: int = typer.Option(0, "--seed", help="data order seed"),
-    timeout: Optional[float] = typer.Option(None, "--timeout", help="stop the run after this many seconds (default: 2x budget, at least budget+60)"),
+    timeout: Optional[float] = typer.Option(None, "--timeout", help="stop the run after this many seconds (default: 2x budget in wall mode, 10x in work/matched mode, at least budget+60)"),
     repeat: int = typer.Option(1, "--repeat", help="run the same train.py N times (data seeds seed..seed+N-1) and report mean ± spread"),
 ) -> None:
     """Run train.py under the harness for the budget; print the summary; append to the ledger."""
@@ -230,7 +230,7 @@ def calibrate(
     backend: Optional[str] = BackendOpt,
     dataset: str = typer.Option("bundled", "--dataset"),
     budget: float = typer.Option(300.0, "--budget", help="T: the budget in seconds to calibrate (runs at T/4, T/2, T)"),
-    repeats: int = typer.Option(2, "--repeats", help="extra runs at T with other seeds (noise band); at least 2"),
+    repeats: int = typer.Option(4, "--repeats", help="extra runs at T with other seeds (noise band); at least 2"),
     force: bool = typer.Option(False, "--force", help="measure again even if a current profile exists"),
     verbose: bool = typer.Option(False, "--verbose", help="show the trainer's own output"),
     as_json: bool = typer.Option(False, "--json", help="print the profile as JSON"),

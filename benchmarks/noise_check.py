@@ -16,6 +16,7 @@ import argparse
 import json
 import multiprocessing
 import os
+import platform
 import statistics
 import subprocess
 import sys
@@ -49,6 +50,18 @@ class Hog:
             p.join()
 
 
+def calibrated_profile(budget: float) -> dict | None:
+    """The newest calibration profile at this budget in the cache (`arp calibrate` wrote it)."""
+    from autoresearch_portable import paths
+
+    found = []
+    for f in paths.profiles_dir().glob("*.json"):
+        p = json.loads(f.read_text())
+        if p.get("budget_seconds") == budget:
+            found.append((f.stat().st_mtime, p))
+    return max(found, key=lambda t: t[0])[1] if found else None
+
+
 def train(ws: Path, budget: float, mode: str, seed: int) -> dict:
     cmd = [sys.executable, "-m", "autoresearch_portable", "train", "--budget", str(budget), "--budget-mode", mode,
            "--seed", str(seed)]
@@ -80,9 +93,20 @@ def main() -> None:
         with Hog(3 * args.budget + 300):
             runs.append(dict(train(ws, args.budget, "wall", seed=i), hog=True))
     work = [r["val_bpb"] for r in runs if r["mode"] == "work" and r["val_bpb"] is not None]
+    profile = calibrated_profile(args.budget)
+    sigma = profile.get("sigma") if profile else None
+    band = profile["band_sigmas"] * sigma if sigma is not None else None
+    mean = statistics.fmean(work) if work else None
     out = dict(
-        budget=args.budget, cpu_count=os.cpu_count(), runs=runs,
-        work_mean=statistics.fmean(work) if work else None,
+        budget=args.budget, cpu_count=os.cpu_count(), cpu_model=platform.processor() or None, runs=runs,
+        calibrated_sigma=sigma, calibrated_repeats=profile.get("repeats") if profile else None, band=band,
+        # the claim: all six work-mode runs (quiet and hogged) lie within the calibrated band of their mean
+        work_runs_finished=len(work),
+        work_max_deviation=max(abs(v - mean) for v in work) if work else None,
+        work_within_band=(len(work) == 2 * args.runs and band is not None and all(abs(v - mean) <= band for v in work)),
+        hog_minus_quiet=[round(h["val_bpb"] - q["val_bpb"], 4) for q, h in zip(runs[:args.runs], runs[args.runs:2 * args.runs])
+                         if q["val_bpb"] is not None and h["val_bpb"] is not None],
+        work_mean=mean,
         work_spread=statistics.stdev(work) if len(work) > 1 else None,
         work_range=(max(work) - min(work)) if work else None,
         wall_hogged_noisy=sum(1 for r in runs if r["mode"] == "wall" and r["status"] == "noisy"),

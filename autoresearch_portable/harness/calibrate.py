@@ -209,7 +209,7 @@ def calibrate(
     plan: dict,
     dataset: str = "bundled",
     budget: float = 300.0,
-    repeats: int = 2,
+    repeats: int = 4,
     *,
     force: bool = False,
     sizes: dict | None = None,
