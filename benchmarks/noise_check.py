@@ -104,6 +104,10 @@ def main() -> None:
         work_runs_finished=len(work),
         work_max_deviation=max(abs(v - mean) for v in work) if work else None,
         work_within_band=(len(work) == 2 * args.runs and band is not None and all(abs(v - mean) <= band for v in work)),
+        # the band the verdict uses for one run: 2 x sqrt(sigma^2 + the run's own eval stderr^2)
+        work_within_verdict_band=(len(work) == 2 * args.runs and sigma is not None and all(
+            abs(r["val_bpb"] - mean) <= 2 * (sigma ** 2 + (r["stderr"] or 0) ** 2) ** 0.5
+            for r in runs if r["mode"] == "work")),
         hog_minus_quiet=[round(h["val_bpb"] - q["val_bpb"], 4) for q, h in zip(runs[:args.runs], runs[args.runs:2 * args.runs])
                          if q["val_bpb"] is not None and h["val_bpb"] is not None],
         work_mean=mean,
