@@ -8,17 +8,13 @@ import json
 import re
 
 from autoresearch_portable import paths
+from autoresearch_portable.detect.plan import device_name
 from autoresearch_portable.fsutil import atomic_write_json
 
 
 def device_key(probe: dict, plan: dict) -> str:
     """A file-name-safe identity of 'this device running this plan'."""
-    gpus = probe.get("gpus") or []
-    if plan["backend"] == "cuda" and gpus:
-        name = gpus[0].get("name", "gpu")
-    else:
-        name = probe.get("cpu_model") or probe.get("machine") or "device"
-    raw = f"{plan['backend']}-{plan['device']}-{name}-{plan['dtype']}"
+    raw = f"{plan['backend']}-{plan['device']}-{device_name(probe, plan['backend'])}-{plan['dtype']}"
     return re.sub(r"[^A-Za-z0-9._-]+", "_", raw).strip("_")[:120]
 
 
