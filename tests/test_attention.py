@@ -138,3 +138,5 @@ def test_grad_scaler_is_a_pass_through_unless_float16():
     assert not scaler.is_enabled()
     loss = torch.tensor(2.0)
     assert scaler.scale(loss) is loss
+    fp16 = Plan(**{**cpu_plan().__dict__, "dtype": "float16", "dtype_mode": "autocast", "grad_scaler": True})
+    assert TorchBackend(fp16).grad_scaler().is_enabled()
