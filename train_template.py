@@ -288,7 +288,7 @@ model = GPT(VOCAB_SIZE, SEQ_LEN, DEPTH, MODEL_DIM, HEAD_DIM).to(K.device)
 model.init_weights()
 optimizers = build_optimizers(model)
 train_model = K.compile(model)
-scaler = K.grad_scaler()  # only when computing in float16
+scaler = K.grad_scaler()  # loss scaling, active only when computing in float16
 
 tokens_per_pass = DEVICE_BATCH_SIZE * SEQ_LEN
 assert TOTAL_BATCH_SIZE % tokens_per_pass == 0, "TOTAL_BATCH_SIZE must be a multiple of DEVICE_BATCH_SIZE * SEQ_LEN"
@@ -302,22 +302,14 @@ while not rt.done:
     for _ in range(grad_accum):
         with K.autocast():
             loss = train_model(x, y)
-        scaled = loss / grad_accum
-        (scaler.scale(scaled) if scaler else scaled).backward()
+        scaler.scale(loss / grad_accum).backward()
         x, y = next(loader)  # the next batch is fetched while the device still works
     lrm = lr_multiplier(rt.progress)
     for opt in optimizers:
         for group in opt.param_groups:
             group["lr"] = group["base_lr"] * lrm
-        if scaler:
-            scaler.unscale_(opt)
-    if scaler:
-        for opt in optimizers:
-            scaler.step(opt)
-        scaler.update()
-    else:
-        for opt in optimizers:
-            opt.step()
+        scaler.step(opt)
+    scaler.update()
     model.zero_grad(set_to_none=True)
     train_loss = loss.item()
     if not math.isfinite(train_loss) or train_loss > 100:  # fast fail: it will not recover

@@ -1,4 +1,5 @@
-"""Self-consistency checks of the normalized metrics (spec §5), with real budgets.
+"""Self-consistency checks of the normalized metrics (compute multiplier,
+normalized_bpb), with real budgets.
 
 For each backend given (default: cpu, and mlx where it is importable) on this machine:
 

@@ -75,12 +75,68 @@ def test_flex_attention_forward_matches_reference_on_cpu(window):
     torch.testing.assert_close(out, reference(q, k, v, window), atol=1e-5, rtol=1e-4)
 
 
-def test_flop_logging_pass_skips_the_kernel_but_keeps_shapes_and_grads():
+class _Tiny(torch.nn.Module):
+    """One attention layer and a head; `attend(q, k, v, window)` is how it calls attention."""
+
+    def __init__(self, attend, vocab=32, dim=32, heads=2, window=None):
+        super().__init__()
+        self.attend, self.heads, self.window = attend, heads, window
+        self.emb = torch.nn.Embedding(vocab, dim)
+        self.qkv = torch.nn.Linear(dim, 3 * dim, bias=False)
+        self.head = torch.nn.Linear(dim, vocab, bias=False)
+
+    def forward(self, idx, targets):
+        B, T = idx.shape
+        q, k, v = self.qkv(self.emb(idx)).view(B, T, 3, self.heads, -1).permute(2, 0, 3, 1, 4)
+        y = self.attend(q, k, v, self.window).transpose(1, 2).reshape(B, T, -1)
+        return torch.nn.functional.cross_entropy(self.head(y).flatten(0, 1), targets.flatten())
+
+
+@pytest.mark.parametrize("window", [None, 3])
+def test_attention_flops_count_however_train_py_calls_attention(window):
+    """A train.py that calls scaled_dot_product_attention itself (under any name) is counted like
+    one that calls K.attention: the pairs its mask allows, with the one formula."""
+    from torch.nn.functional import scaled_dot_product_attention as sdpa
+
+    from autoresearch_portable.backends.base import attention_flops
+
+    T, heads, dim = 16, 2, 32
+    be = TorchBackend(cpu_plan(attention="flex"))  # a block-sparse plan counts the same pairs
+
+    def direct(q, k, v, w):
+        if w is None:
+            return sdpa(q, k, v, is_causal=True)
+        return sdpa(q, k, v, attn_mask=window_mask(T, w))
+
+    def additive(q, k, v, w):  # a float mask: -inf where a pair is not attended
+        mask = torch.zeros(T, T).masked_fill(~window_mask(T, w), float("-inf"))
+        return torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+
+    counts = [be.train_flops_per_token(_Tiny(f, dim=dim, heads=heads, window=window), T, 32)
+              for f in (be.attention, direct, additive)]
+    want = attention_flops(heads, dim // heads, attended_pairs(T, window)) / T
+    for c in counts:
+        assert c["attention_flops_per_token"] == pytest.approx(want)
+        assert c["matmul_flops_per_token"] == pytest.approx(counts[0]["matmul_flops_per_token"])
+    assert counts[0]["matmul_flops_per_token"] > 0
+
+
+def test_rotary_matches_the_templates_formula():
     be = TorchBackend(cpu_plan())
-    be.attention_log = []
-    q, k, v = qkv(T=16)
-    out = be.attention(q, k, v, 3)
-    assert out.shape == v.shape
-    out.sum().backward()
-    assert q.grad is not None
-    assert be.attention_log == [(6, 16, attended_pairs(16, 3))]
+    x = torch.randn(2, 3, 10, 8)
+    inv_freq = 1.0 / (10000.0 ** (torch.arange(0, 8, 2, dtype=torch.float32) / 8))
+    angles = torch.outer(torch.arange(10, dtype=torch.float32), inv_freq)
+    cos, sin = angles.cos(), angles.sin()
+    x1, x2 = x[..., :4], x[..., 4:]
+    want = torch.cat([x1 * cos + x2 * sin, x2 * cos - x1 * sin], dim=-1)
+    torch.testing.assert_close(be.rotary(x, 10000.0), want)
+
+
+def test_grad_scaler_is_a_pass_through_unless_float16():
+    be = TorchBackend(cpu_plan())
+    scaler = be.grad_scaler()
+    assert not scaler.is_enabled()
+    loss = torch.tensor(2.0)
+    assert scaler.scale(loss) is loss
+    fp16 = Plan(**{**cpu_plan().__dict__, "dtype": "float16", "dtype_mode": "autocast", "grad_scaler": True})
+    assert TorchBackend(fp16).grad_scaler().is_enabled()

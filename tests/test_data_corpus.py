@@ -8,6 +8,9 @@ import math
 import pytest
 
 from autoresearch_portable.data import corpus as C
+from autoresearch_portable.data import corpus_parse as P
+from autoresearch_portable.data import story
+from autoresearch_portable.data.menus import Menu
 
 # sha256 of the first 200 documents of seed 0 (each followed by NUL), generator version 1.
 # If this changes, the corpus changed: bump GENERATOR_VERSION and update the pin deliberately.
@@ -64,12 +67,12 @@ def test_every_document_has_exactly_one_closing_line_at_its_end():
 def test_bits_are_the_sum_of_choice_probabilities():
     text, bits, choices = C.generate_document(0, 3, record=True)
     assert bits > 0 and len(choices) > 10
-    assert C.replay(text, choices) == pytest.approx(bits, abs=1e-9)
+    assert P.replay(text, choices) == pytest.approx(bits, abs=1e-9)
     # changing a choice no longer reproduces the text
     bad = list(choices)
     bad[-1] = (bad[-1] + 1) % 2
     with pytest.raises(ValueError):
-        C.replay(text, bad)
+        P.replay(text, bad)
 
 
 def _sample_by_kind(seed: int, per_kind: int, max_bytes: int) -> list[int]:
@@ -91,7 +94,7 @@ def test_text_determines_the_choices(seed):
     So -log2 P(text) == bits and the floor is exact."""
     for i in _sample_by_kind(seed, per_kind=4, max_bytes=1400):
         text, bits, choices = C.generate_document(seed, i, record=True)
-        parses = C.parse_document(text, max_parses=2)
+        parses = P.parse_document(text, max_parses=2)
         assert len(parses) == 1, f"document {i} of seed {seed} has {len(parses)} parses"
         script, parsed_bits = parses[0]
         assert script == choices
@@ -101,15 +104,15 @@ def test_text_determines_the_choices(seed):
 def test_parser_detects_an_ambiguous_grammar(monkeypatch):
     """The check has teeth: make two town spellings collide ("Oak"+"wood" == "Oakw"+"ood") and the
     parser finds two choice sequences for a document that names the town."""
-    monkeypatch.setattr(C, "TOWN_PRE", C.Menu(["Oak", "Oakw"]))
-    monkeypatch.setattr(C, "TOWN_SUF", C.Menu(["wood", "ood"]))
+    monkeypatch.setattr(story, "TOWN_PRE", Menu(["Oak", "Oakw"]))
+    monkeypatch.setattr(story, "TOWN_SUF", Menu(["wood", "ood"]))
     for i in range(200):
         text = C.generate_document(0, i)[0]
         if "Oakwood" in text and len(text) < 1200:
             break
     else:  # pragma: no cover
         pytest.fail("no short document with the colliding town name")
-    assert len(C.parse_document(text, max_parses=2)) == 2
+    assert len(P.parse_document(text, max_parses=2)) == 2
 
 
 def test_floor_is_total_bits_over_bytes():

@@ -10,7 +10,7 @@ import pytest
 
 from autoresearch_portable import paths
 from autoresearch_portable.data import DATASETS, DataError, corpus, load, prepare
-from autoresearch_portable.data import store
+from autoresearch_portable.data import common, store
 from autoresearch_portable.data.store import sha256_file
 from autoresearch_portable.errors import UserError
 
@@ -126,11 +126,11 @@ def test_damaged_cache_is_detected_and_rebuilt(cache, logs, damage):
 
 def test_generator_version_change_makes_cache_stale(cache, logs, monkeypatch):
     _prep(logs)
-    monkeypatch.setattr(corpus, "GENERATOR_VERSION", corpus.GENERATOR_VERSION + 1)
+    monkeypatch.setattr(common, "GENERATOR_VERSION", common.GENERATOR_VERSION + 1)
     with pytest.raises(DataError, match="generator version changed"):
         load("bundled")
     logs.clear()
-    assert _prep(logs)["generator_version"] == corpus.GENERATOR_VERSION
+    assert _prep(logs)["generator_version"] == common.GENERATOR_VERSION
     assert any("generator version changed" in line for line in logs)
 
 
@@ -183,7 +183,7 @@ def test_parallel_generation_matches_serial(cache, logs, monkeypatch):
     """Training text made in worker processes is the same as made in-process."""
     import importlib
 
-    P = importlib.import_module("autoresearch_portable.data.build")
+    P = importlib.import_module("autoresearch_portable.data.bundled")
 
     monkeypatch.setattr(P, "PARALLEL_MIN_BYTES", 10**12)
     serial = _prep(logs, train_bytes=120_000)

@@ -104,6 +104,46 @@ def test_rotary_matches_torch_template_formula(K):
     np.testing.assert_allclose(np.array(K.rotary(mx.array(x), base)), ref, rtol=1e-4, atol=2e-5)
 
 
+def test_rotary_is_the_same_on_both_backends(K, KT):
+    x = np.random.default_rng(4).standard_normal((1, 2, 12, 16)).astype(np.float32)
+    np.testing.assert_allclose(np.array(K.rotary(mx.array(x), 500.0)), KT.rotary(torch.from_numpy(x), 500.0).numpy(),
+                               rtol=1e-4, atol=2e-5)
+
+
+@pytest.mark.parametrize("window", [None, 3])
+def test_attention_flops_count_however_train_py_calls_attention(K, window):
+    """mx.fast.scaled_dot_product_attention called directly counts like K.attention: the pairs
+    its mask allows ("causal", a boolean mask, an additive one), with the one formula."""
+    import mlx.nn as nn
+
+    from autoresearch_portable.backends.base import attention_flops
+
+    T, heads, dim = 16, 2, 32
+
+    class Tiny(nn.Module):
+        def __init__(self, how):
+            super().__init__()
+            self.how = how
+            self.qkv = nn.Linear(dim, 3 * dim, bias=False)
+
+        def __call__(self, idx):
+            x = mx.zeros((idx.shape[0], T, dim))
+            q, k, v = self.qkv(x).reshape(1, T, 3, heads, -1).transpose(2, 0, 3, 1, 4)
+            scale = (dim // heads) ** -0.5
+            if self.how == "backend":
+                return K.attention(q, k, v, window)
+            mask = "causal" if window is None else window_mask(T, window)
+            if self.how == "additive" and window is not None:
+                mask = mx.where(mask, 0.0, float("-inf"))
+            return mx.fast.scaled_dot_product_attention(q, k, v, scale=scale, mask=mask)
+
+    want = attention_flops(heads, dim // heads, attended_pairs(T, window)) / T
+    for how in ("backend", "direct", "additive"):
+        c = K.train_flops_per_token(Tiny(how), T, 32)
+        assert c["attention_flops_per_token"] == pytest.approx(want), how
+        assert c["matmul_flops_per_token"] == pytest.approx(6 * 3 * dim * dim), how
+
+
 def test_to_device_and_forward_logits(K):
     rows = np.arange(2 * 9, dtype=np.uint16).reshape(2, 9)
     x, y = K.to_device(rows)

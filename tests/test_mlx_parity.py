@@ -19,7 +19,7 @@ torch = pytest.importorskip("torch")
 
 from mlx.utils import tree_flatten, tree_unflatten  # noqa: E402
 
-from autoresearch_portable.backends.mlx import MLXBackend, train_flops_per_token  # noqa: E402
+from autoresearch_portable.backends.mlx import MLXBackend  # noqa: E402
 from autoresearch_portable.backends.mlx.convert import (  # noqa: E402
     load_mlx_into_torch,
     load_torch_into_mlx,
@@ -29,7 +29,6 @@ from autoresearch_portable.backends.mlx.convert import (  # noqa: E402
 from autoresearch_portable.backends.mlx.templates import load_template  # noqa: E402
 from autoresearch_portable.backends.torch_common import TorchBackend  # noqa: E402
 from autoresearch_portable.detect.plan import Plan  # noqa: E402
-from autoresearch_portable.harness.flops import train_flops_per_token as torch_flops_per_token  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 TORCH_TEMPLATE = ROOT / "train_template.py"
@@ -129,11 +128,9 @@ def test_conversion_rejects_unknown_or_missing_parameters():
 
 
 def test_parameter_counts_match():
-    from autoresearch_portable.harness.runtime import _count_params
-
     nt, nm = load_pair(ATTENTION_CASES["sssl"])
     tm = random_torch_model(nt)
-    assert _count_params(mlx_twin(nm, tm)) == _count_params(tm)
+    assert nm["K"].count_params(mlx_twin(nm, tm)) == nt["K"].count_params(tm)
 
 
 # --------------------------------------------------------------------------------------------
@@ -297,8 +294,8 @@ def test_train_flops_match_torch_harness(case):
     nt, nm = load_pair(ATTENTION_CASES[case])
     tm = random_torch_model(nt)
     mm = mlx_twin(nm, tm)
-    t = torch_flops_per_token(tm, nt["K"], T, VOCAB)
-    m = train_flops_per_token(mm, nm["K"], T, VOCAB)
+    t = nt["K"].train_flops_per_token(tm, T, VOCAB)
+    m = nm["K"].train_flops_per_token(mm, T, VOCAB)
     for key in ("flops_per_token", "matmul_flops_per_token", "attention_flops_per_token"):
         assert m[key] == pytest.approx(t[key], rel=0.02), key
     assert m["attention_flops_per_token"] > 0

@@ -1,4 +1,4 @@
-"""Normalized metrics (spec §5): the arithmetic, checked against numbers worked out by hand."""
+"""Normalized metrics: the arithmetic, checked against numbers worked out by hand."""
 
 from __future__ import annotations
 

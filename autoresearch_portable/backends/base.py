@@ -1,8 +1,10 @@
 """The one interface every backend implements. train.py gets its kernels from here, and the
-harness evaluates through it, so neither needs to know which hardware it runs on."""
+harness counts, evaluates and hands over through it, so neither needs to know which hardware it
+runs on (the harness never asks which backend it has)."""
 
 from __future__ import annotations
 
+import sys
 from contextlib import AbstractContextManager
 from typing import Any, Callable
 
@@ -23,11 +25,36 @@ def attended_pairs(seq_len: int, window: int | None) -> int:
     return (w + 1) * (w + 2) // 2 + (seq_len - w - 1) * (w + 1)
 
 
+def peak_rss_bytes() -> int:
+    """Peak resident memory of this process (a CPU's 'peak memory'; never 0)."""
+    import resource  # POSIX only; a backend on Windows reports its own statistics
+
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return int(peak if sys.platform == "darwin" else peak * 1024)  # macOS: bytes, Linux: KiB
+
+
+def attention_flops(batch_heads: int, head_dim: int, pairs: float) -> float:
+    """Training FLOPs of attention over `pairs` (query, key) pairs per sequence and head: 4 per
+    pair and channel forward (QK^T and PV, 2 each), twice that backward. Counted from the pairs
+    the mask allows, not from what a kernel computes (a dense mask computes every pair, a
+    block-sparse kernel skips most of a window), so every backend counts alike."""
+    return 3 * 4 * batch_heads * head_dim * pairs
+
+
+def causal_pairs(queries: int, keys: int) -> int:
+    """(query, key) pairs of a causal mask over `queries` x `keys` (query i sees keys 0..i)."""
+    if keys >= queries:
+        return queries * (queries + 1) // 2
+    return keys * (keys + 1) // 2 + (queries - keys) * keys
+
+
 class Backend:
     """What a backend provides. Tensors are the backend's own (torch or mlx arrays)."""
 
     name: str
     plan: Plan
+    device: Any  # where the model and batches live (torch.device, mx.Device)
+    dtype: Any  # the plan's compute dtype (torch.dtype, mx.Dtype)
 
     # --- kernels for the model -------------------------------------------------------------
     def attention(self, q: Any, k: Any, v: Any, window: int | None) -> Any:
@@ -35,6 +62,13 @@ class Backend:
         raise NotImplementedError
 
     def rms_norm(self, x: Any) -> Any:
+        """RMS norm over the last axis, without a learnable gain."""
+        raise NotImplementedError
+
+    def rotary(self, x: Any, base: float) -> Any:
+        """Rotary embedding of (batch, heads, seq, head_dim): the two halves (x1, x2) of each
+        head's channels become (x1*cos + x2*sin, x2*cos - x1*sin), the angle of position t and
+        channel pair i being t * base^(-2i/head_dim)."""
         raise NotImplementedError
 
     def autocast(self) -> AbstractContextManager:
@@ -44,6 +78,12 @@ class Backend:
     def compile(self, fn: Callable) -> Callable:
         """Compile a model or a function (optimizer step) if the plan says it helps here.
         (MLX also takes inputs=/outputs=: the state a compiled step reads and updates.)"""
+        raise NotImplementedError
+
+    def grad_scaler(self) -> Any:
+        """The loss scaler of a training step. torch: a torch.amp.GradScaler, enabled only when
+        the plan computes in float16 (a pass-through otherwise, so a training loop needs no
+        branch); mlx: None (it trains in bf16 or fp32, never fp16)."""
         raise NotImplementedError
 
     # --- device services ----------------------------------------------------------------
@@ -99,4 +139,16 @@ class Backend:
 
     def matmul_flops(self, n: int, dtype: str) -> float:
         """Measured dense matmul rate (FLOP/s) for an n x n matmul in `dtype` on this device."""
+        raise NotImplementedError
+
+    # --- counting (the harness's budget and MFU come from these, never from train.py) --------
+    def train_flops_per_token(self, model: Any, seq_len: int, vocab_size: int) -> dict:
+        """Training FLOPs (forward + backward) per token of `model` on full-length rows:
+        {flops_per_token, matmul_flops_per_token, attention_flops_per_token}. Attention is
+        counted with attention_flops from the pairs its mask allows, whether train.py calls it
+        through `attention` above or calls the framework's scaled-dot-product attention itself."""
+        raise NotImplementedError
+
+    def count_params(self, model: Any) -> int:
+        """How many numbers the model's parameters hold."""
         raise NotImplementedError

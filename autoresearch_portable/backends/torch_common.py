@@ -16,7 +16,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from autoresearch_portable.backends.base import Backend, attended_pairs
+from autoresearch_portable.backends import torch_flops
+from autoresearch_portable.backends.base import Backend, peak_rss_bytes
 from autoresearch_portable.detect.plan import Plan
 
 DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
@@ -42,22 +43,16 @@ class TorchBackend(Backend):
         self._masks: dict[tuple[int, int], torch.Tensor] = {}
         self._block_masks: dict[tuple[int, int], Any] = {}
         self._flex: Callable | None = None
-        # While the harness counts FLOPs it sets this list; attention calls append their
-        # (query, key) pair counts so attention FLOPs are counted the same way on every kernel.
-        self.attention_log: list[tuple[int, int, int]] | None = None
+        self._rotary: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
         self.exporting = False
+        self._counting = False  # FLOP counting sees scaled_dot_product_attention calls only
 
     # --- kernels ---------------------------------------------------------------------------
     def attention(self, q, k, v, window):
-        B, H, T, D = q.shape
-        if self.attention_log is not None:
-            # FLOP counting pass: log the pairs, skip the kernel (its ops would be miscounted);
-            # the output keeps shape and autograd links, so everything downstream is counted
-            self.attention_log.append((B * H, D, attended_pairs(T, window)))
-            return v + 0 * (q + k)
+        T = q.size(-2)
         if window is None or window >= T - 1:
             return F.scaled_dot_product_attention(q, k, v, is_causal=True)
-        if self.plan.attention == "flex" and not self.exporting:
+        if self.plan.attention == "flex" and not (self.exporting or self._counting):
             return self._flex_attention(q, k, v, window)
         key = (T, window)
         mask = self._masks.get(key)
@@ -85,6 +80,17 @@ class TorchBackend(Backend):
     def rms_norm(self, x):
         return F.rms_norm(x, (x.size(-1),))
 
+    def rotary(self, x, base: float):
+        T, D = x.size(-2), x.size(-1)
+        key = (T, D, float(base), x.dtype, x.device)
+        if key not in self._rotary:
+            inv_freq = 1.0 / (base ** (torch.arange(0, D, 2, dtype=torch.float32, device=x.device) / D))
+            angles = torch.outer(torch.arange(T, dtype=torch.float32, device=x.device), inv_freq)
+            self._rotary[key] = (angles.cos().to(x.dtype), angles.sin().to(x.dtype))
+        cos, sin = self._rotary[key]
+        x1, x2 = x[..., : D // 2], x[..., D // 2 :]
+        return torch.cat([x1 * cos + x2 * sin, x2 * cos - x1 * sin], dim=-1)
+
     def autocast(self):
         if self.plan.dtype_mode == "autocast":
             return torch.autocast(device_type=self.device.type, dtype=self.dtype)
@@ -94,8 +100,8 @@ class TorchBackend(Backend):
         return torch.compile(fn, dynamic=False) if self.plan.compile else fn
 
     def grad_scaler(self):
-        """A GradScaler when the plan computes in float16 (no bf16 on this GPU), else None."""
-        return torch.amp.GradScaler(self.device.type) if self.plan.grad_scaler else None
+        """Enabled when the plan computes in float16 (no bf16 on this GPU), else a pass-through."""
+        return torch.amp.GradScaler(self.device.type, enabled=bool(self.plan.grad_scaler))
 
     # --- device services -------------------------------------------------------------------
     def synchronize(self):
@@ -105,7 +111,7 @@ class TorchBackend(Backend):
         pass
 
     def peak_memory_bytes(self) -> int:
-        return _peak_rss_bytes()
+        return peak_rss_bytes()
 
     def to_device(self, rows: np.ndarray):
         t = torch.from_numpy(np.ascontiguousarray(rows)).to(torch.long)
@@ -196,6 +202,16 @@ class TorchBackend(Backend):
         program = torch.export.load(str(Path(folder) / "model.pt2"))
         return _Exported(program.module(), info.get("batch"))
 
+    def train_flops_per_token(self, model, seq_len: int, vocab_size: int) -> dict:
+        self._counting = True
+        try:
+            return torch_flops.train_flops_per_token(model, self.device, seq_len, vocab_size)
+        finally:
+            self._counting = False
+
+    def count_params(self, model) -> int:
+        return int(sum(p.numel() for p in model.parameters()))
+
     def matmul_flops(self, n: int, dtype: str) -> float:
         dt = DTYPES[dtype]
         a = torch.randn(n, n, device=self.device, dtype=dt)
@@ -249,12 +265,3 @@ class _Exported:
 
     def parameters(self):
         return self.module.parameters()
-
-
-def _peak_rss_bytes() -> int:
-    """Peak resident memory of this process (the CPU's 'peak memory'; never 0)."""
-    import resource
-    import sys
-
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return int(peak if sys.platform == "darwin" else peak * 1024)  # macOS: bytes, Linux: KiB

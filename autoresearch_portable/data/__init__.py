@@ -10,6 +10,17 @@
 
 from autoresearch_portable.data.common import DATASETS, DataError
 from autoresearch_portable.data.loader import Dataset, TrainBatches, check_usable, load
-from autoresearch_portable.data.build import prepare
+
+# `prepare` is imported on first use: the builders (the corpus grammar, parquet reading,
+# downloads) are not needed by a training run, which only loads a prepared dataset.
+
+
+def __getattr__(name: str):
+    if name == "prepare":
+        from autoresearch_portable.data.build import prepare
+
+        return prepare
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = ["DATASETS", "DataError", "Dataset", "TrainBatches", "check_usable", "load", "prepare"]

@@ -13,6 +13,13 @@ from autoresearch_portable.errors import UserError
 # Bump when the on-disk layout of a prepared dataset changes (forces a rebuild everywhere).
 DATA_FORMAT = 1
 
+# The bundled corpus (corpus.py): bump GENERATOR_VERSION on any change to its text (words.py,
+# menus.py, story.py, grammar.py), which makes every prepared copy stale. Kept here, not beside the
+# grammar, so checking a prepared dataset never loads the grammar. The seeds pick the two streams.
+GENERATOR_VERSION = 1
+TRAIN_SEED = 0
+VAL_SEED = 1
+
 LOCAL_SUFFIXES = (".txt", ".jsonl", ".parquet")
 
 

@@ -1,20 +1,12 @@
-"""A prepared dataset and its two streams of packed rows.
+"""A prepared dataset and its two streams of packed rows (packing.py packs them).
 
-Packing (train and validation alike): every row holds `seq_len + 1` tokens and starts with a
-document's BOS. A buffer of documents is kept; the rest of a row is filled with the largest
-buffered document that still fits whole, and when none fits, the shortest buffered document is
-cropped to fill the row exactly (its tail is dropped). No padding, every token is real. The
-buffer is refilled from the document order: for training, a permutation of the documents drawn
-from (seed, epoch), a fresh one each epoch; for validation, the stored order, so the validation
-rows are one fixed sequence and any prefix of it is stable (`val_rows(k) == val_rows(n)[:k]`).
-
-Per document the packer does a bisect in a sorted list and one numpy slice copy; there is no
-per-token Python work.
+The training stream draws documents in a permutation of (seed, epoch), a fresh one each epoch;
+the validation stream takes them in the stored order, so the validation rows are one fixed
+sequence and any prefix of it is stable (`val_rows(k) == val_rows(n)[:k]`).
 """
 
 from __future__ import annotations
 
-import bisect
 from functools import cached_property
 from pathlib import Path
 from typing import Iterator
@@ -23,73 +15,10 @@ import numpy as np
 
 from autoresearch_portable import paths
 from autoresearch_portable.data.common import MIN_VAL_ROWS, DataError, prepare_hint, resolve
-from autoresearch_portable.data.store import META, TOKENIZER_FILE, check, read_meta
-
-BUFFER_DOCS = 1000
-_SHIFT = 32
-_SEQ_MASK = (1 << _SHIFT) - 1
-
-
-class _Packer:
-    """Best-fit packer over a document source. `docs` yields document ids; the length and token
-    slice of each come from the dataset arrays. `fill(row)` fills one row in place (row=None:
-    lengths only) and returns False if the source ran dry before the row was complete."""
-
-    __slots__ = ("_next_doc", "_len", "_start", "_shard", "_tokens", "_keys", "_ids", "_seq", "cap")
-
-    def __init__(self, next_doc, lengths, starts, shard_of, token_arrays, cap: int, buffer: int):
-        self._next_doc = next_doc
-        self._len = lengths
-        self._start = starts
-        self._shard = shard_of
-        self._tokens = token_arrays
-        self.cap = cap
-        self._keys: list[int] = []  # sorted: (length << 32) | seq
-        self._ids: dict[int, int] = {}  # seq -> doc id
-        self._seq = 0
-        for _ in range(buffer):
-            if not self._push():
-                break
-
-    def _push(self) -> bool:
-        d = self._next_doc()
-        if d is None:
-            return False
-        s = self._seq = (self._seq + 1) & _SEQ_MASK
-        bisect.insort(self._keys, (int(self._len[d]) << _SHIFT) | s)
-        self._ids[s] = d
-        return True
-
-    def fill(self, row: np.ndarray | None) -> bool:
-        keys, cap = self._keys, self.cap
-        pos = 0
-        while pos < cap:
-            if not keys:
-                return False
-            remaining = cap - pos
-            i = bisect.bisect_right(keys, (remaining << _SHIFT) | _SEQ_MASK) - 1
-            if i < 0:
-                i = 0  # nothing fits whole: crop the shortest
-            key = keys.pop(i)
-            d = self._ids.pop(key & _SEQ_MASK)
-            n = min(key >> _SHIFT, remaining)
-            if row is not None:
-                st = int(self._start[d])
-                row[pos : pos + n] = self._tokens[self._shard[d]][st : st + n]
-            pos += n
-            self._push()
-        return True
-
-
-def count_rows(lengths: np.ndarray, seq_len: int, buffer: int = BUFFER_DOCS) -> int:
-    """How many full rows the validation packing makes from documents of these lengths."""
-    it = iter(range(len(lengths)))
-    p = _Packer(lambda: next(it, None), lengths, None, None, None, seq_len + 1, buffer)
-    n = 0
-    while p.fill(None):
-        n += 1
-    return n
-
+from autoresearch_portable.data.packing import BUFFER_DOCS, Packer, count_rows
+from autoresearch_portable.data.staleness import stale_reason
+from autoresearch_portable.data.store import META, TOKENIZER_FILE, read_meta
+from autoresearch_portable.data.tokenizer import Tokenizer
 
 class TrainBatches(Iterator[np.ndarray]):
     """Infinite iterator of int32 arrays (batch_size, seq_len + 1). `epoch` counts completed
@@ -103,7 +32,6 @@ class TrainBatches(Iterator[np.ndarray]):
         self.seed = int(seed)
         self.epoch = 0
         self.tokens_served = 0
-        self.docs_drawn = 0
         lengths, starts, shard_of, arrays = ds._split_arrays("train")
         self._n_docs = len(lengths)
         if self._n_docs == 0:
@@ -112,7 +40,7 @@ class TrainBatches(Iterator[np.ndarray]):
         self._k = 0
         self._cap = ds.seq_len + 1
         self._ds = ds
-        self._packer = _Packer(self._next_doc, lengths, starts, shard_of, arrays, self._cap, buffer)
+        self._packer = Packer(self._next_doc, lengths, starts, shard_of, arrays, self._cap, buffer)
 
     def _permutation(self, epoch: int) -> np.ndarray:
         return np.random.default_rng([self.seed, epoch]).permutation(self._n_docs)
@@ -124,7 +52,6 @@ class TrainBatches(Iterator[np.ndarray]):
             self._k = 0
         d = int(self._order[self._k])
         self._k += 1
-        self.docs_drawn += 1
         return d
 
     def __iter__(self) -> "TrainBatches":
@@ -154,7 +81,7 @@ class Dataset:
         self.val_bytes_per_token = float(meta["splits"]["val"]["bytes_per_token"])
         self._arrays: dict[str, tuple] = {}
         self._val_rows: np.ndarray | None = None
-        self._val_packer: _Packer | None = None
+        self._val_packer: Packer | None = None
 
     def __repr__(self) -> str:
         s = self.meta["splits"]
@@ -165,8 +92,6 @@ class Dataset:
 
     @cached_property
     def tokenizer(self):
-        from autoresearch_portable.data.tokenizer import Tokenizer
-
         return Tokenizer.load(self.dir / TOKENIZER_FILE, name=f"arp-{self.name}")
 
     @cached_property
@@ -221,10 +146,10 @@ class Dataset:
         return TrainBatches(self, batch_size, seed)
 
     # -- validation ------------------------------------------------------------------------
-    def _new_val_packer(self) -> _Packer:
+    def _new_val_packer(self) -> Packer:
         lengths, starts, shard_of, arrays = self._split_arrays("val")
         it = iter(range(len(lengths)))
-        return _Packer(lambda: next(it, None), lengths, starts, shard_of, arrays, self.seq_len + 1, BUFFER_DOCS)
+        return Packer(lambda: next(it, None), lengths, starts, shard_of, arrays, self.seq_len + 1, BUFFER_DOCS)
 
     @cached_property
     def max_val_rows(self) -> int:
@@ -251,6 +176,7 @@ class Dataset:
             self._val_rows = more if self._val_rows is None else np.concatenate([self._val_rows, more])
         return self._val_rows[:n_rows].copy()
 
+
 def load(dataset: str = "bundled") -> Dataset:
     """Open a prepared dataset (a name, or the path a local dataset was prepared from)."""
     name, kind, source = resolve(dataset)
@@ -261,11 +187,7 @@ def load(dataset: str = "bundled") -> Dataset:
         if (ddir / META).exists():
             raise DataError(f"dataset '{dataset}' is not prepared (unreadable metadata); run {hint}")
         raise DataError(f"dataset '{dataset}' is not prepared; run {hint}")
-    from autoresearch_portable.data.build import expected_versions, source_changed
-
-    reason = check(ddir, meta, expected_versions(kind))
-    if reason is None and kind == "local":
-        reason = source_changed(meta)
+    reason = stale_reason(ddir, meta, kind)
     if reason:
         raise DataError(f"dataset '{dataset}' is not prepared (stale cache: {reason}); run {hint}")
     return Dataset(name, ddir, meta)

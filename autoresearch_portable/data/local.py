@@ -24,6 +24,7 @@ import re
 from pathlib import Path
 
 from autoresearch_portable.data.common import LOCAL_SUFFIXES, LOCAL_VOCAB_SIZE, MIN_VAL_ROWS, DataError
+from autoresearch_portable.data.packing import count_rows
 
 VAL_FRACTION = 0.05
 _VAL_NAME = re.compile(r"^(val|valid)([-_.\d]|$)|validation", re.IGNORECASE)
@@ -129,8 +130,6 @@ def local_vocab_size(train_bytes: int) -> int:
 
 def local_seq_len(val_lengths, seq_len: int) -> int:
     """Halve seq_len (down to 32) until the validation packing yields MIN_VAL_ROWS full rows."""
-    from autoresearch_portable.data.loader import count_rows
-
     while seq_len > 32 and count_rows(val_lengths, seq_len) < MIN_VAL_ROWS:
         seq_len //= 2
     return seq_len

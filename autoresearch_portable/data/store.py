@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from autoresearch_portable.data.common import DATA_FORMAT, LOCAL_SEQ_LEN, MIN_VAL_ROWS, MIN_VOCAB, DataError
+from autoresearch_portable.data.packing import count_rows
 from autoresearch_portable.fsutil import atomic_open, atomic_write_json
 
 META = "meta.json"
@@ -126,8 +127,6 @@ def refuse_unusable(ddir: Path, base: dict, splits: dict, seq_len: int, vocab_si
     most of a split cropped away (documents far longer than a row), fewer than MIN_VAL_ROWS
     validation rows, or a tokenizer that learned almost nothing. Cropping below the limit is
     reported, with how much, and recorded in the metadata (`cropped_tokens`)."""
-    from autoresearch_portable.data.loader import count_rows
-
     name, cap = base["dataset"], seq_len + 1
     for split, rec in splits.items():
         lengths = doc_lengths(ddir, rec)

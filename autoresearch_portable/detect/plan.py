@@ -220,6 +220,18 @@ def _mps_plan(p: DeviceProbe) -> Plan:
     )
 
 
+def device_name(probe: Mapping, backend: str) -> str:
+    """What a result calls the device (a recorded probe as a dict, the plan's backend): the GPU's
+    name on CUDA, otherwise the CPU's model (on a Mac, the chip), with fallbacks so it is never
+    empty."""
+    gpus = probe.get("gpus") or []
+    if backend == "cuda" and gpus:
+        return gpus[0].get("name") or "cuda"
+    if backend in ("mps", "mlx") and probe.get("os") == "Darwin" and not probe.get("cpu_model"):
+        return "Apple Silicon"
+    return probe.get("cpu_model") or probe.get("machine") or "cpu"
+
+
 def apple_chip_generation(cpu_model: str | None) -> int | None:
     """1 for "Apple M1 Pro", 4 for "Apple M4 Max", None if not an M-series name."""
     m = re.search(r"\bApple M(\d+)\b", cpu_model or "")

@@ -402,28 +402,22 @@ def _cached_cpu_matmul(p: DeviceProbe) -> None:
     from run to run: it is measured once per CPU and torch version and cached, but not when other
     processes loaded the machine while it measured (then it serves this command only, with a
     note). A cached result is measured again only after `arp doctor --remeasure` deletes it."""
-    import json
     import re
 
     from autoresearch_portable import paths
+    from autoresearch_portable.harness.load import cached_measurement
+
+    def measure(_stale) -> dict | None:
+        _measure_cpu_matmul(p)
+        return {"gflops": p.cpu_matmul_gflops} if p.cpu_matmul_gflops else None
 
     key = re.sub(r"[^A-Za-z0-9._-]+", "_", f"{p.cpu_model}-{p.usable_cores}-{p.torch_version}")[:120]
-    path = paths.probes_dir() / f"cpu-matmul-{key}.json"
-    try:
-        p.cpu_matmul_gflops = json.loads(path.read_text())["gflops"]
-        return
-    except (OSError, ValueError, KeyError):
-        pass
-    from autoresearch_portable.harness.load import measure_quietly
-
     # the why goes into the probe (`arp doctor` shows it, the ledger keeps it), not onto stderr:
     # every command probes, and a failing one must say one line, its error
-    _, cacheable = measure_quietly(lambda: _measure_cpu_matmul(p), "CPU matmul rates",
-                                   log=lambda why: setattr(p, "cpu_matmul_load", why))
-    if p.cpu_matmul_gflops and cacheable:
-        from autoresearch_portable.fsutil import atomic_write_json
-
-        atomic_write_json(path, {"gflops": p.cpu_matmul_gflops})
+    record = cached_measurement(paths.probes_dir() / f"cpu-matmul-{key}.json", measure, "CPU matmul rates",
+                                log=lambda why: setattr(p, "cpu_matmul_load", why))
+    if record:
+        p.cpu_matmul_gflops = record["gflops"]
 
 
 def _measure_cpu_matmul(p: DeviceProbe) -> None:

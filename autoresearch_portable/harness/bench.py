@@ -15,6 +15,7 @@ from autoresearch_portable.errors import UserError
 from autoresearch_portable.fsutil import atomic_write_json
 from autoresearch_portable.harness import calibrate as cal
 from autoresearch_portable.harness import normalize
+from autoresearch_portable.harness.summary import fmt
 
 # fields of a profile that go into a bundle file (the rest, e.g. the local path, stays local)
 BUNDLE_DROP = ("path", "reused")
@@ -197,22 +198,18 @@ def bench_row(p: dict, ref: dict | None, *, label: str | None = None) -> dict:
     return row
 
 
-def _f(v, spec, na="n/a"):
-    return na if v is None else format(v, spec)
-
-
 def format_table(rows: list[dict], ref_label: str | None, missing: list[str] | None = None) -> str:
     cols = [
         ("device", lambda r: r["label"]),
-        ("T s", lambda r: _f(r["budget_seconds"], "g")),
+        ("T s", lambda r: fmt(r["budget_seconds"], "g")),
         ("model", lambda r: f"d{r['depth']}w{r['width']}" if r.get("depth") else "?"),
-        ("tok/s", lambda r: _f(r["tokens_per_second"], ",.0f")),
-        ("GFLOP/s", lambda r: _f(r["flops_per_second"] and r["flops_per_second"] / 1e9, ",.1f")),
-        ("MFU %", lambda r: _f(r["mfu_percent"], ".2f")),
-        ("bpb@T", lambda r: _f(r["baseline_bpb"], ".4f")),
-        ("s/doubling", lambda r: _f(r["s"], ".4f")),
-        ("sigma", lambda r: _f(r["sigma"], ".4f")),
-        ("g", lambda r: _f(r.get("doublings"), "+.3f")),
+        ("tok/s", lambda r: fmt(r["tokens_per_second"], ",.0f")),
+        ("GFLOP/s", lambda r: fmt(r["flops_per_second"] and r["flops_per_second"] / 1e9, ",.1f")),
+        ("MFU %", lambda r: fmt(r["mfu_percent"], ".2f")),
+        ("bpb@T", lambda r: fmt(r["baseline_bpb"], ".4f")),
+        ("s/doubling", lambda r: fmt(r["s"], ".4f")),
+        ("sigma", lambda r: fmt(r["sigma"], ".4f")),
+        ("g", lambda r: fmt(r.get("doublings"), "+.3f")),
         ("normalized_bpb", lambda r: "n/a" if r.get("normalized_bpb") is None else
          f"{r['normalized_bpb']:.4f} ± {r['normalized_bpb_band']:.4f}"),
     ]
@@ -268,9 +265,9 @@ def markdown_table(profiles: list[dict]) -> str:
         sz = p.get("baseline_sizes") or {}
         lines.append(
             f"| {p.get('device_name')} | {p.get('backend')} ({(p.get('plan') or {}).get('dtype', '?')}) | {p['budget_seconds']:g} | "
-            f"depth {sz.get('DEPTH')}, width {sz.get('MODEL_DIM')} | {_f(p.get('tokens_per_second'), ',.0f')} | "
-            f"{_f(p.get('mfu_percent'), '.2f')} | {_f(p.get('baseline_bpb_mean'), '.4f')} | {_f(p.get('s'), '.4f')} | "
-            f"{_f(p.get('sigma'), '.4f')} | {_f(p.get('floor_bpb'), '.4f')} | `{p.get('file')}` |")
+            f"depth {sz.get('DEPTH')}, width {sz.get('MODEL_DIM')} | {fmt(p.get('tokens_per_second'), ',.0f')} | "
+            f"{fmt(p.get('mfu_percent'), '.2f')} | {fmt(p.get('baseline_bpb_mean'), '.4f')} | {fmt(p.get('s'), '.4f')} | "
+            f"{fmt(p.get('sigma'), '.4f')} | {fmt(p.get('floor_bpb'), '.4f')} | `{p.get('file')}` |")
     for m in not_measured(profiles):
         dev = m.split(":")[0]
         lines.append(f"| {dev} | — | — | — | — | — | — | — | — | — | not yet measured |")

@@ -1,4 +1,5 @@
-"""`arp calibrate` (spec §4, §5): measure this device's unmodified baseline and its noise.
+"""`arp calibrate`: measure this device's unmodified baseline, its throughput and its noise, the
+profile every normalized result of this device is computed from (normalize.py).
 
 The baseline (the template rendered exactly as `arp init` would for budget T) is trained in wall
 mode at T/4, T/2 and T, then `repeats` more times at T with other seeds (the model seed in the
@@ -21,6 +22,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from autoresearch_portable import HARNESS_VERSION, __version__, paths
+from autoresearch_portable.detect.plan import device_name
 from autoresearch_portable.errors import UserError
 from autoresearch_portable.fsutil import atomic_write_json
 from autoresearch_portable.harness import normalize
@@ -282,7 +284,7 @@ def calibrate(
         arp_version=__version__,
         harness_version=HARNESS_VERSION,
         device_key=key,
-        device_name=_device_name(probe, plan),
+        device_name=device_name(probe, plan["backend"]),
         backend=plan["backend"],
         device=probe,
         plan=plan,
@@ -299,13 +301,6 @@ def calibrate(
     profile["path"] = str(path)
     log(f"profile written: {path}")
     return profile
-
-
-def _device_name(probe: dict, plan: dict) -> str:
-    gpus = probe.get("gpus") or []
-    if plan["backend"] == "cuda" and gpus:
-        return gpus[0].get("name", "cuda")
-    return probe.get("cpu_model") or probe.get("machine") or "device"
 
 
 def format_profile(p: dict) -> str:

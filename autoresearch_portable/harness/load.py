@@ -6,15 +6,19 @@ beyond a threshold is `noisy` and a probe taken under load is not cached."""
 from __future__ import annotations
 
 import glob
+import json
 import os
 import subprocess
 import sys
 import threading
 import time
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Callable
 
 import psutil
+
+from autoresearch_portable.fsutil import atomic_write_json
 
 from autoresearch_portable.harness.load_gpu import GPU_EVERY, GpuWatch
 
@@ -298,3 +302,23 @@ def measure_quietly(measure: Callable[[], object], what: str, *, log: Callable[[
     (log or (lambda m: print(m, file=sys.stderr, flush=True)))(
         f"{what}: not cached, the machine was busy while measuring ({figure}); it is measured again next time")
     return value, False
+
+
+def cached_measurement(path: Path, measure: Callable[[dict | None], dict | None], what: str, *,
+                       log: Callable[[str], None] | None = None,
+                       fresh: Callable[[dict], bool] = lambda record: True) -> dict | None:
+    """A measurement of this machine kept in a JSON file (the matmul rates, measured once): the
+    stored record when there is one and `fresh(record)` accepts it; otherwise `measure(the stored
+    record or None)`, run by measure_quietly and stored unless other processes loaded the
+    machine meanwhile (or it measured nothing: None)."""
+    old = None
+    try:
+        old = json.loads(Path(path).read_text())
+        if fresh(old):
+            return old
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    record, cacheable = measure_quietly(lambda: measure(old), what, log=log)
+    if record and cacheable:
+        atomic_write_json(path, record)
+    return record

@@ -1,4 +1,5 @@
-"""Normalized results (spec §5): pure arithmetic on a calibration profile, no device, no files.
+"""Normalized results (the README's "Comparable results"): pure arithmetic on a calibration
+profile, no device, no files.
 
 A profile holds the device's baseline curve `bpb = a - s*log2(C)` over training FLOPs C, fitted
 to the unmodified baseline trained at T/4, T/2 and T (plus repeats at T with other seeds), and

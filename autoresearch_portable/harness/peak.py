@@ -4,21 +4,16 @@ device so it costs a second once (not cached when measured under load: harness/l
 
 from __future__ import annotations
 
-import json
 import re
 
 from autoresearch_portable import paths
-from autoresearch_portable.fsutil import atomic_write_json
+from autoresearch_portable.detect.plan import device_name
+from autoresearch_portable.harness.load import cached_measurement
 
 
 def device_key(probe: dict, plan: dict) -> str:
     """A file-name-safe identity of 'this device running this plan'."""
-    gpus = probe.get("gpus") or []
-    if plan["backend"] == "cuda" and gpus:
-        name = gpus[0].get("name", "gpu")
-    else:
-        name = probe.get("cpu_model") or probe.get("machine") or "device"
-    raw = f"{plan['backend']}-{plan['device']}-{name}-{plan['dtype']}"
+    raw = f"{plan['backend']}-{plan['device']}-{device_name(probe, plan['backend'])}-{plan['dtype']}"
     return re.sub(r"[^A-Za-z0-9._-]+", "_", raw).strip("_")[:120]
 
 
@@ -28,25 +23,17 @@ def peak_flops(backend, probe: dict, plan: dict, measure_size: int | None = None
     rate this device was just seen to sustain: a cached peak below it was measured while the
     machine was busy, so it is measured again (and the larger value kept). A measurement taken
     while other processes loaded the machine serves this run only (`log` says so)."""
-    from autoresearch_portable.harness.load import measure_quietly
-
     if plan.get("peak_flops"):
         return float(plan["peak_flops"]), plan.get("peak_flops_source", "datasheet")
-    path = paths.probes_dir() / f"matmul-{device_key(probe, plan)}.json"
-    cached = None
-    try:
-        cached = json.loads(path.read_text())
-        if float(cached["flops"]) >= at_least:
-            return float(cached["flops"]), cached["source"]
-    except (OSError, ValueError, KeyError):
-        pass
     n = measure_size or (1024 if plan["device"] == "cpu" else 4096)
-    # best of a few short trials: a burst of load slows some of them, never speeds one up
-    flops, cacheable = measure_quietly(lambda: max(backend.matmul_flops(n, plan["dtype"]) for _ in range(3)),
-                                       "matmul peak", log=log)
-    if cached:
-        flops = max(flops, float(cached.get("flops", 0)))
     source = f"measured: {n}x{n} {plan['dtype']} matmul on this device"
-    if cacheable:
-        atomic_write_json(path, {"flops": flops, "source": source, "n": n})
-    return flops, source
+
+    def measure(stale: dict | None) -> dict:
+        # best of a few short trials: a burst of load slows some of them, never speeds one up;
+        # a stored peak below a rate just sustained was measured while busy: keep the larger
+        flops = max(backend.matmul_flops(n, plan["dtype"]) for _ in range(3))
+        return {"flops": max(flops, float((stale or {}).get("flops", 0))), "source": source, "n": n}
+
+    record = cached_measurement(paths.probes_dir() / f"matmul-{device_key(probe, plan)}.json", measure,
+                                "matmul peak", log=log, fresh=lambda r: float(r["flops"]) >= at_least)
+    return float(record["flops"]), record["source"]

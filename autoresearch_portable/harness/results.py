@@ -6,12 +6,14 @@ from __future__ import annotations
 import json
 import math
 import time
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from autoresearch_portable.errors import UserError
 from autoresearch_portable.harness import calibrate as cal
 from autoresearch_portable.harness import ledger, normalize
+from autoresearch_portable.harness.summary import fmt
 
 CALIBRATE_HINT = "run `arp calibrate`"
 
@@ -171,13 +173,7 @@ def row(rec: dict) -> dict[str, Any]:
     )
 
 
-def _f(v, spec: str, na: str = "-") -> str:
-    if v is None:
-        return na
-    try:
-        return format(v, spec)
-    except (TypeError, ValueError):
-        return str(v)
+_f = partial(fmt, na="-")  # the one formatter, with the ledger table's blank
 
 
 def _short_time(t: str | None) -> str:

@@ -42,6 +42,7 @@ from autoresearch_portable.harness.budget import eval_rows as size_eval_rows
 from autoresearch_portable.harness.load import LoadMonitor
 from autoresearch_portable.harness.load import judge as judge_load
 from autoresearch_portable.harness.oom import OOM_PATTERN
+from autoresearch_portable.harness.runtime import run_config
 
 try:
     import fcntl
@@ -123,10 +124,10 @@ def run_training(
         report_path = Path(tmp) / "report.json"
         handover = Path(tmp) / "handover"
         handover.mkdir()
-        config = dict(
-            probe=probe, plan=plan, dataset=dataset, budget_seconds=budget_seconds, budget_mode=budget_mode,
-            flop_budget=flop_budget, result_path=str(report_path), handover_dir=str(handover), seed=seed,
-            probe_steps=probe_steps, eval_rows=eval_rows, t0=time.time(),
+        config = run_config(
+            probe, plan, dataset, budget_seconds, budget_mode=budget_mode, flop_budget=flop_budget,
+            result_path=str(report_path), handover_dir=str(handover), seed=seed, probe_steps=probe_steps,
+            eval_rows=eval_rows,
         )
         config_path = Path(tmp) / "config.json"
         atomic_write_json(config_path, config)

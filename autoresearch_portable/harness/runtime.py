@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from autoresearch_portable import HARNESS_VERSION
+from autoresearch_portable.detect.plan import device_name
 from autoresearch_portable.fsutil import atomic_write_json
 from autoresearch_portable.harness.budget import BudgetClock, eval_rows
 
@@ -32,17 +33,29 @@ EXIT_DIVERGED = 3
 EXIT_INVALID = 4
 
 
+def run_config(probe: dict, plan: dict, dataset: str, budget_seconds: float, **settings) -> dict[str, Any]:
+    """What train.py's process is told (the ARP_RUN_CONFIG file), with every field's default:
+    wall-clock budget, seed 0, no result file or hand-over folder (run directly), the eval size
+    from the measured throughput (budget.eval_rows), the clock started now."""
+    config = dict(
+        probe=probe, plan=plan, dataset=dataset, budget_seconds=budget_seconds,
+        budget_mode="wall", flop_budget=None, result_path=None, handover_dir=None, seed=0,
+        probe_steps=None, eval_rows=None, t0=time.time(),
+    )
+    unknown = sorted(set(settings) - set(config))
+    if unknown:
+        raise TypeError(f"unknown run settings {unknown}")
+    config.update(settings)
+    return config
+
+
 def default_config(backend: str | None = None) -> dict[str, Any]:
+    """train.py run directly: this machine, ARP_DATASET (bundled), ARP_BUDGET seconds (300)."""
     from autoresearch_portable.detect import make_plan, probe
 
     pr = probe()
-    plan = make_plan(pr, backend)
-    return dict(
-        probe=pr.to_dict(), plan=plan.to_dict(), dataset=os.environ.get("ARP_DATASET", "bundled"),
-        budget_seconds=float(os.environ.get("ARP_BUDGET", 300)),
-        budget_mode="wall", flop_budget=None, result_path=None, seed=0, probe_steps=None,
-        eval_rows=None, handover_dir=None, t0=time.time(),
-    )
+    return run_config(pr.to_dict(), make_plan(pr, backend).to_dict(), os.environ.get("ARP_DATASET", "bundled"),
+                      float(os.environ.get("ARP_BUDGET", 300)))
 
 
 class Runtime:
@@ -102,12 +115,8 @@ class Runtime:
     def start(self, model, config: dict | None = None) -> None:
         """Count the model's training FLOPs per token, then start the clock."""
         self._model_config = dict(config or {})
-        if self.plan.backend == "mlx":
-            from autoresearch_portable.backends.mlx import train_flops_per_token
-        else:
-            from autoresearch_portable.harness.flops import train_flops_per_token
-        self.flops = train_flops_per_token(model, self.backend, self.seq_len, self.vocab_size)
-        self.num_params = _count_params(model)
+        self.flops = self.backend.train_flops_per_token(model, self.seq_len, self.vocab_size)
+        self.num_params = self.backend.count_params(model)
         self.backend.reset_peak_memory()
         self.backend.synchronize()
         self.startup_seconds = time.time() - self.t0
@@ -216,7 +225,7 @@ class Runtime:
         return dict(
             harness_version=HARNESS_VERSION,
             backend=self.plan.backend,
-            device=_device_name(self.config["probe"], self.plan),
+            device=device_name(self.config["probe"], self.plan.backend),
             dtype=self.plan.dtype,
             dataset=self._data.name,
             budget_seconds=c.budget_seconds,
@@ -272,23 +281,3 @@ def _exit_with_parent() -> None:
         os._exit(1)
 
     threading.Thread(target=watch, name="arp-parent-watch", daemon=True).start()
-
-
-def _count_params(model) -> int:
-    if hasattr(model, "parameters") and callable(model.parameters):
-        params = model.parameters()
-        if isinstance(params, dict):  # mlx: nested dict of arrays
-            from mlx.utils import tree_flatten
-
-            return int(sum(v.size for _, v in tree_flatten(params)))
-        return int(sum(p.numel() for p in params))
-    return 0
-
-
-def _device_name(probe: dict, plan) -> str:
-    gpus = probe.get("gpus") or []
-    if plan.backend == "cuda" and gpus:
-        return gpus[0].get("name", "cuda")
-    if plan.backend in ("mps", "mlx") and probe.get("os") == "Darwin":
-        return probe.get("cpu_model") or "Apple Silicon"
-    return probe.get("cpu_model") or "cpu"

@@ -9,36 +9,41 @@ from typing import Any
 from autoresearch_portable.harness.normalize import format_multiplier, format_normalized
 
 
-def _fmt(value: Any, spec: str) -> str:
+def fmt(value: Any, spec: str, na: str = "n/a") -> str:
+    """The one number formatter of every table and summary: `na` for a missing value (None or
+    NaN), a string as it is, anything else through `spec` (or as str() if `spec` does not fit)."""
     if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "n/a"
+        return na
     if isinstance(value, str):
         return value
-    return format(value, spec)
+    try:
+        return format(value, spec)
+    except (TypeError, ValueError):
+        return str(value)
 
 
 def format_summary(r: dict[str, Any]) -> str:
     rows = [
-        ("val_bpb", _fmt(r.get("val_bpb"), ".6f")),
-        ("training_seconds", _fmt(r.get("training_seconds"), ".1f")),
-        ("total_seconds", _fmt(r.get("total_seconds"), ".1f")),
-        ("peak_vram_mb", _fmt(r.get("peak_memory_mb"), ".1f")),
-        ("mfu_percent", _fmt(r.get("mfu_percent"), ".2f")),
+        ("val_bpb", fmt(r.get("val_bpb"), ".6f")),
+        ("training_seconds", fmt(r.get("training_seconds"), ".1f")),
+        ("total_seconds", fmt(r.get("total_seconds"), ".1f")),
+        ("peak_vram_mb", fmt(r.get("peak_memory_mb"), ".1f")),
+        ("mfu_percent", fmt(r.get("mfu_percent"), ".2f")),
         # the original's one decimal, more digits below a million tokens (short runs read 0.0 otherwise)
-        ("total_tokens_M", _fmt(r.get("total_tokens") and r["total_tokens"] / 1e6,
+        ("total_tokens_M", fmt(r.get("total_tokens") and r["total_tokens"] / 1e6,
                                 ".1f" if (r.get("total_tokens") or 0) >= 1e6 else ".4f")),
-        ("num_steps", _fmt(r.get("num_steps"), "d")),
-        ("num_params_M", _fmt(r.get("num_params") and r["num_params"] / 1e6, ".1f")),
-        ("depth", _fmt(r.get("depth"), "d")),
-        ("backend", _fmt(r.get("backend"), "")),
-        ("device", _fmt(r.get("device"), "")),
-        ("budget_mode", _fmt(r.get("budget_mode"), "")),
-        ("train_flops", _fmt(r.get("train_flops"), ".4g")),
-        ("val_bpb_stderr", _fmt(r.get("val_bpb_stderr"), ".6f")),
+        ("num_steps", fmt(r.get("num_steps"), "d")),
+        ("num_params_M", fmt(r.get("num_params") and r["num_params"] / 1e6, ".1f")),
+        ("depth", fmt(r.get("depth"), "d")),
+        ("backend", fmt(r.get("backend"), "")),
+        ("device", fmt(r.get("device"), "")),
+        ("budget_mode", fmt(r.get("budget_mode"), "")),
+        ("train_flops", fmt(r.get("train_flops"), ".4g")),
+        ("val_bpb_stderr", fmt(r.get("val_bpb_stderr"), ".6f")),
         ("compute_multiplier", format_multiplier(r)),
         ("normalized_bpb", format_normalized(r)),
-        ("floor_bpb", _fmt(r.get("floor_bpb"), ".6f")),
-        ("eval_tokens", _fmt(r.get("eval_tokens"), "d")),
+        ("floor_bpb", fmt(r.get("floor_bpb"), ".6f")),
+        ("eval_tokens", fmt(r.get("eval_tokens"), "d")),
         ("verified", _verified(r)),
         ("machine_load", _load(r)),
     ]

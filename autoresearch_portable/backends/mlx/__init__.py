@@ -2,7 +2,7 @@
 
 The model and optimizer live in `train_template_mlx.py` (agent-editable, like the torch
 template); this module provides the kernels and device services it gets through `K = rt.backend`,
-plus the harness services (evaluation from logits in chunks, FLOP counting).
+plus the harness services (evaluation from logits in chunks, FLOP counting in flops.py).
 
 * attention: `mx.fast.scaled_dot_product_attention`, causal; sliding-window layers add a boolean
   mask cached per (seq_len, window). Window w = the query itself and the w keys before it, the
@@ -20,13 +20,13 @@ import contextlib
 import json
 import time
 from pathlib import Path
-from typing import Any, Callable
 
 import mlx.core as mx
-import mlx.nn as nn
 import numpy as np
+from mlx.utils import tree_flatten, tree_map
 
-from autoresearch_portable.backends.base import Backend, attended_pairs
+from autoresearch_portable.backends.base import Backend, peak_rss_bytes
+from autoresearch_portable.backends.mlx import flops
 from autoresearch_portable.detect.plan import Plan
 
 DTYPES = {"bfloat16": mx.bfloat16, "float16": mx.float16, "float32": mx.float32}
@@ -47,14 +47,6 @@ def window_mask(seq_len: int, window: int | None) -> mx.array:
     return allowed
 
 
-def _mem_fn(name: str) -> Callable | None:
-    """mx.get_peak_memory and friends (mlx >= 0.24), or the older mx.metal variants."""
-    fn = getattr(mx, name, None)
-    if fn is None and hasattr(mx, "metal"):
-        fn = getattr(mx.metal, name, None)
-    return fn
-
-
 class MLXBackend(Backend):
     def __init__(self, plan: Plan):
         self.plan = plan
@@ -63,23 +55,12 @@ class MLXBackend(Backend):
         mx.set_default_device(self.device)
         self.dtype = DTYPES[plan.dtype]
         self._masks: dict[tuple[int, int | None], mx.array] = {}
-        self._causal_string = True  # mx.fast sdpa's built-in causal mask (mlx >= 0.24 or so)
-        # While the harness counts FLOPs it sets this list; attention calls append their
-        # (batch*heads, head_dim, pairs), as on the torch backends.
-        self.attention_log: list[tuple[int, int, int]] | None = None
 
     # --- kernels ---------------------------------------------------------------------------
     def attention(self, q, k, v, window):
-        B, H, T, D = q.shape
-        if self.attention_log is not None:
-            self.attention_log.append((B * H, D, attended_pairs(T, window)))
-        if window is not None and window >= T - 1:
-            window = None  # the window covers the whole sequence: plain causal
-        if window is None and self._causal_string:
-            try:
-                return mx.fast.scaled_dot_product_attention(q, k, v, scale=D**-0.5, mask="causal")
-            except (TypeError, ValueError):  # an mlx without mask="causal": use a boolean mask
-                self._causal_string = False
+        T, D = q.shape[-2], q.shape[-1]
+        if window is None or window >= T - 1:  # the window covers the whole sequence: plain causal
+            return mx.fast.scaled_dot_product_attention(q, k, v, scale=D**-0.5, mask="causal")
         mask = self._masks.get((T, window))
         if mask is None:
             mask = self._masks[(T, window)] = window_mask(T, window)
@@ -116,22 +97,15 @@ class MLXBackend(Backend):
 
     # --- device services -------------------------------------------------------------------
     def synchronize(self):
-        sync = getattr(mx, "synchronize", None)
-        if sync is not None:
-            sync()
+        mx.synchronize()
 
     def reset_peak_memory(self):
-        fn = _mem_fn("reset_peak_memory")
-        if fn is not None:
-            fn()
+        mx.reset_peak_memory()
 
     def peak_memory_bytes(self) -> int:
-        fn = _mem_fn("get_peak_memory")
-        peak = int(fn()) if fn is not None else 0
+        peak = int(mx.get_peak_memory())
         if peak == 0 and self.plan.device == "cpu":
-            from autoresearch_portable.backends.torch_common import _peak_rss_bytes  # noqa: PLC0415
-
-            return _peak_rss_bytes()
+            return peak_rss_bytes()
         return peak
 
     def to_device(self, rows: np.ndarray):
@@ -186,8 +160,6 @@ class MLXBackend(Backend):
         """mx.export_function traces the forward with the weights as inputs (they would be frozen
         in as constants otherwise), for a fixed batch of EXPORT_ROWS rows; the weights go to a
         safetensors file beside it."""
-        from mlx.utils import tree_flatten, tree_map
-
         folder = Path(folder)
         model.eval()
         params = model.parameters()
@@ -219,6 +191,12 @@ class MLXBackend(Backend):
         stored = mx.load(str(folder / "weights.safetensors"))
         weights = [stored[f"w{i}"] for i in range(int(info["weights"]))]
         return _Exported(fn, weights, int(info["batch"]))
+
+    def train_flops_per_token(self, model, seq_len: int, vocab_size: int) -> dict:
+        return flops.train_flops_per_token(model, seq_len)
+
+    def count_params(self, model) -> int:
+        return int(sum(v.size for _, v in tree_flatten(model.parameters())))
 
     def matmul_flops(self, n: int, dtype: str) -> float:
         dt = DTYPES[dtype]
@@ -259,48 +237,4 @@ class _Exported:
         return {f"w{i}": w for i, w in enumerate(self.weights)}
 
 
-# ---------------------------------------------------------------------------------------------
-# FLOP counting (what harness/flops.py does for torch)
-
-
-def _matmul_weight(module) -> Any:
-    """The weight a module multiplies its input by, if it is a dense projection (nn.Linear or
-    any non-embedding module with a 2D `weight`); None otherwise. Embeddings are lookups."""
-    if isinstance(module, nn.Embedding):
-        return None
-    w = module.get("weight") if isinstance(module, dict) else None
-    if isinstance(w, mx.array) and w.ndim == 2:
-        return w
-    return None
-
-
-def train_flops_per_token(model, backend, seq_len: int, vocab_size: int) -> dict:
-    """Training FLOPs per token of `model`, counted the way harness/flops.py counts torch models.
-
-    mlx has no FLOP counter, so this one is computed from the model's shapes: every dense
-    projection (a module with a 2D weight that is not an embedding) costs 2 FLOPs per weight per
-    token forward and twice that backward (6 in all); attention FLOPs come from the attention
-    calls of one forward pass on a full-length row, logged by the backend as the torch backends
-    do (12 FLOPs per (query, key) pair and channel, forward + backward, pairs per the window).
-    The forward pass only builds mlx's lazy graph: nothing is computed."""
-    matmul = 0.0
-    for _, module in model.named_modules():
-        w = _matmul_weight(module)
-        if w is not None:
-            matmul += 6.0 * w.size * seq_len
-    x = mx.zeros((1, seq_len), dtype=mx.int32)
-    backend.attention_log = []
-    try:
-        model(x)  # lazy: the graph is built (attention calls logged) but never evaluated
-        log = backend.attention_log
-    finally:
-        backend.attention_log = None
-    attn = float(sum(3 * 4 * bh * d * pairs for bh, d, pairs in log))
-    return dict(
-        flops_per_token=(matmul + attn) / seq_len,
-        matmul_flops_per_token=matmul / seq_len,
-        attention_flops_per_token=attn / seq_len,
-    )
-
-
-__all__ = ["MLXBackend", "train_flops_per_token", "window_mask", "DTYPES", "RMS_EPS"]
+__all__ = ["MLXBackend", "window_mask", "DTYPES", "RMS_EPS"]
