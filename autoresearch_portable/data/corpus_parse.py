@@ -104,12 +104,13 @@ class _Oracle:
 
 
 
-def replay(text: str, script: list[int]) -> float:
+def replay(text: str, script: list[int], grammar: Callable = document, oracle: type = _Oracle) -> float:
     """Re-run the grammar with the given choices against `text`; returns the bits, or raises
-    ValueError if the choices do not produce exactly this text."""
-    o = _Oracle(text, list(script))
+    ValueError if the choices do not produce exactly this text. (`grammar` and `oracle`: another
+    corpus version's, e.g. corpus2_parse's.)"""
+    o = oracle(text, list(script))
     try:
-        document(o)
+        grammar(o)
     except (_Mismatch, _Need) as e:
         raise ValueError("choices do not reproduce the text") from e
     if o.pos != len(text) or o.k != len(script):
@@ -117,7 +118,8 @@ def replay(text: str, script: list[int]) -> float:
     return o.bits
 
 
-def parse_document(text: str, max_parses: int = 2, max_runs: int = 200_000) -> list[tuple[list[int], float]]:
+def parse_document(text: str, max_parses: int = 2, max_runs: int = 200_000, grammar: Callable = document,
+                   oracle: type = _Oracle) -> list[tuple[list[int], float]]:
     """Every choice sequence (up to `max_parses`) under which the grammar writes exactly `text`,
     with its bits. Depth-first search over the choices; each step re-runs the grammar from the
     start with a script of choices and is pruned as soon as the written text departs from `text`.
@@ -131,9 +133,9 @@ def parse_document(text: str, max_parses: int = 2, max_runs: int = 200_000) -> l
         if runs > max_runs:
             raise RuntimeError("parse search exceeded its budget")
         script = [c[k] for c, k in stack]
-        o = _Oracle(text, script)
+        o = oracle(text, script)
         try:
-            document(o)
+            grammar(o)
             if o.pos == len(text):
                 parses.append((script, o.bits))
                 if len(parses) >= max_parses:
