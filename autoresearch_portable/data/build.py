@@ -1,6 +1,6 @@
 """`prepare()`: build a dataset (text -> tokenizer -> token shards -> metadata) in the user cache.
 
-Datasets: "bundled" (generated here, offline: bundled.py), "climbmix" and "tinystories"
+Datasets: "bundled" and "bundled-v2" (generated here, offline: bundled.py), "climbmix" and "tinystories"
 (downloaded parquet) or a path to local text (sources.py). This file decides what to build (the
 dataset's settings) and holds the folder's lock. A second call with the same arguments finds the
 metadata, checks it (staleness.py: versions, file sizes and full checksums; and the settings) and
@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Callable
 
 from autoresearch_portable import paths
-from autoresearch_portable.data.bundled import build_bundled
+from autoresearch_portable.data.bundled import build_bundled, build_bundled_v2
 from autoresearch_portable.data.common import DATASETS, TRAIN_SEED, VAL_SEED, DataError, resolve, stderr_log
 from autoresearch_portable.data.local import fingerprint
 from autoresearch_portable.data.sources import build_climbmix, build_local, build_tinystories
@@ -126,14 +126,14 @@ def _summary(meta: dict, ddir: Path, log) -> None:
 
 def _plan(name: str, kind: str, source: Path | None, num_shards, overrides: dict):
     spec = DATASETS.get(kind, {})
-    if kind == "bundled":
+    if kind in ("bundled", "bundled-v2"):
         allowed = ("train_bytes", "val_bytes", "tokenizer_train_bytes")
         _check_overrides(overrides, allowed)
         cfg = {k: int(overrides.get(k, spec[k])) for k in allowed}
         if cfg["train_bytes"] < 10_000 or cfg["val_bytes"] < 1_000:
             raise DataError("bundled corpus needs train_bytes >= 10000 and val_bytes >= 1000")
         cfg.update(train_seed=TRAIN_SEED, val_seed=VAL_SEED)
-        return cfg, build_bundled
+        return cfg, (build_bundled if kind == "bundled" else build_bundled_v2)
     if kind == "climbmix":
         _check_overrides(overrides, ("tokenizer_train_chars", "val_max_tokens"))
         n = spec["default_shards"] if num_shards is None else int(num_shards)

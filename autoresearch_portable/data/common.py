@@ -55,6 +55,16 @@ DATASETS: dict[str, dict] = {
         "val_bytes": 4_000_000,
         "tokenizer_train_bytes": 8_000_000,
     },
+    # corpus v2 (corpus2.py): a large fixed knowledge base, long-range chronicles, v1 kinds inside;
+    # not the default yet (issue 12: the harness, references and calibration still use "bundled")
+    "bundled-v2": {
+        "description": "bundled corpus v2: chronicles over a 2.3e8-bit knowledge base (offline, known entropy floor)",
+        "vocab_size": 4096,
+        "seq_len": 1024,
+        "train_bytes": 64_000_000,
+        "val_bytes": 4_000_000,
+        "tokenizer_train_bytes": 8_000_000,
+    },
     "climbmix": {
         "description": "ClimbMix 400B (shuffled), the original autoresearch's pretraining data; parquet shards",
         "vocab_size": 8192,
@@ -128,9 +138,9 @@ def looks_like_path(dataset: str) -> bool:
 
 
 def resolve(dataset: str) -> tuple[str, str, Path | None]:
-    """(name, kind, source path) for a dataset argument. kind: bundled|climbmix|tinystories|local."""
+    """(name, kind, source path) for a dataset argument. kind: bundled|bundled-v2|climbmix|tinystories|local."""
     if not isinstance(dataset, str) or not dataset:
-        raise DataError("dataset must be a name (bundled, climbmix, tinystories) or a path")
+        raise DataError("dataset must be a name (bundled, bundled-v2, climbmix, tinystories) or a path")
     if dataset in DATASETS:
         return dataset, dataset, None
     if dataset.startswith("local-") and not Path(dataset).exists():
@@ -141,7 +151,7 @@ def resolve(dataset: str) -> tuple[str, str, Path | None]:
             raise DataError(f"no such file or folder: {dataset}")
         return local_name(p), "local", p.resolve()
     raise DataError(
-        f"unknown dataset '{dataset}': use bundled, climbmix, tinystories, "
+        f"unknown dataset '{dataset}': use bundled, bundled-v2, climbmix, tinystories, "
         "or a path to a .txt/.jsonl/.parquet file or folder"
     )
 

@@ -18,6 +18,8 @@ def expected_versions(kind: str) -> dict:
     v = {"tokenizer_format": TOKENIZER_FORMAT}
     if kind == "bundled":
         v["generator_version"] = common.GENERATOR_VERSION
+    elif kind == "bundled-v2":
+        v["generator_version"] = common.GENERATOR_VERSION_V2
     return v
 
 

@@ -113,6 +113,7 @@ MAX_CROPPED_FRACTION = 0.5
 _MORE_TEXT = {
     "local": "add documents (or a val.txt file beside the training files)",
     "bundled": "use a larger val_bytes",
+    "bundled-v2": "use a larger val_bytes",
 }
 
 

@@ -1,0 +1,218 @@
+"""Bundled corpus v2 (corpus2.py, grammar2.py, kb.py): determinism, the knowledge base (size, names,
+Zipf popularity), long-range structure, and that the floor is exact in its v2 sense: bits are
+-log2 P(text | knowledge base), checked by parsing documents back into their choices."""
+
+from __future__ import annotations
+
+import math
+from random import Random
+
+import pytest
+
+from autoresearch_portable.data import corpus, corpus2 as C2, corpus2_parse as P2, kb, words
+from autoresearch_portable.data.grammar import CLOSINGS as V1_CLOSINGS
+
+# sha256 of the first documents of each stream (each followed by NUL), v2 generator version 1.
+# If this changes, the corpus changed: bump GENERATOR_VERSION_V2 and update the pins deliberately.
+PINNED_SEED0_100 = "fc6e5c439f515cde7e38680c50ac1d90e6e8ceeb5d7a182d6e5ed01ae49843a9"
+PINNED_SEED1_30 = "6b8345066b055b6a225bd5b21f9c7b427efb12de8c4ffc35e303e56e43ee6eb4"
+
+
+def test_pinned_hash_of_first_documents():
+    assert C2.GENERATOR_VERSION_V2 == 1
+    assert C2.stream_digest(C2.TRAIN_SEED, 100) == PINNED_SEED0_100
+    assert C2.stream_digest(C2.VAL_SEED, 30) == PINNED_SEED1_30
+
+
+def test_any_range_is_generated_independently():
+    texts, bits = C2.generate_range(0, 40, 50)
+    assert texts == [C2.generate_document(0, i)[0] for i in range(40, 50)]
+    assert bits == [C2.generate_document(0, i)[1] for i in range(40, 50)]
+    train = {C2.generate_document(0, i)[0] for i in range(200)}
+    val = {C2.generate_document(1, i)[0] for i in range(200)}
+    v1 = {corpus.generate_document(0, i)[0] for i in range(200)}
+    assert len(train) == len(val) == 200 and not train & val and not train & v1
+
+
+def test_shape_and_a_unique_closing_line():
+    texts = [C2.generate_document(1, i)[0] for i in range(300)]
+    sizes = [len(t.encode("utf-8")) for t in texts]
+    assert 1000 <= sum(sizes) / len(sizes) <= 4000 and max(sizes) < 20_000
+    for t in texts:
+        assert t.count("End of chronicle.") == 1 and t.endswith(C2.CLOSING)
+    joined = "\n".join(texts)
+    for marker in ("People:\n", "Creatures:\n", "News: ", "Register: ", "Of the creatures: ", "Q: ", " met ",
+                   "As the list said: ", "Once more, the motto: ", " is kept by "):
+        assert marker in joined, marker
+    for closing in V1_CLOSINGS:  # the v1 kinds are the short-range sections
+        assert closing.strip() in joined
+
+
+def test_long_range_references_and_repeated_spans():
+    """Cast members introduced at the top are named again far below, and spans repeat verbatim."""
+    far = repeated = 0
+    n = 200
+    for i in range(n):
+        t = C2.generate_document(0, i)[0]
+        head, _, body = t.partition('Motto: "')
+        motto = body.split('"', 1)[0]
+        names = [line[2:].split(",")[0].rstrip(".") for line in head.splitlines() if line.startswith("- ")]
+        assert len(names) >= 2
+        end_of_head = len(head)
+        last = max(t.rfind(nm) for nm in names)
+        if last - end_of_head >= 1000:
+            far += 1
+        if body.count(motto) >= 2 or "As the list said: " in body:
+            repeated += 1
+    assert far >= n // 4, far  # a reference at least 1000 characters after the cast list
+    assert repeated >= n // 3, repeated
+
+
+def test_knowledge_base_information_content():
+    """2^22 people x 7 attributes + 2^20 creatures x 5: sum of log2(values) per fact, > 1e8 bits
+    (a 50M-parameter model at ~2 bits per parameter cannot hold it)."""
+    person = [len(words.PROFESSIONS), 300, len(words.PLACES), len(words.COLORS), len(words.ANIMALS), 99,
+              len(words.FLAVORS) * len(words.DISHES)]
+    creature = [len(words.PLACES), len(words.FLAVORS), 300, len(words.COLORS), kb.KEEPERS]
+    expected = 2**22 * sum(map(math.log2, person)) + 2**20 * sum(map(math.log2, creature))
+    assert kb.info_bits() == pytest.approx(expected, rel=1e-12)
+    assert 2.0e8 < kb.info_bits() < 2.6e8 and kb.info_bits() > 2 * 50e6
+
+
+def test_names_are_a_bijection_onto_ranks():
+    for kind in kb.KINDS:
+        ranks = list(range(200)) + [kind.count - 1 - i for i in range(200)] + [Random(3).randrange(kind.count) for _ in range(2000)]
+        names = [kind.name(r) for r in ranks]
+        assert len(set(names)) == len(set(ranks))
+        for r, nm in zip(ranks, names):
+            assert kind.read_name(nm + ".", 0) == (r, len(nm))
+        # a name made of known parts but beyond the population reads as no entity
+        beyond = next(c for c in range(kind.space) if ((c - kind.add) * kind.inv) % kind.space >= kind.count)
+        parts = []
+        for p in reversed(kind.parts):
+            beyond, j = divmod(beyond, len(p))
+            parts.append(p[j])
+        assert kind.read_name(kind.spell(*parts[::-1]), 0) is None
+
+
+def test_values_are_fixed_and_spread():
+    p = kb.PERSONS
+    assert [p.value(5, a) for a in range(7)] == [p.value(5, a) for a in range(7)]
+    counts = [0] * p.attrs[0].n
+    for r in range(20_000):
+        counts[p.value(r, 0)] += 1
+    expect = 20_000 / len(counts)
+    assert min(counts) > 0.7 * expect and max(counts) < 1.3 * expect
+
+
+def test_zipf_weights_follow_one_over_rank():
+    z = kb.PERSONS.zipf
+    assert sum(z.size) == z.n == kb.N_PERSONS and z.total == sum(z.weight(r) for r in range(63)) + sum(
+        s * q for s, q, lo in zip(z.size, z.q, z.lo) if lo >= 63)
+    assert [z.rank_of(z.cum[k] - 1) for k in range(len(z.cum))] == [lo + s - 1 for lo, s in zip(z.lo, z.size)]
+    for r in list(range(1, 50)) + [10**3, 10**4, 10**5, 10**6, kb.N_PERSONS - 1]:
+        ratio = z.weight(r) * (r + 1) / z.weight(0)
+        assert 0.8 < ratio < 1.25, (r, ratio)
+    # sampled through the Writer: rank 0 at ~1/H(N), equal mass per octave of rank
+    w = C2.Writer2(7)
+    n = 60_000
+    ranks = [z.rank_of(w._below(z.total)) for _ in range(n)]
+    h = sum(1 / (r + 1) for r in range(kb.N_PERSONS))
+    assert ranks.count(0) / n == pytest.approx(1 / h, rel=0.1)
+    octaves = [0] * 23
+    for r in ranks:
+        octaves[(r + 1).bit_length() - 1] += 1
+    per_octave = n * math.log(2) / h
+    assert all(0.8 * per_octave < c < 1.2 * per_octave for c in octaves[2:21]), octaves
+
+
+def test_entity_draw_bits_are_its_zipf_probability():
+    z = kb.PERSONS.zipf
+    for used in ([], [0, 1, 2]):
+        w = C2.Writer2(11)
+        r = w.entity(kb.PERSONS, used)
+        assert r not in used and w.bits == pytest.approx(-math.log2(z.weight(r) / (z.total - sum(map(z.weight, used)))))
+        assert "".join(w.out) == kb.PERSONS.name(r)
+
+
+def test_mentions_in_documents_are_zipf():
+    """Fresh mentions ("News: <name>") land on the top ranks about as often as 1/rank says."""
+    counts: dict[int, int] = {}
+    total = 0
+    for i in range(1500):
+        t = C2.generate_document(0, i)[0]
+        for part in t.split("News: ")[1:]:
+            r = kb.PERSONS.read_name(part, 0)[0]
+            counts[r] = counts.get(r, 0) + 1
+            total += 1
+    h = sum(1 / (r + 1) for r in range(kb.N_PERSONS))
+    top8 = sum(counts.get(r, 0) for r in range(8)) / total
+    assert top8 == pytest.approx(sum(1 / (r + 1) for r in range(8)) / h, rel=0.25)
+    assert sum(1 for r in counts if r >= 100_000) / total > 0.1  # a long tail of rare entities
+
+
+def test_a_fact_value_costs_no_bits(monkeypatch):
+    """The floor is conditional on the knowledge base: with every value changed (another knowledge
+    base), the same document seed makes the same choices with the same bits, only the text differs."""
+    base = [C2.generate_document(1, i, record=True) for i in range(20)]
+    orig = kb.EntityKind.value
+    monkeypatch.setattr(kb.EntityKind, "value", lambda self, r, a: (orig(self, r, a) + 1) % self.attrs[a].n)
+    for i, (text, bits, choices) in enumerate(base):
+        t2, b2, c2 = C2.generate_document(1, i, record=True)
+        assert c2 == choices and b2 == bits and t2 != text
+
+
+def _sample(seed: int) -> list[int]:
+    """Short documents of a stream covering creatures, embedded v1 kinds and everything else."""
+    docs = [(len(C2.generate_document(seed, i)[0]), i) for i in range(80)]
+    texts = {i: C2.generate_document(seed, i)[0] for _, i in docs}
+    picks = [min(docs)[1]]
+    for want in ("Creatures:\n", "End of ", " is kept by ", "As the list said", "Once more, the motto", " met "):
+        picks.append(min((n, i) for n, i in docs if want in texts[i].replace("End of chronicle.", ""))[1])
+    return sorted(set(picks))
+
+
+@pytest.mark.parametrize("seed", [C2.TRAIN_SEED, C2.VAL_SEED])
+def test_text_determines_the_choices(seed):
+    """Exactly one choice sequence writes each sampled document, it is the drawn one, and its bits
+    are the recorded ones: -log2 P(text | knowledge base) == bits, so the v2 floor is exact."""
+    for i in _sample(seed):
+        text, bits, choices = C2.generate_document(seed, i, record=True)
+        parses = P2.parse_document(text, max_parses=2)
+        assert len(parses) == 1, f"document {i} of seed {seed} has {len(parses)} parses"
+        assert parses[0][0] == choices
+        assert parses[0][1] == pytest.approx(bits, abs=1e-9)
+
+
+def test_replay_of_long_documents():
+    for i in range(30):
+        text, bits, choices = C2.generate_document(0, i, record=True)
+        assert P2.replay(text, choices) == pytest.approx(bits, abs=1e-9)
+    bad = list(choices)
+    k = next(j for j, c in enumerate(bad) if c > 100)  # an entity rank: another entity's name
+    bad[k] += 1
+    with pytest.raises(ValueError):
+        P2.replay(text, bad)
+
+
+def test_floor_and_knowledge_base_share():
+    stats = [C2.document_stats(1, i) for i in range(200)]
+    nbytes = sum(s["bytes"] for s in stats)
+    floor = sum(s["bits"] for s in stats) / nbytes
+    kb_bpb = sum(s["kb_bits"] for s in stats) / nbytes
+    assert 0.15 < floor < 0.5 and 0.04 < kb_bpb < 0.2
+
+
+def test_prepare_builds_bundled_v2(tmp_path, monkeypatch):
+    from autoresearch_portable.data import load, prepare
+
+    monkeypatch.setenv("ARP_CACHE_DIR", str(tmp_path / "cache"))
+    info = prepare("bundled-v2", train_bytes=150_000, val_bytes=60_000, tokenizer_train_bytes=100_000, log=lambda m: None)
+    assert info["dataset"] == info["kind"] == "bundled-v2" and info["generator_version"] == C2.GENERATOR_VERSION_V2
+    docs = [C2.generate_document(1, i) for i in range(info["floor"]["val_docs"])]
+    nbytes = sum(len(t.encode("utf-8")) for t, _ in docs)
+    assert info["floor_bpb"] == pytest.approx(sum(b for _, b in docs) / nbytes) and nbytes >= 60_000
+    assert info["floor"]["kb_info_bits"] == kb.info_bits()
+    assert load("bundled-v2").floor_bpb == info["floor_bpb"]
+    assert prepare("bundled-v2", train_bytes=150_000, val_bytes=60_000, tokenizer_train_bytes=100_000,
+                   log=lambda m: None)["already_prepared"]
