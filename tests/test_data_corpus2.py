@@ -216,3 +216,15 @@ def test_prepare_builds_bundled_v2(tmp_path, monkeypatch):
     assert load("bundled-v2").floor_bpb == info["floor_bpb"]
     assert prepare("bundled-v2", train_bytes=150_000, val_bytes=60_000, tokenizer_train_bytes=100_000,
                    log=lambda m: None)["already_prepared"]
+
+
+def test_parser_detects_an_ambiguous_grammar(monkeypatch):
+    """The check has teeth: a second section kind that writes the same text as "news" gives every
+    document with a news section two parses."""
+    from autoresearch_portable.data import grammar2
+
+    i = min((len(t), i) for i in range(80) if "News: " in (t := C2.generate_document(0, i)[0]))[1]
+    text = C2.generate_document(0, i)[0]
+    assert len(P2.parse_document(text, max_parses=2)) == 1
+    monkeypatch.setattr(grammar2, "SECTIONS", grammar2.SECTIONS + (("news", 1),))
+    assert len(P2.parse_document(text, max_parses=2)) == 2
