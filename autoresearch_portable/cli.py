@@ -193,18 +193,11 @@ def train(
         raise UserError("--repeat must be at least 1")
     from autoresearch_portable.harness import abandon, memory
     from autoresearch_portable.harness.calibrate import find_profile
-    from autoresearch_portable.harness.runner import file_sha256
     from autoresearch_portable.harness.results import parse_ledger
 
     # memory: the same code already ran under these settings? say what came of it first
-    known = parse_ledger(ledger_path.read_bytes()) if ledger_path.exists() else []
-    settings = dict(dataset=ds_id["name"], budget_seconds=budget, budget_mode=budget_mode, backend=plan["backend"])
-    earlier = memory.duplicates(known, file_sha256(train_py), memory.normalized_sha256(train_py.read_text(errors="replace")), settings)
-    for number, rec in earlier[-3:]:
-        _log("already ran: " + memory.run_line(number, rec))
-    if earlier and not again and repeat == 1:  # --repeat N is a deliberate rerun
-        raise UserError(f"this train.py already ran {len(earlier)} time(s) with these settings (run {earlier[-1][0]}, "
-                        f"above); change it, or pass --again to run it once more")
+    memory.check_duplicate(ledger_path, train_py, dict(dataset=ds_id["name"], budget_seconds=budget, budget_mode=budget_mode,
+                                                       backend=plan["backend"]), again=again or repeat > 1, log=_log)
     trace, why = (None, "off (--no-abandon)") if no_abandon else abandon.trace_for(
         find_profile(pr, plan, ds_id)[0], budget, budget_mode, workspace.get("sizing"))
     _log(f"early abandonment: {why}")

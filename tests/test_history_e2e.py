@@ -236,3 +236,35 @@ def test_a_run_trailing_the_baseline_is_abandoned_by_the_parent(ws, history, low
     r3 = arp("train", "--budget", f"{ABANDON_BUDGET:g}", "--backend", "cpu", "--no-abandon", "--again", cwd=ws)
     assert "early abandonment: off (--no-abandon)" in r3.stderr
     assert ledger.read(ws / "results" / "ledger.jsonl")[-1]["status"] in SCORED, r3.stderr[-1500:]
+
+
+def test_repeat_is_a_deliberate_rerun(ws, small_bundled, tmp_path, monkeypatch, capsys):
+    """`--repeat N` runs code that already ran (the duplicate check only prints the earlier result);
+    a plain rerun is refused. In process, with the training itself faked (the check is the CLI's)."""
+    from autoresearch_portable import cli
+    from autoresearch_portable.harness import ledger, runner
+
+    train_py = tmp_path / "train.py"
+    train_py.write_text((ws / "train.py").read_text())
+    calls = []
+
+    def fake_run(path, *, budget_seconds, budget_mode, seed, **kw):
+        calls.append(seed)
+        return dict(status="ok", val_bpb=1.0 + 0.01 * seed, val_bpb_stderr=0.001, budget_seconds=budget_seconds,
+                    budget_mode=budget_mode, backend="cpu", dataset="bundled", train_py_sha256=runner.file_sha256(path),
+                    train_py_norm_sha256=None)
+
+    monkeypatch.setattr(runner, "run_training", fake_run)
+
+    def run(*args):
+        monkeypatch.setattr(sys, "argv", ["arp", "train", str(train_py), "--budget", "3", "--backend", "cpu", *args])
+        with pytest.raises(SystemExit) as e:
+            cli.main()
+        return e.value.code, capsys.readouterr()
+
+    assert run()[0] == 0 and calls == [0]
+    code, out = run()
+    assert code == 2 and "already ran: run 1" in out.err and out.err.strip().splitlines()[-1].startswith("error: ")
+    code, out = run("--repeat", "2")
+    assert code == 0 and calls == [0, 0, 1] and "repeat: 2 ok runs of 2" in out.out
+    assert len(ledger.read(tmp_path / "results" / "ledger.jsonl")) == 3

@@ -72,8 +72,8 @@ def near_misses(records: list[dict]) -> dict:
 
     def describe(g: verdict.Group, width: float | None) -> dict:
         numbers = runs_of.get(g.code, [])
-        last = records[numbers[-1] - 1] if numbers else {}
-        return dict(commit=g.commit, message=memory.subject(last) or None, diff_summary=last.get("diff_summary"),
+        first = records[numbers[0] - 1] if numbers else {}  # the run whose commit names the group
+        return dict(commit=g.commit, message=memory.subject(first) or None, diff_summary=first.get("diff_summary"),
                     runs=numbers, n=g.n, mean_val_bpb=g.mean, spread=g.spread,
                     gap=g.mean - best.mean, band=width, train_py_sha256=g.code)
 

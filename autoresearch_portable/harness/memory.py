@@ -131,6 +131,24 @@ def duplicates(records: list[dict], sha: str | None, norm_sha: str | None, setti
     return found
 
 
+def check_duplicate(ledger_path: Path, train_py: Path, settings: dict, *, again: bool, log) -> None:
+    """Before training: if this code already ran under these settings, log the earlier results
+    and, unless `again` (--again, or --repeat N: a deliberate re-measurement), stop with one line."""
+    from autoresearch_portable.errors import UserError
+    from autoresearch_portable.harness.results import parse_ledger
+
+    path = Path(ledger_path)
+    records = parse_ledger(path.read_bytes()) if path.exists() else []
+    data = Path(train_py).read_bytes()
+    earlier = duplicates(records, hashlib.sha256(data).hexdigest(), normalized_sha256(data.decode("utf-8", "replace")),
+                         settings)
+    for number, rec in earlier[-3:]:
+        log("already ran: " + run_line(number, rec))
+    if earlier and not again:
+        raise UserError(f"this train.py already ran {len(earlier)} time(s) with these settings (run {earlier[-1][0]}, "
+                        f"above); change it, or pass --again to run it once more")
+
+
 def run_line(number: int, rec: dict) -> str:
     """One line about a run: number, commit, status, val_bpb, the hypothesis."""
     m = rec.get("metrics") or {}
