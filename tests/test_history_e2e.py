@@ -181,7 +181,8 @@ def test_show_by_run_and_commit(ws, history):
     by_commit = json.loads(arp("show", rows[1]["commit"], "--json", cwd=ws).stdout)
     assert by_commit["run"] == 2 and by_commit["diff"].count("MATRIX_LR") == 2
     bad = arp("show", "99", cwd=ws)
-    assert bad.returncode == 2 and bad.stderr.strip().startswith("error: no run") and "Traceback" not in bad.stderr
+    assert bad.returncode == 2 and bad.stderr.strip().startswith("error: '99' is neither a run number (1 to 3)")
+    assert "Traceback" not in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
 
 
 # --- early abandonment of a real run ------------------------------------------------------------
