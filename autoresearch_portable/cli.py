@@ -148,6 +148,8 @@ def train(
     seed: int = typer.Option(0, "--seed", help="data order seed"),
     timeout: Optional[float] = typer.Option(None, "--timeout", help="stop the run after this many seconds (default: 2x budget in wall mode, 10x in work/matched mode, at least budget+60)"),
     repeat: int = typer.Option(1, "--repeat", help="run the same train.py N times (data seeds seed..seed+N-1) and report mean ± spread"),
+    again: bool = typer.Option(False, "--again", help="run a train.py that already ran (same code, same settings) once more"),
+    no_abandon: bool = typer.Option(False, "--no-abandon", help="never stop the run early, even if its loss trails the calibrated baseline's"),
 ) -> None:
     """Run train.py under the harness for the budget; print the summary; append to the ledger."""
     import os
@@ -189,6 +191,16 @@ def train(
     ledger.check_writable(ledger_path)  # fail now, not after the whole budget
     if repeat < 1:
         raise UserError("--repeat must be at least 1")
+    from autoresearch_portable.harness import abandon, memory
+    from autoresearch_portable.harness.calibrate import find_profile
+    from autoresearch_portable.harness.results import parse_ledger
+
+    # memory: the same code already ran under these settings? say what came of it first
+    memory.check_duplicate(ledger_path, train_py, dict(dataset=ds_id["name"], budget_seconds=budget, budget_mode=budget_mode,
+                                                       backend=plan["backend"]), again=again or repeat > 1, log=_log)
+    trace, why = (None, "off (--no-abandon)") if no_abandon else abandon.trace_for(
+        find_profile(pr, plan, ds_id)[0], budget, budget_mode, workspace.get("sizing"))
+    _log(f"early abandonment: {why}")
     values = []
     with exclusive_run(train_py.parent / "results"):
         for i in range(repeat):
@@ -197,12 +209,15 @@ def train(
             result = run_training(train_py, probe=pr, plan=plan, dataset=dataset, budget_seconds=budget,
                                   budget_mode=budget_mode, flop_budget=flop_budget, seed=seed + i, timeout=timeout,
                                   eval_rows=workspace.get("eval_rows") if workspace.get("dataset", dataset) == dataset else None,
-                                  overhead_seconds=workspace.get("overhead_seconds"))
+                                  overhead_seconds=workspace.get("overhead_seconds"), abandon=trace)
             annotate(result, pr, plan, ds_id)
             sigma = result["bpb_band"] / 2 if result.get("bpb_band") is not None else None  # the band is 2σ
             verdict = judge_run(ledger.read(ledger_path), result, sigma)
+            result["verdict"] = verdict
             try:
                 note = record(ledger_path, result, train_py, pr, plan)
+                if workspace:  # an `arp init` workspace: results.tsv in the original's format
+                    memory.write_results_tsv(train_py.parent, parse_ledger(ledger_path.read_bytes()))
             finally:
                 # the harness's summary comes last, after everything train.py printed
                 typer.echo(format_summary(result))
@@ -275,13 +290,48 @@ def bench(
 @app.command()
 def results(
     file: str = typer.Argument("results/ledger.jsonl", help="a ledger file or a workspace folder"),
-    as_json: bool = typer.Option(False, "--json", help="machine-readable output"),
+    as_json: bool = typer.Option(False, "--json", help="machine-readable output (stable keys, see README)"),
+    last: Optional[int] = typer.Option(None, "--last", help="only the last N runs"),
+    near: bool = typer.Option(False, "--near", help="near-misses: results within the noise band of the best"),
+    plot: Optional[str] = typer.Option(None, "--plot", help="write the progress plot to FILE.png (needs matplotlib)"),
 ) -> None:
-    """The run ledger as a table."""
+    """The run ledger: every run with its hypothesis, status and score (run numbers for `arp show`)."""
+    from autoresearch_portable.harness import history, memory, plot as plots
     from autoresearch_portable.harness import results as res
 
     records = res.load_ledger(file)
-    typer.echo(res.results_json(records) if as_json else res.format_results(records))
+    kept = memory.kept_runs(res.workspace_folder(file), records)
+    if near:
+        found = history.near_misses(records)
+        typer.echo(json.dumps(found, indent=2) if as_json else history.format_near(found))
+    else:
+        rows = [history.run_row(n, r, kept) for n, r in history.numbered(records, last)]
+        if as_json:
+            typer.echo(json.dumps(rows, indent=2))
+        elif sys.stdout.isatty() and records:
+            from rich.console import Console
+
+            Console().print(history.rich_table(rows))
+            typer.echo("\n" + "\n".join(history.notes(records, rows)))
+        else:
+            typer.echo(history.format_runs(records, rows))
+    if plot:
+        sigma = history.near_misses(records)["sigma"]
+        typer.echo(plots.write_plot(plots.plot_data(records, kept, sigma), plot), err=as_json)
+
+
+@app.command()
+def show(
+    run: str = typer.Argument(..., help="a run number from `arp results` (or last, -1, -2 ...) or a commit"),
+    file: str = typer.Option("results/ledger.jsonl", "--ledger", help="a ledger file or a workspace folder"),
+    as_json: bool = typer.Option(False, "--json", help="machine-readable output"),
+) -> None:
+    """One run: its hypothesis, the diff of train.py against its parent, metrics and the log tail."""
+    from autoresearch_portable.harness import history
+    from autoresearch_portable.harness import results as res
+
+    found = history.show(res.load_ledger(file), run)
+    typer.echo(history.show_json(found) if as_json else history.format_show(found))
 
 
 @app.command()

@@ -130,7 +130,7 @@ def test_a_second_run_in_the_same_workspace_is_refused(workspace):
     results = []
 
     def go(seed):
-        results.append(arp("train", "--budget", "4", "--backend", "cpu", "--seed", str(seed), cwd=workspace))
+        results.append(arp("train", "--budget", "4", "--backend", "cpu", "--seed", str(seed), "--again", cwd=workspace))
 
     before = len(ledger(workspace))
     threads = [threading.Thread(target=go, args=(s,)) for s in (1, 2)]

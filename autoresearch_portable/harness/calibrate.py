@@ -25,7 +25,7 @@ from autoresearch_portable import HARNESS_VERSION, __version__, paths
 from autoresearch_portable.detect.plan import device_name
 from autoresearch_portable.errors import UserError
 from autoresearch_portable.fsutil import atomic_write_json
-from autoresearch_portable.harness import normalize
+from autoresearch_portable.harness import abandon, normalize
 from autoresearch_portable.harness.budget import check_budget
 
 PROFILE_FORMAT = 1
@@ -173,6 +173,8 @@ def build_profile(points: list[dict], *, budget: float, base: dict) -> dict:
         baseline_bpb_mean=b_t,
         tokens_per_second=tps,
         mfu_percent=statistics.fmean(mfus) if mfus else None,
+        # the training-loss traces of the runs at T, against progress: early abandonment's baseline
+        loss_trace=abandon.profile_trace(at_t),
         points=points,
     )
     return profile
@@ -203,7 +205,7 @@ def run_point(run_training: Callable, text: str, *, probe, plan, dataset: str, b
 
 POINT_KEYS = ("status", "reason", "val_bpb", "val_bpb_stderr", "train_flops", "tokens_per_second",
               "flops_per_token", "mfu_percent", "peak_flops", "peak_flops_source", "training_seconds",
-              "warmup_seconds", "total_seconds", "num_steps", "total_tokens", "num_params")
+              "warmup_seconds", "total_seconds", "num_steps", "total_tokens", "num_params", "loss_trace")
 
 
 def calibrate(
@@ -319,6 +321,9 @@ def format_profile(p: dict) -> str:
     ]
     if p.get("floor_bpb"):
         lines.append(f"  dataset floor_bpb: {p['floor_bpb']:.4f}")
+    runs = (p.get("loss_trace") or {}).get("runs") or []
+    lines.append(f"  training-loss trace: {len(runs)} runs at T (early abandonment of runs at {p['budget_seconds']:g}s)"
+                 if runs else "  training-loss trace: none (early abandonment off; `arp calibrate --force` records one)")
     if math.isfinite(p.get("s_stderr") or float("nan")) and p["s_stderr"] > 0.5 * p["s"]:
         lines.append("  warning: the slope is poorly determined (its standard error is over half its value); a longer --budget helps")
     return "\n".join(lines)

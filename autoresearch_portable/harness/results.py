@@ -128,10 +128,22 @@ def parse_ledger(data: bytes) -> LedgerRecords:
     return out
 
 
-def load_ledger(path: str | Path) -> LedgerRecords:
+def ledger_path(path: str | Path) -> Path:
+    """A ledger file, or the ledger of a workspace folder (its results/ledger.jsonl)."""
     path = Path(path)
     if path.is_dir():
         path = path / "results" / "ledger.jsonl" if (path / "results").is_dir() else path / "ledger.jsonl"
+    return path
+
+
+def workspace_folder(path: str | Path) -> Path:
+    """The workspace a ledger belongs to (the folder above its results/)."""
+    p = ledger_path(path).resolve().parent
+    return p.parent if p.name == "results" else p
+
+
+def load_ledger(path: str | Path) -> LedgerRecords:
+    path = ledger_path(path)
     if not path.exists():
         raise UserError(f"no ledger at {path} (run `arp train` in a workspace first)")
     try:

@@ -37,7 +37,8 @@ from typing import Any
 from autoresearch_portable import HARNESS_VERSION, __version__
 from autoresearch_portable.errors import UserError
 from autoresearch_portable.fsutil import atomic_write_json
-from autoresearch_portable.harness import ledger
+from autoresearch_portable.harness import abandon as ab
+from autoresearch_portable.harness import ledger, memory
 from autoresearch_portable.harness.budget import eval_rows as size_eval_rows
 from autoresearch_portable.harness.load import LoadMonitor
 from autoresearch_portable.harness.load import judge as judge_load
@@ -113,11 +114,15 @@ def run_training(
     quiet: bool = False,
     eval_rows: int | None = None,
     overhead_seconds: float | None = None,
+    abandon: list | None = None,
 ) -> dict[str, Any]:
+    """`abandon`: the calibrated baseline's loss traces (abandon.trace_for); with them, a run whose
+    training loss clearly trails the baseline's is stopped early (status `abandoned`)."""
     train_py = Path(train_py).resolve()
     _remove_stale_run_folders()
     before = dict(train_py_sha256=file_sha256(train_py), git_commit=git_commit(train_py.parent),
                   git_dirty=git_dirty(train_py))
+    before.update(memory.code_context(train_py))  # parent commit, message (the hypothesis), diff
     harness_before = harness_digest()
     limit = timeout if timeout is not None else time_limit(budget_seconds, budget_mode)
     with tempfile.TemporaryDirectory(prefix=f"arp-run-{os.getpid()}-") as tmp:
@@ -133,15 +138,26 @@ def run_training(
         atomic_write_json(config_path, config)
         env = dict(os.environ, ARP_RUN_CONFIG=str(config_path), PYTHONUNBUFFERED="1")
         tail: collections.deque[str] = collections.deque(maxlen=60)
+        log: collections.deque[str] = collections.deque(maxlen=40)  # stdout + stderr, for `arp show`
+        # the runtime's progress reports come back on a pipe of their own (harness/abandon.py)
+        progress_r, progress_w = os.pipe() if os.name == "posix" else (None, None)
+        if progress_w is not None:
+            env["ARP_PROGRESS_FD"] = str(progress_w)
         monitor = LoadMonitor(watch_gpu=plan["backend"] == "cuda").start()  # the run's tree is ours
         t_launch = time.time()
         child = subprocess.Popen(
             [sys.executable, str(train_py)], cwd=train_py.parent, env=env, stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, errors="replace",
             start_new_session=True, preexec_fn=_die_with_parent,
+            pass_fds=(progress_w,) if progress_w is not None else (),
         )
-        pumps = [threading.Thread(target=_pump, args=(child.stdout, None, sys.stdout, quiet), daemon=True),
-                 threading.Thread(target=_pump, args=(child.stderr, tail, sys.stderr, quiet), daemon=True)]
+        if progress_w is not None:
+            os.close(progress_w)
+        # the parent decides and kills: nothing train.py does can make it stay or go (abandon.py)
+        watcher = ab.Watcher(progress_r, ab.make_baseline(abandon) if abandon and probe_steps is None else None,
+                             kill=lambda: _signal_group(child, signal.SIGKILL)).start()
+        pumps = [threading.Thread(target=_pump, args=(child.stdout, (log,), sys.stdout, quiet), daemon=True),
+                 threading.Thread(target=_pump, args=(child.stderr, (tail, log), sys.stderr, quiet), daemon=True)]
         for p in pumps:
             p.start()
         outcome = _wait(child, limit)
@@ -150,9 +166,18 @@ def run_training(
         _kill_group(child)
         for p in pumps:
             p.join(timeout=5)
+        watch = watcher.stop()
+        if watch.decision is not None and outcome == "exited":
+            outcome = "abandoned"
         report = _read_json(report_path)  # train.py's own account: informative, never the score
         result = _decide(outcome, child.returncode, report, "".join(tail), limit, budget_seconds, probe_steps)
-        result.update(before, wall_seconds=wall, exit_code=child.returncode)
+        result.update(before, wall_seconds=wall, exit_code=child.returncode, loss_trace=watch.trace,
+                      abandon_watch=watch.to_dict(), log_tail="".join(log)[-4000:])
+        if outcome == "abandoned":
+            result.update(reason=ab.describe(watch.decision, budget_seconds),
+                          abandon_saved_seconds=ab.saved_seconds(watch.decision, budget_seconds),
+                          abandon_gap=watch.decision.gap, abandon_margin=watch.decision.margin,
+                          abandon_progress=watch.decision.progress)
         if result["status"] == "handed_over":
             usable = _dataset_problem(dataset)
             if harness_digest() != harness_before:
@@ -193,7 +218,7 @@ def _judge_load(result: dict, load, plan: dict, budget_mode: str) -> None:
         return
     if budget_mode == "wall" and result["status"] == "ok":
         result.update(status="noisy", reason=f"the machine was busy during the run ({why}): not comparable")
-    elif result["status"] == "over_budget":
+    elif result["status"] in ("over_budget", "abandoned"):
         result["reason"] += f"; the machine was busy ({why})"
 
 
@@ -210,6 +235,8 @@ def _decide(outcome: str, code: int | None, report: dict, tail: str, limit: floa
         return dict(result, status="interrupted", reason="interrupted by the user (Ctrl-C)")
     if outcome == "terminated":
         return dict(result, status="interrupted", reason="terminated by a signal (SIGTERM)")
+    if outcome == "abandoned":  # the reason (gap, margin, time saved) is the watcher's
+        return dict(result, status="abandoned")
     if said == "diverged":
         return dict(result, status="diverged")
     if probe_steps is not None and said == "ok" and code == 0:
@@ -301,9 +328,9 @@ def _die_with_parent() -> None:
             pass
 
 
-def _pump(stream, tail, out, quiet: bool) -> None:
+def _pump(stream, tails, out, quiet: bool) -> None:
     for line in stream:
-        if tail is not None:
+        for tail in tails:
             tail.append(line)
         if not quiet:
             out.write(line)
@@ -318,6 +345,13 @@ def _stop(child: subprocess.Popen, sig: int) -> None:
     except subprocess.TimeoutExpired:
         _kill_group(child)
         child.wait()
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _signal_group(child: subprocess.Popen, sig: int) -> None:
+    try:
+        os.killpg(child.pid, sig)
     except (ProcessLookupError, PermissionError):
         pass
 
@@ -371,7 +405,9 @@ def ledger_record(result: dict, train_py: Path, probe: dict, plan: dict) -> dict
         plan=plan,
         status=result.get("status"),
         reason=result.get("reason"),
-        metrics={k: v for k, v in result.items() if k not in ("status", "reason")},
+        # memory: parent, message (the hypothesis), diff, verdict, noise flags (harness/memory.py)
+        **{k: result[k] for k in memory.RECORD_KEYS if k in result},
+        metrics={k: v for k, v in result.items() if k not in ("status", "reason", *memory.RECORD_KEYS)},
     )
 
 

@@ -86,6 +86,9 @@ class Runtime:
         self._last_print = 0.0
         self._loss = float("nan")
         self.startup_seconds: float | None = None
+        # the parent's progress channel (harness/abandon.py): a pipe, never stdout
+        fd = os.environ.get("ARP_PROGRESS_FD", "")
+        self._progress_fd = int(fd) if fd.isdigit() and not self.standalone else None
         if not self.standalone:
             _exit_with_parent()
 
@@ -139,6 +142,7 @@ class Runtime:
         self._last_t = now
         self.clock.step(seconds, tokens, tokens * self.flops["flops_per_token"])
         self._loss = loss
+        self._report_progress(loss)
         if not math.isfinite(loss):
             self.fail(f"training loss is {loss}")
         if now - self._last_print >= max(1.0, self.clock.budget_seconds / 30) or self.done:
@@ -150,6 +154,15 @@ class Runtime:
                 f"| epoch {getattr(self._loader, 'epoch', 0)} | elapsed {time.time() - self.t0:.0f}s",
                 flush=True,
             )
+
+    def _report_progress(self, loss: float) -> None:
+        """One `progress loss` line to the parent, which decides early abandonment from them."""
+        if self._progress_fd is None:
+            return
+        try:
+            os.write(self._progress_fd, f"{self.clock.progress:.5f} {float(loss):.6g}\n".encode())
+        except (OSError, TypeError, ValueError):
+            self._progress_fd = None  # the parent stopped listening: train on
 
     def _trained_tokens(self) -> int:
         """Input tokens the model has trained on: every row fetched except the latest batch,

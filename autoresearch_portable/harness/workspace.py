@@ -18,6 +18,7 @@ from autoresearch_portable.harness import sizing
 GITIGNORE = """\
 # run outputs stay out of the research history
 results/
+results.tsv
 run.log
 __pycache__/
 """

@@ -1,0 +1,221 @@
+"""The ledger as the agent's memory: what each run tried and what came of it.
+
+Recorded with every run (by the parent, before launch, from git): the parent commit, the commit
+message (the hypothesis), a short summary of the diff of train.py against its parent and the diff
+itself, and a normalized hash of train.py (comments and layout ignored) beside the exact one, so
+the same code run again is recognised (`duplicates`, for `arp train`'s duplicate check).
+
+`arp init` workspaces also get `results.tsv`, rewritten (atomically) after every run in the
+original autoresearch's format, `commit val_bpb memory_gb status description`, so tools written
+for the original keep working: status `keep` (an ok run whose commit is still in the branch's
+history: the agent kept it), `discard` (a scored run that was not kept), `crash` (no score:
+crash, oom, diverged, invalid, timeout, interrupted, abandoned; val_bpb 0.000000 as in the
+original), the description the commit message's first line (and the harness's status where it
+is not ok)."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import math
+import subprocess
+import tokenize
+from pathlib import Path
+
+from autoresearch_portable.fsutil import atomic_write_text
+from autoresearch_portable.harness import ledger
+
+# what ledger_record lifts out of `metrics` to the top level of a ledger line
+RECORD_KEYS = ("git_parent", "diff_base", "commit_message", "diff_summary", "diff", "train_py_norm_sha256",
+               "verdict", "log_tail")
+DIFF_CAP = 20_000
+TSV_HEADER = "commit\tval_bpb\tmemory_gb\tstatus\tdescription"
+# outcomes that say something about the code; noisy, interrupted and timeout say more about the
+# machine or the user, so running the same code again after them is not a duplicate
+CONCLUSIVE = ("ok", "abandoned", "crash", "oom", "diverged", "invalid", "unverified", "over_budget")
+NO_SCORE = ("crash", "oom", "diverged", "invalid", "timeout", "interrupted", "abandoned", "untrusted")
+
+
+# --- recorded with a run ----------------------------------------------------------------------
+
+def _git(folder: Path, *args: str) -> str | None:
+    try:
+        out = subprocess.run(["git", *args], cwd=folder, capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout if out.returncode == 0 else None
+
+
+def normalized_sha256(text: str) -> str | None:
+    """Hash of the code's tokens without comments, blank lines or layout: the same code with a
+    reworded comment or re-indented continuation lines hashes the same. None if it does not
+    tokenize (a syntax error: the exact hash still identifies it)."""
+    parts = []
+    try:
+        for tok in tokenize.generate_tokens(io.StringIO(text).readline):
+            if tok.type in (tokenize.COMMENT, tokenize.NL, tokenize.ENCODING):
+                continue
+            parts.append(f"{tok.type}:{tok.string}")
+    except (tokenize.TokenError, IndentationError, SyntaxError):
+        return None
+    return hashlib.sha256("\x00".join(parts).encode()).hexdigest()
+
+
+def summarize_diff(diff: str, max_lines: int = 4, width: int = 80) -> str:
+    """`+a -b: <first changed lines>` from a unified diff."""
+    added = removed = 0
+    shown = []
+    for line in diff.splitlines():
+        if line.startswith(("+++", "---")):
+            continue
+        if line.startswith(("+", "-")):
+            added += line[0] == "+"
+            removed += line[0] == "-"
+            body = " ".join(line[1:].split())
+            if body and len(shown) < max_lines:
+                shown.append(line[0] + body[:width])
+    if not added and not removed:
+        return "no change to train.py"
+    return f"+{added} -{removed}: " + " | ".join(shown)
+
+
+def code_context(train_py: Path) -> dict:
+    """What the run's code is: parent commit, message, diff against the parent, normalized hash.
+    The parent is HEAD~1 when train.py is committed; when it has uncommitted changes, the code that
+    runs is HEAD plus those changes, and the diff is against HEAD (`diff_base`)."""
+    train_py = Path(train_py)
+    try:
+        out = dict(train_py_norm_sha256=normalized_sha256(train_py.read_text(encoding="utf-8", errors="replace")))
+    except OSError:
+        out = {}
+    folder, name = train_py.parent, train_py.name
+    if _git(folder, "rev-parse", "--verify", "-q", "HEAD") is None:
+        return out
+    parent = (_git(folder, "rev-parse", "--short", "-q", "--verify", "HEAD~1") or "").strip() or None
+    message = (_git(folder, "log", "-1", "--format=%B") or "").strip()
+    tracked = bool((_git(folder, "ls-files", "--", name) or "").strip())
+    dirty = bool((_git(folder, "status", "--porcelain", "--", name) or "").strip())
+    if not tracked:
+        base, diff = None, ""
+    elif dirty:
+        base, diff = (_git(folder, "rev-parse", "--short", "HEAD") or "").strip() or None, _git(folder, "diff", "HEAD", "--", name) or ""
+    elif parent:
+        base, diff = parent, _git(folder, "diff", "HEAD~1", "HEAD", "--", name) or ""
+    else:
+        base, diff = None, ""
+    out.update(git_parent=parent, diff_base=base, commit_message=message[:2000] or None, diff=diff[:DIFF_CAP],
+               diff_summary=(summarize_diff(diff) if base else "first commit (nothing to compare with)")
+               + (" (uncommitted)" if dirty else ""))
+    return out
+
+
+# --- the duplicate check --------------------------------------------------------------------
+
+def _settings(m: dict) -> tuple:
+    b = m.get("budget_seconds")
+    return (m.get("dataset"), float(b) if isinstance(b, (int, float)) else None, m.get("budget_mode"), m.get("backend"))
+
+
+def duplicates(records: list[dict], sha: str | None, norm_sha: str | None, settings: dict) -> list[tuple[int, dict]]:
+    """(run number, record) of earlier trusted runs of the same code (exact or normalized hash)
+    under the same settings (dataset, budget, mode, backend) whose outcome says something about
+    the code. Run numbers count from 1 over `records`, as `arp results` shows them."""
+    want = _settings(settings)
+    found = []
+    for i, rec in enumerate(records, 1):
+        if rec.get(ledger.UNTRUSTED) or rec.get("status") not in CONCLUSIVE:
+            continue
+        same = (sha and rec.get("train_py_sha256") == sha) or (norm_sha and rec.get("train_py_norm_sha256") == norm_sha)
+        if same and _settings(rec.get("metrics") or {}) == want:
+            found.append((i, rec))
+    return found
+
+
+def check_duplicate(ledger_path: Path, train_py: Path, settings: dict, *, again: bool, log) -> None:
+    """Before training: if this code already ran under these settings, log the earlier results
+    and, unless `again` (--again, or --repeat N: a deliberate re-measurement), stop with one line."""
+    from autoresearch_portable.errors import UserError
+    from autoresearch_portable.harness.results import parse_ledger
+
+    path = Path(ledger_path)
+    records = parse_ledger(path.read_bytes()) if path.exists() else []
+    data = Path(train_py).read_bytes()
+    earlier = duplicates(records, hashlib.sha256(data).hexdigest(), normalized_sha256(data.decode("utf-8", "replace")),
+                         settings)
+    for number, rec in earlier[-3:]:
+        log("already ran: " + run_line(number, rec))
+    if earlier and not again:
+        raise UserError(f"this train.py already ran {len(earlier)} time(s) with these settings (run {earlier[-1][0]}, "
+                        f"above); change it, or pass --again to run it once more")
+
+
+def run_line(number: int, rec: dict) -> str:
+    """One line about a run: number, commit, status, val_bpb, the hypothesis."""
+    m = rec.get("metrics") or {}
+    bpb = m.get("val_bpb")
+    score = f"val_bpb {bpb:.6f}" if isinstance(bpb, (int, float)) and math.isfinite(bpb) else "no score"
+    status = "untrusted" if rec.get(ledger.UNTRUSTED) else rec.get("status")
+    why = f" ({rec.get('reason')})" if status != "ok" and rec.get("reason") else ""
+    return (f"run {number} (commit {rec.get('git_commit') or '-'}, {str(rec.get('time') or '?')[:16]}): {status}, "
+            f"{score}{why} - {subject(rec) or '(no message)'}")
+
+
+def subject(rec: dict) -> str:
+    msg = rec.get("commit_message") or ""
+    return " ".join(msg.splitlines()[0].split()) if msg.strip() else ""
+
+
+# --- keep / discard, results.tsv ---------------------------------------------------------------
+
+def kept_runs(folder: Path, records: list[dict]) -> set[int]:
+    """Run numbers (from 1) the agent kept: ok runs of committed code whose commit is still in
+    the branch's history. Outside git: ok runs that set a new best val_bpb."""
+    history = _git(Path(folder), "rev-list", "HEAD")
+    kept = set()
+    if history is not None:
+        commits = history.split()
+        for i, rec in enumerate(records, 1):
+            c = rec.get("git_commit")
+            if (_ok(rec) and c and not rec.get("git_dirty") and len(c) >= 4
+                    and any(full.startswith(c) for full in commits)):
+                kept.add(i)
+        return kept
+    best = math.inf
+    for i, rec in enumerate(records, 1):
+        if _ok(rec) and rec["metrics"]["val_bpb"] < best:
+            best = rec["metrics"]["val_bpb"]
+            kept.add(i)
+    return kept
+
+
+def _ok(rec: dict) -> bool:
+    v = (rec.get("metrics") or {}).get("val_bpb")
+    return (rec.get("status") == "ok" and not rec.get(ledger.UNTRUSTED) and isinstance(v, (int, float))
+            and not isinstance(v, bool) and math.isfinite(v))
+
+
+def tsv_rows(records: list[dict], kept: set[int]) -> list[str]:
+    rows = [TSV_HEADER]
+    for i, rec in enumerate(records, 1):
+        m = rec.get("metrics") or {}
+        status = "untrusted" if rec.get(ledger.UNTRUSTED) else str(rec.get("status"))
+        bpb = m.get("val_bpb")
+        scored = status not in NO_SCORE and isinstance(bpb, (int, float)) and math.isfinite(bpb)
+        mem = m.get("peak_memory_mb")
+        mem_gb = mem / 1024 if scored and isinstance(mem, (int, float)) and math.isfinite(mem) else 0.0
+        tsv_status = "keep" if i in kept else ("discard" if scored else "crash")
+        desc = subject(rec) or "(no commit message)"
+        if rec.get("git_dirty"):
+            desc += " (uncommitted)"
+        if status != "ok":
+            desc += f" [{status}]"
+        desc = " ".join(desc.replace("\t", " ").split())
+        rows.append(f"{(rec.get('git_commit') or '-')[:7]}\t{bpb if scored else 0.0:.6f}\t{mem_gb:.1f}\t{tsv_status}\t{desc}")
+    return rows
+
+
+def write_results_tsv(folder: Path, records: list[dict]) -> Path:
+    """results.tsv of a workspace from its ledger, written atomically."""
+    path = Path(folder) / "results.tsv"
+    atomic_write_text(path, "\n".join(tsv_rows(records, kept_runs(folder, records))) + "\n")
+    return path
