@@ -32,7 +32,7 @@ def test_resume_keeps_what_landed_and_queues_what_ran_again():
     a, b, c = entries_after_submit(3)
     for e in (a, b):
         queue.start(e, dict(node="n1", slot="gpu 0", pid=1, time=1.0))
-    landed = {"q0001": dict(status="ok", metrics=dict(val_bpb=0.5))}
+    landed = {a.key: dict(status="ok", metrics=dict(val_bpb=0.5))}
     again = queue.resume([a, b, c], landed)
     assert (a.state, a.status, a.val_bpb) == ("done", "ok", 0.5)
     assert again == ["q0002"] and b.state == "queued" and "driver restarted" in b.notes[-1]
@@ -155,3 +155,24 @@ def test_a_run_watches_only_the_gpus_it_was_given():
     assert visible_indices("GPU-2aaa", uuids) == [2]
     assert visible_indices("", uuids) == []
     assert visible_indices("1,9,2", uuids) == [1]  # CUDA stops at the first device it does not know
+
+
+def test_a_driver_that_died_after_writing_the_ledger_does_not_run_it_again(tmp_path):
+    """The driver writes the ledger line, then the queue: a restart between the two finds the
+    signed line (by queue id and submission time) and marks the entry done. A line someone else
+    wrote with that id does not count."""
+    (e,) = entries_after_submit(1)
+    queue.start(e, dict(node="n1", slot="1 cpu", pid=1, time=1.0))
+    out = dict(result=dict(status="crash", reason="exit code 1: boom", git_commit=e.short), node="n1", slot="1 cpu")
+    result, verdict = driver.record(tmp_path, e, out)
+    assert result["status"] == "crash" and verdict is None
+    rec = json.loads(driver.ledger_path(tmp_path).read_text())
+    assert rec["queue"]["id"] == "q0001" and rec["cluster"]["slot"] == "1 cpu" and rec["sig"]
+    assert "exit code 1: boom" in driver.log_path(tmp_path, e.id).read_text()
+    forged = queue.add([e], ["a" * 40], [dict(budget=60)], now=5.0)[0]
+    with open(driver.ledger_path(tmp_path), "a") as f:
+        f.write(json.dumps(dict(rec, queue=dict(id=forged.id, submitted=forged.submitted))) + "\n")
+    queue.start(forged, dict(node="n1", slot="1 cpu", pid=2, time=6.0))
+    again = queue.resume([e, forged], driver.landed(tmp_path))
+    assert e.state == "done" and e.status == "crash"
+    assert again == [forged.id] and forged.state == "queued"

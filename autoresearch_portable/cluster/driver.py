@@ -99,12 +99,8 @@ def landed(workspace: Path) -> dict[str, dict]:
     for rec in ledger.read(ledger_path(workspace)):
         q = rec.get("queue")
         if isinstance(q, dict) and not rec.get(ledger.UNTRUSTED) and isinstance(q.get("id"), str):
-            out[f"{q['id']}@{q.get('submitted')}"] = rec
+            out[f"{q['id']}@{q.get('submitted')!r}"] = rec
     return out
-
-
-def _key(e: queue.Entry) -> str:
-    return f"{e.id}@{e.submitted}"
 
 
 def record(workspace: Path, e: queue.Entry, out: dict | None, lost_reason: str | None = None) -> tuple[dict, str | None]:
@@ -196,10 +192,10 @@ class Driver:
     def submit_queued(self, ray, slot: dict, inbox) -> None:
         with queue.locked(self.ws) as entries:
             for e in entries:
-                if e.state == "queued" and _key(e) not in self.submitted:
+                if e.state == "queued" and e.key not in self.submitted:
                     ref = engine.submit(ray, spec_for(self.ws, e), slot, inbox)
-                    self.inflight[ref] = _key(e)
-                    self.submitted.add(_key(e))
+                    self.inflight[ref] = e.key
+                    self.submitted.add(e.key)
                     _say(f"{e.id} {e.short}: submitted ({slot})")
 
     def apply_starts(self, messages: list) -> None:
@@ -222,7 +218,7 @@ class Driver:
         except ray.exceptions.RayError as err:  # its worker or node died, and again on the retry
             out, lost = None, f"lost: the worker or its node died twice (Ray: {type(err).__name__})"
         with queue.locked(self.ws) as entries:
-            e = next((x for x in entries if _key(x) == key), None)
+            e = next((x for x in entries if x.key == key), None)
             if e is None or e.state not in queue.PENDING:
                 return
             if out is not None:

@@ -59,6 +59,12 @@ class Entry:
         """A git ref that keeps the commit alive after a `git reset --hard` of the branch."""
         return f"refs/arp/queue/{self.id}"
 
+    @property
+    def key(self) -> str:
+        """Unique across queues of the workspace (a queue started afresh reuses ids): the ledger
+        line of a run names it."""
+        return f"{self.id}@{self.submitted!r}"
+
     @classmethod
     def from_dict(cls, d: dict) -> "Entry":
         names = {f.name for f in fields(cls)}
@@ -75,7 +81,7 @@ def add(entries: list[Entry], commits: list[str], options: list[dict], now: floa
 
 
 def resume(entries: list[Entry], landed: dict[str, dict]) -> list[str]:
-    """A driver starting up: entries whose ledger line exists (`landed`: queue id -> ledger
+    """A driver starting up: entries whose ledger line exists (`landed`: Entry.key -> ledger
     record) are done, whatever the queue said (the old driver died between the two writes); the
     ones still running belonged to Ray tasks of the old driver, which died with it, so they are
     queued again. Returns the ids queued again."""
@@ -83,8 +89,8 @@ def resume(entries: list[Entry], landed: dict[str, dict]) -> list[str]:
     for e in entries:
         if e.state not in PENDING:
             continue
-        if e.id in landed:
-            rec = landed[e.id]
+        if e.key in landed:
+            rec = landed[e.key]
             finish(e, rec.get("status"), (rec.get("metrics") or {}).get("val_bpb"), rec.get("reason"), None, time.time())
         elif e.state == "running":
             e.state = "queued"
