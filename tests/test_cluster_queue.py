@@ -176,3 +176,12 @@ def test_a_driver_that_died_after_writing_the_ledger_does_not_run_it_again(tmp_p
     again = queue.resume([e, forged], driver.landed(tmp_path))
     assert e.state == "done" and e.status == "crash"
     assert again == [forged.id] and forged.state == "queued"
+
+
+def test_the_backend_is_checked_when_submitting(monkeypatch):
+    monkeypatch.delenv("ARP_BACKEND", raising=False)
+    with pytest.raises(UserError, match="unknown backend"):
+        client.options_for(60, "wall", 0, None, "tpu", None)
+    assert client.options_for(60, "wall", 0, None, None, None)["backend"] is None  # the workspace's
+    monkeypatch.setenv("ARP_BACKEND", "cpu")
+    assert client.options_for(60, "wall", 0, None, None, None)["backend"] == "cpu"

@@ -43,6 +43,10 @@ def options_for(budget: float, budget_mode: str, seed: int, timeout: float | Non
         check_budget(timeout, "--timeout")
     if budget_mode not in BUDGET_MODES:
         raise UserError(f"unknown --budget-mode {budget_mode!r} (choose {', '.join(BUDGET_MODES)})")
+    from autoresearch_portable.detect.plan import resolve_backend
+
+    chosen, _ = resolve_backend(backend)  # --backend, else $ARP_BACKEND here; else the workspace's
+    backend = None if chosen == "auto" and not backend else chosen
     return dict(budget=budget, budget_mode=budget_mode, seed=seed, timeout=timeout, backend=backend, dataset=dataset)
 
 
@@ -86,6 +90,8 @@ def wait(workspace: Path, any_: bool = False, timeout: float | None = None, log=
     landed since the last wait); else when nothing is pending. A driver that is not running while
     experiments are pending is started again (it resumes the queue)."""
     workspace = Path(workspace).resolve()
+    if not queue.queue_path(workspace).exists():
+        return []  # nothing was ever submitted here
     deadline = time.time() + timeout if timeout is not None else None
     shown: list[queue.Entry] = []
     starts = 0
