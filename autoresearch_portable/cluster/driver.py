@@ -159,11 +159,11 @@ class Driver:
         ray = engine.connect(engine.address_for(settings))
         _say(f"connected to Ray in {time.time() - t0:.1f}s ({engine.address_for(settings) or 'a local cluster'})")
         try:
-            self.loop(ray, settings)
+            self.loop(ray)
         finally:
             ray.shutdown()
 
-    def loop(self, ray, settings: dict) -> None:
+    def loop(self, ray) -> None:
         inbox = engine.make_inbox(ray)
         done = landed(self.ws)
         with queue.locked(self.ws) as entries:
@@ -172,7 +172,8 @@ class Driver:
             _say(f"resuming: {', '.join(again)} queued again")
         idle_since = time.time()
         while not self.stopping:
-            slot = engine.slot_options(ray.cluster_resources(), engine.alive_node_cpus(ray), settings.get("cpus_per_slot"))
+            per_slot = engine.load_settings(self.ws).get("cpus_per_slot")  # a later `arp submit --cpus-per-slot` applies
+            slot = engine.slot_options(ray.cluster_resources(), engine.alive_node_cpus(ray), per_slot)
             self.submit_queued(ray, slot, inbox)
             self.apply_starts(ray.get(inbox.drain.remote()))
             ready = []
