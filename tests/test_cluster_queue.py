@@ -36,6 +36,8 @@ def test_resume_keeps_what_landed_and_queues_what_ran_again():
     again = queue.resume([a, b, c], landed)
     assert (a.state, a.status, a.val_bpb) == ("done", "ok", 0.5)
     assert again == ["q0002"] and b.state == "queued" and "driver restarted" in b.notes[-1]
+    queue.start(b, dict(node="n2", slot="gpu 1", pid=2, time=2.0))  # the new driver's task
+    assert b.attempts == 2 and not any("died" in n for n in b.notes)
     assert c.state == "queued"  # never started: still queued, not counted as resumed
 
 

@@ -102,7 +102,7 @@ def resume(entries: list[Entry], landed: dict[str, dict]) -> list[str]:
 def start(e: Entry, msg: dict) -> None:
     """A worker began the entry (a later message after a dead worker is its retry)."""
     e.attempts += 1
-    if e.attempts > 1:
+    if e.state == "running":  # started again while running: Ray retried it after its worker died
         e.notes.append(f"attempt {e.attempts}: the worker on {e.node} ({e.slot}) died; retried on {msg.get('node')}")
     e.state = "running"
     e.node, e.slot, e.device = msg.get("node"), msg.get("slot"), msg.get("device")
