@@ -143,7 +143,10 @@ def test_a_worker_killed_twice_is_retried_then_lost(workspace, env):
     (sha,) = commits(workspace, 1)
     r = arp("submit", sha, "--budget", "30", "--cpus-per-slot", "1", cwd=workspace, env=env)
     assert r.returncode == 0, r.stderr
-    first = until("attempt 1", lambda: [e for e in entries(workspace) if e.attempts == 1 and e.worker_pid])[0]
+    # arp queue shows where it runs: node, slot, and the device once the worker has probed it
+    first = until("attempt 1 on its device", lambda: [e for e in entries(workspace) if e.attempts == 1 and e.device])[0]
+    assert first.state == "running" and first.node and first.slot == "1 cpu" and first.device.startswith("cpu-")
+    assert first.device in arp("queue", cwd=workspace, env=env).stdout
     os.kill(first.worker_pid, signal.SIGKILL)
     second = until("attempt 2", lambda: [e for e in entries(workspace) if e.attempts == 2])[0]
     assert second.worker_pid != first.worker_pid

@@ -206,7 +206,9 @@ class Driver:
             by_id = {e.id: e for e in entries}
             for msg in messages:
                 e = by_id.get(msg.get("id"))
-                if e is not None and e.state in queue.PENDING:
+                if e is not None and msg.get("event") == "device" and e.state == "running":
+                    e.device = msg.get("device")
+                elif e is not None and e.state in queue.PENDING:
                     queue.start(e, msg)
                     _say(f"{e.id} {e.short}: running on {e.node} ({e.slot}), attempt {e.attempts}")
 

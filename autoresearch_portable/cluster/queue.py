@@ -105,7 +105,7 @@ def start(e: Entry, msg: dict) -> None:
     if e.state == "running":  # started again while running: Ray retried it after its worker died
         e.notes.append(f"attempt {e.attempts}: the worker on {e.node} ({e.slot}) died; retried on {msg.get('node')}")
     e.state = "running"
-    e.node, e.slot, e.device = msg.get("node"), msg.get("slot"), msg.get("device")
+    e.node, e.slot, e.device = msg.get("node"), msg.get("slot"), None  # the device follows once probed
     e.worker_pid, e.started = msg.get("pid"), msg.get("time")
 
 

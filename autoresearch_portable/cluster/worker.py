@@ -53,7 +53,7 @@ def _ensure_dataset(dataset: str) -> None:
         data.prepare("bundled", log=lambda m: None)
 
 
-def run_experiment(train_py: Path, options: dict) -> tuple[dict, dict, dict]:
+def run_experiment(train_py: Path, options: dict, on_plan=None) -> tuple[dict, dict, dict]:
     """The run `arp train` makes, without the ledger: (result, probe, plan). A problem found before
     training starts (wrong framework, a dataset missing on this node) raises UserError."""
     from autoresearch_portable import data
@@ -71,6 +71,8 @@ def run_experiment(train_py: Path, options: dict) -> tuple[dict, dict, dict]:
     _ensure_dataset(dataset)
     found = probe()
     pr, plan = found.to_dict(), make_plan(found, options.get("backend") or workspace.get("backend")).to_dict()
+    if on_plan is not None:
+        on_plan(pr, plan)
     check_backend(train_py, plan["backend"])
     data.check_usable(dataset)
     ds_id = dataset_identity(data.load(dataset))
@@ -105,8 +107,8 @@ def run_task(spec: dict, inbox) -> dict:
     if cpus >= 1 and not gpu_ids:
         os.environ["OMP_NUM_THREADS"] = str(int(cpus))  # train.py and the evaluator use the slot's cores
     started = time.time()
-    inbox.tell.remote(dict(id=spec["id"], event="start", node=node, slot=slot, pid=os.getpid(), time=started,
-                           device=None))  # not waited on: a blocked task would lend its CPU to another
+    inbox.tell.remote(dict(id=spec["id"], event="start", node=node, slot=slot, pid=os.getpid(), time=started))
+    # (not waited on: a task blocked in ray.get lends its CPU to another task)
     out = dict(id=spec["id"], node=node, node_ip=ray.util.get_node_ip_address(), node_id=ctx.get_node_id(),
                slot=slot, threads=int(cpus) if not gpu_ids else None, worker_pid=os.getpid(), started=started)
     with tempfile.TemporaryDirectory(prefix=f"arp-task-{spec['id']}-") as tmp:
@@ -117,7 +119,10 @@ def run_task(spec: dict, inbox) -> dict:
             try:
                 train_py = checkout(spec["bundle"], spec["ref"], spec["commit"], Path(tmp) / "ws")
                 out["checkout_seconds"] = round(time.time() - started, 3)
-                result, pr, plan = run_experiment(train_py, spec["options"])
+                def tell_device(pr, plan):
+                    inbox.tell.remote(dict(id=spec["id"], event="device", device=device_key(pr, plan)))
+
+                result, pr, plan = run_experiment(train_py, spec["options"], on_plan=tell_device)
                 out.update(result=result, probe=pr, plan=plan, device=device_key(pr, plan), train_py=str(train_py))
             except UserError as e:
                 out.update(result=dict(status="crash", reason=f"not started: {e}", budget_seconds=spec["options"]["budget"]))
