@@ -47,7 +47,11 @@ def doctor(
         for f in paths.probes_dir().glob("*.json"):
             f.unlink(missing_ok=True)
     report = doctor_report(backend)
-    typer.echo(json.dumps(report, indent=2) if as_json else format_doctor(report))
+    from autoresearch_portable.cluster.client import cluster_report
+
+    cluster, text = cluster_report(report["probe"])
+    report["cluster"] = cluster
+    typer.echo(json.dumps(report, indent=2) if as_json else format_doctor(report) + "\n" + text)
 
 
 def _click_errors() -> tuple[type, ...]:
@@ -101,6 +105,7 @@ def init(
     dim: Optional[int] = typer.Option(None, "--dim"),
     device_batch: Optional[int] = typer.Option(None, "--device-batch"),
     total_batch: Optional[int] = typer.Option(None, "--total-batch", help="tokens per optimizer step"),
+    parallel: bool = typer.Option(False, "--parallel", help="also write program_parallel.md: the loop with many experiments at once (arp submit)"),
 ) -> None:
     """A new research workspace: git repo with train.py sized for this device, program.md."""
     from pathlib import Path
@@ -119,6 +124,10 @@ def init(
     pr, plan = _plan(backend)
     sizes = init_workspace(Path(directory), pr, plan, dataset, budget, force=force, log=_log,
                            sizes=given if all(given.values()) else None)
+    if parallel:
+        from autoresearch_portable.cluster.client import add_parallel_program
+
+        add_parallel_program(Path(directory))
     steps = f" (~{sizes['expected_steps']} steps in {budget:g}s)" if sizes.get("expected_steps") else ""
     typer.echo(
         f"workspace {directory}: {plan['backend']} baseline depth {sizes['DEPTH']}, width {sizes['MODEL_DIM']}, "
@@ -349,6 +358,61 @@ def compare(
     typer.echo(res.format_compare(loaded))
     if plot:
         typer.echo(res.plot_progress(loaded, plot))
+
+
+@app.command()
+def submit(
+    commits: list[str] = typer.Argument(None, help="commits to run (default HEAD)"),
+    backend: Optional[str] = BackendOpt,
+    dataset: Optional[str] = typer.Option(None, "--dataset", help="default: the workspace's, else bundled"),
+    budget: float = typer.Option(300.0, "--budget", help="budget in seconds"),
+    budget_mode: str = typer.Option("wall", "--budget-mode", help="wall | work | matched"),
+    seed: int = typer.Option(0, "--seed", help="data order seed"),
+    timeout: Optional[float] = typer.Option(None, "--timeout", help="stop a run after this many seconds"),
+    repeat: int = typer.Option(1, "--repeat", help="run each commit N times (seeds seed..seed+N-1)"),
+    address: Optional[str] = typer.Option(None, "--address", help="the Ray cluster to join (remembered for the workspace; default $RAY_ADDRESS, else a local cluster)"),
+    cpus_per_slot: Optional[int] = typer.Option(None, "--cpus-per-slot", help="CPU-only clusters: cores per experiment (default: a whole node)"),
+) -> None:
+    """Queue commits as experiments on a Ray cluster; each runs like `arp train` in its own checkout."""
+    from pathlib import Path
+
+    from autoresearch_portable.cluster import client
+
+    options = client.options_for(budget, budget_mode, seed, timeout, backend, dataset)
+    new = client.submit(Path("."), commits or [], options, repeat=repeat, address=address, cpus_per_slot=cpus_per_slot, log=_log)
+    for e in new:
+        typer.echo(f"{e.id} {e.short}: queued")
+    typer.echo("results land in results/ledger.jsonl; `arp wait --any` prints each as it lands, `arp queue` shows where they run")
+
+
+@app.command("queue")
+def queue_cmd(
+    as_json: bool = typer.Option(False, "--json", help="machine-readable output"),
+) -> None:
+    """The workspace's experiments: queued, running (node, slot, device), done."""
+    from dataclasses import asdict
+    from pathlib import Path
+
+    from autoresearch_portable.cluster import client, queue
+
+    if as_json:
+        typer.echo(json.dumps([asdict(e) for e in queue.load(Path("."))], indent=2))
+    else:
+        typer.echo(client.show(Path(".")))
+
+
+@app.command()
+def wait(
+    any_: bool = typer.Option(False, "--any", help="return after the first result not shown yet"),
+    timeout: Optional[float] = typer.Option(None, "--timeout", help="give up after this many seconds (exit 2)"),
+) -> None:
+    """Block until the submitted experiments' results land (all of them, or --any one) and print them."""
+    from pathlib import Path
+
+    from autoresearch_portable.cluster import client
+
+    if not client.wait(Path("."), any_=any_, timeout=timeout, log=typer.echo):
+        typer.echo("nothing pending and no new results (arp submit queues experiments)")
 
 
 def _workspace_config(folder) -> dict:

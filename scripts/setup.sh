@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Creates .venv (if missing) and installs autoresearch-portable into it, editable.
 #   bash scripts/setup.sh                  # runtime only
-#   bash scripts/setup.sh dev              # plus test dependencies (pytest, mlx's CPU build on Linux)
+#   bash scripts/setup.sh dev              # plus test dependencies (pytest, mlx's CPU build on Linux, ray)
 #   bash scripts/setup.sh --which-python   # only print the Python it would create .venv with
 # Python: $PYTHON if set, else the first of python3.13, python3.12, python3.11, python3.10, python3
 # that is 3.10 or newer. A stock macOS `python3` is often 3.9, where the install would fail part way.

@@ -3,6 +3,7 @@ the driver tells through pynvml when importable, else nvidia-smi, else nothing. 
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 
@@ -20,6 +21,24 @@ def _mib(text: str) -> float:
         return float(text)
     except ValueError:  # "[N/A]" where the driver does not say (some platforms, MIG)
         return 0.0
+
+
+def visible_indices(value: str | None, uuids: list[str]) -> list[int]:
+    """NVML indices of the GPUs this process may use: those CUDA_VISIBLE_DEVICES names (indices or
+    UUID prefixes, read as CUDA does: up to the first it does not know), all when it is unset.
+    Ray sets it to one GPU per experiment, so the experiments on a node's other GPUs are not load
+    on this one. Indices are taken in NVML's (PCI bus) order, which is CUDA's where a node's GPUs
+    are all one model (CUDA otherwise lists the fastest first)."""
+    if value is None:
+        return list(range(len(uuids)))
+    out: list[int] = []
+    for item in (x.strip() for x in value.split(",")):
+        found = ([int(item)] if item.isdigit() and int(item) < len(uuids) else
+                 [i for i, u in enumerate(uuids) if item and not item.isdigit() and u.startswith(item)][:1])
+        if not found or found[0] in out:
+            break
+        out += found
+    return out
 
 
 class GpuWatch:
@@ -43,6 +62,11 @@ class GpuWatch:
 
             pynvml.nvmlInit()
             self.handles = [pynvml.nvmlDeviceGetHandleByIndex(i) for i in range(pynvml.nvmlDeviceGetCount())]
+            visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+            if visible is not None:  # only this run's GPUs (one per experiment under arp submit)
+                uuids = [u.decode() if isinstance(u, bytes) else str(u)
+                         for u in (pynvml.nvmlDeviceGetUUID(h) for h in self.handles)]
+                self.handles = [self.handles[i] for i in visible_indices(visible, uuids)]
             self.nvml = pynvml
         except Exception:
             self.smi = shutil.which("nvidia-smi")
@@ -91,8 +115,11 @@ class GpuWatch:
         return procs, {pid: sum(v) / len(v) for pid, v in util.items()}, reasons
 
     def _query_smi(self):
+        visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+        only = ["-i", visible] if visible else []  # nvidia-smi takes indices and UUIDs alike
+
         def smi(*args):
-            return subprocess.run([self.smi, *args, "--format=csv,noheader,nounits"], capture_output=True,
+            return subprocess.run([self.smi, *args, "--format=csv,noheader,nounits", *only], capture_output=True,
                                   text=True, timeout=10)
         out = smi("--query-compute-apps=pid,used_memory").stdout
         procs = [(int(a), _mib(b)) for a, b in (l.split(",")[:2] for l in out.splitlines() if "," in l)

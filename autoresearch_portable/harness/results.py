@@ -181,6 +181,7 @@ def row(rec: dict) -> dict[str, Any]:
         budget_mode=m.get("budget_mode"),
         backend=m.get("backend") or (rec.get("plan") or {}).get("backend"),
         device=m.get("device"),
+        node=(rec.get("cluster") or {}).get("node") if isinstance(rec.get("cluster"), dict) else None,
         reason=rec.get("reason"),
     )
 
@@ -227,7 +228,7 @@ def format_results(records: list[dict]) -> str:
         _short_time(r["time"]), r["commit"] or "-", r["status"] or "?", _f(r["val_bpb"], ".6f"),
         _f(r["val_bpb_stderr"], ".6f"), _multiplier(r), _normalized(r), _f(r["num_steps"], "d"),
         f"{_f(r['budget_seconds'], 'g')}s {r['budget_mode'] or ''}".strip(),
-        f"{r['device'] or '?'} ({r['backend'] or '?'})",
+        f"{r['device'] or '?'} ({r['backend'] or '?'})" + (f" on {r['node']}" if r.get("node") else ""),
     ] for r in rows]
     text = _table(header, body, left={0, 1, 2, 9})
     refs = sorted({r["normalized_reference"] for r in rows if r.get("normalized_reference")})
