@@ -202,7 +202,7 @@ def train(
         raise UserError("--repeat must be at least 1")
     from autoresearch_portable.harness import abandon, memory
     from autoresearch_portable.harness.calibrate import find_profile
-    from autoresearch_portable.harness.results import parse_ledger
+    from autoresearch_portable.harness.ledger import parse_ledger
 
     # memory: the same code already ran under these settings? say what came of it first
     memory.check_duplicate(ledger_path, train_py, dict(dataset=ds_id["name"], budget_seconds=budget, budget_mode=budget_mode,

@@ -177,3 +177,58 @@ def read(path: str | os.PathLike) -> list[dict[str, Any]]:
             rec[UNTRUSTED] = True
         records.append(rec)
     return records
+
+
+# --- reading a ledger's bytes for the views (arp results, show, the duplicate check) ------------
+
+class LedgerRecords(list):
+    """A ledger's usable records, with `skipped`: how many lines were not (see `usable`)."""
+
+    skipped = 0
+
+
+_TEXT_FIELDS = ("time", "git_commit", "status", "reason")
+_METRIC_NUMBERS = ("val_bpb", "val_bpb_stderr", "compute_multiplier", "doublings", "doublings_band", "bpb_band",
+                   "normalized_bpb", "normalized_bpb_band", "num_steps", "budget_seconds")
+_METRIC_TEXT = ("budget_mode", "backend", "device", "dataset", "normalized_reference")
+
+
+def usable(rec) -> bool:
+    """Whether a parsed ledger line can be shown: a JSON object with a text status, whose fields
+    that the views read have their types (absent or null is fine). A hand-edited, foreign or
+    damaged line is not, and is skipped and counted rather than crashing a view."""
+    if not isinstance(rec, dict) or not isinstance(rec.get("status"), str):
+        return False
+    if any(rec.get(k) is not None and not isinstance(rec[k], str) for k in _TEXT_FIELDS):
+        return False
+    if rec.get("plan") is not None and not isinstance(rec["plan"], dict):
+        return False
+    m = rec.get("metrics")
+    if m is None:
+        return True
+    if not isinstance(m, dict):
+        return False
+    numbers_ok = all(m.get(k) is None or (isinstance(m[k], (int, float)) and not isinstance(m[k], bool))
+                     for k in _METRIC_NUMBERS)
+    text_ok = all(m.get(k) is None or isinstance(m[k], str) for k in _METRIC_TEXT)
+    return numbers_ok and text_ok and (m.get("significant") is None or isinstance(m["significant"], bool))
+
+
+def parse_ledger(data: bytes) -> LedgerRecords:
+    """The usable records of a ledger's bytes; every other non-blank line (not UTF-8, not JSON,
+    not an object, wrong field types) is counted in `skipped`."""
+    out = LedgerRecords()
+    for line in data.split(b"\n"):
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError, RecursionError):
+            rec = None
+        if usable(rec):
+            if not verify(rec):
+                rec[UNTRUSTED] = True  # shown as untrusted, never counted (as ledger.read does)
+            out.append(rec)
+        else:
+            out.skipped += 1
+    return out

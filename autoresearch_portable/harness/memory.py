@@ -135,10 +135,9 @@ def check_duplicate(ledger_path: Path, train_py: Path, settings: dict, *, again:
     """Before training: if this code already ran under these settings, log the earlier results
     and, unless `again` (--again, or --repeat N: a deliberate re-measurement), stop with one line."""
     from autoresearch_portable.errors import UserError
-    from autoresearch_portable.harness.results import parse_ledger
 
     path = Path(ledger_path)
-    records = parse_ledger(path.read_bytes()) if path.exists() else []
+    records = ledger.parse_ledger(path.read_bytes()) if path.exists() else []
     data = Path(train_py).read_bytes()
     earlier = duplicates(records, hashlib.sha256(data).hexdigest(), normalized_sha256(data.decode("utf-8", "replace")),
                          settings)
