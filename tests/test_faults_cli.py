@@ -195,7 +195,7 @@ def test_results_and_compare_survive_a_hostile_ledger(monkeypatch, capsys, tmp_p
     code, out, err = run_cli(monkeypatch, capsys, "results", str(ws))
     assert code == 0 and "Traceback" not in err, err
     assert "aaa1111" in out and "bbb2222" in out and "x1" not in out
-    assert "2 runs, 2 ok; best val_bpb 1.125000 (bbb2222)" in out
+    assert "2 runs, 2 ok; best val_bpb 1.125000 (run 2, bbb2222)" in out
     skipped = [line for line in out.splitlines() if "unreadable" in line]
     # 5 + 6 bad lines, the random bytes (3 newlines in them: 4 lines), the garbage and the torn tail
     assert skipped == ["the ledger: 17 unreadable lines skipped (not a run record: damaged or edited by hand)"]
