@@ -175,6 +175,8 @@ def table_cells(r: dict) -> list[str]:
     status = r["status"] or "?"
     if status == "abandoned" and r.get("abandon_progress") is not None:
         status += f" @{100 * r['abandon_progress']:.0f}%"
+    if r.get("node"):  # ran on a cluster (arp submit): which machine
+        status += f" on {r['node']}"
     return [str(r["run"]), _short_time(r["time"]), r["commit"] or "-", status, _f(r["val_bpb"], ".6f"),
             _f(r["val_bpb_stderr"], ".6f"), _multiplier(r), _f(r["num_steps"], "d"),
             {True: "keep", False: "", None: "?"}[r.get("kept")], (r.get("message") or "-")[:60]]
