@@ -147,22 +147,27 @@ class Writer:
         return lo + self.word(num_menu(lo, hi))
 
 
-def document_seed(seed: int, index: int) -> int:
-    """The PRNG seed of one document: 256 bits of sha256("<seed>:<index>"). (Seeding Random with
-    plain small integers is not enough: Random(2) and Random(2**32 + 2) give the same stream.)"""
+def document_seed(seed: int, index: int, stream: str = "") -> int:
+    """The PRNG seed of one document: 256 bits of sha256("<stream><seed>:<index>") (`stream` keeps
+    other corpus versions apart, e.g. "v2:"). (Seeding Random with plain small integers is not
+    enough: Random(2) and Random(2**32 + 2) give the same stream.)"""
     if seed < 0 or index < 0:
         raise ValueError("seed and index must be non-negative")
-    return int.from_bytes(hashlib.sha256(f"{seed}:{index}".encode("ascii")).digest(), "big")
+    return int.from_bytes(hashlib.sha256(f"{stream}{seed}:{index}".encode("ascii")).digest(), "big")
 
 
-def generate_document(seed: int, index: int, record: bool = False):
-    """Document `index` of stream `seed`: (text, bits), or (text, bits, choices) with record."""
-    doc = Writer(document_seed(seed, index), record)
-    document(doc)
+def write(doc, grammar, record: bool):
+    """Run `grammar` on the writer `doc`: (text, bits), or (text, bits, choices) with record."""
+    grammar(doc)
     text = "".join(doc.out)
     if record:
         return text, doc.bits, doc.choices
     return text, doc.bits
+
+
+def generate_document(seed: int, index: int, record: bool = False):
+    """Document `index` of stream `seed`: (text, bits), or (text, bits, choices) with record."""
+    return write(Writer(document_seed(seed, index), record), document, record)
 
 
 def stream_digest(seed: int, n_docs: int) -> str:

@@ -27,6 +27,7 @@ import hashlib
 from typing import Sequence
 
 from autoresearch_portable.data.common import GENERATOR_VERSION_V2, TRAIN_SEED, VAL_SEED
+from autoresearch_portable.data import corpus
 from autoresearch_portable.data.corpus import Writer
 from autoresearch_portable.data.grammar2 import CLOSING, chronicle
 from autoresearch_portable.data.kb import EntityKind, value_text
@@ -73,19 +74,12 @@ class Writer2(Writer):
 
 def document_seed(seed: int, index: int) -> int:
     """The PRNG seed of one v2 document (a different stream from v1's for the same seed)."""
-    if seed < 0 or index < 0:
-        raise ValueError("seed and index must be non-negative")
-    return int.from_bytes(hashlib.sha256(f"v2:{seed}:{index}".encode("ascii")).digest(), "big")
+    return corpus.document_seed(seed, index, stream="v2:")
 
 
 def generate_document(seed: int, index: int, record: bool = False):
     """Document `index` of stream `seed`: (text, bits), or (text, bits, choices) with record."""
-    doc = Writer2(document_seed(seed, index), record)
-    chronicle(doc)
-    text = "".join(doc.out)
-    if record:
-        return text, doc.bits, doc.choices
-    return text, doc.bits
+    return corpus.write(Writer2(document_seed(seed, index), record), chronicle, record)
 
 
 def document_stats(seed: int, index: int) -> dict:
