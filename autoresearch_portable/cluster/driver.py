@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 from autoresearch_portable.cluster import engine, queue
-from autoresearch_portable.fsutil import atomic_write_text
+from autoresearch_portable.fsutil import atomic_write_text, pid_lock
 from autoresearch_portable.harness import ledger
 
 try:
@@ -45,23 +45,8 @@ def log_path(workspace: Path, entry_id: str) -> Path:
 @contextlib.contextmanager
 def driver_lock(workspace: Path):
     """Yields True while this process holds the workspace's driver lock, False if another does."""
-    folder = queue.cluster_dir(workspace)
-    folder.mkdir(parents=True, exist_ok=True)
-    f = open(folder / "driver.lock", "a+")
-    try:
-        if fcntl is not None:
-            try:
-                fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                yield False
-                return
-        f.seek(0)
-        f.truncate()
-        f.write(str(os.getpid()))
-        f.flush()
-        yield True
-    finally:
-        f.close()
+    with pid_lock(queue.cluster_dir(workspace) / "driver.lock") as holder:
+        yield holder is None
 
 
 def running_pid(workspace: Path) -> int | None:

@@ -36,7 +36,7 @@ from typing import Any
 
 from autoresearch_portable import HARNESS_VERSION, __version__
 from autoresearch_portable.errors import UserError
-from autoresearch_portable.fsutil import atomic_write_json
+from autoresearch_portable.fsutil import atomic_write_json, pid_lock
 from autoresearch_portable.harness import abandon as ab
 from autoresearch_portable.harness import ledger, memory
 from autoresearch_portable.harness.budget import eval_rows as size_eval_rows
@@ -44,11 +44,6 @@ from autoresearch_portable.harness.load import LoadMonitor
 from autoresearch_portable.harness.load import judge as judge_load
 from autoresearch_portable.harness.oom import OOM_PATTERN
 from autoresearch_portable.harness.runtime import run_config
-
-try:
-    import fcntl
-except ImportError:  # Windows: no workspace lock
-    fcntl = None
 
 # what train.py's process may report; everything about the score comes from the evaluator
 SCORE_KEYS = ("val_bpb", "val_bpb_stderr", "causality", "floor_bpb", "excess_bpb", "excess_stderr", "eval_rows",
@@ -438,22 +433,8 @@ def record(ledger_path: Path, result: dict, train_py: Path, probe: dict, plan: d
 def exclusive_run(folder: Path):
     """One `arp train` at a time per workspace: two runs would share the cores and both measure
     noise. The lock is held by the open file, so a killed run never leaves it stuck."""
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    f = open(folder / ".train.lock", "a+")
-    try:
-        if fcntl is not None:
-            try:
-                fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                f.seek(0)
-                holder = f.read().strip() or "another process"
-                raise UserError(f"another arp train is running in this workspace (pid {holder}); wait for it "
-                                f"to finish: two runs at once slow each other down and both results would be noise")
-        f.seek(0)
-        f.truncate()
-        f.write(str(os.getpid()))
-        f.flush()
+    with pid_lock(Path(folder) / ".train.lock") as holder:
+        if holder is not None:
+            raise UserError(f"another arp train is running in this workspace (pid {holder}); wait for it "
+                            f"to finish: two runs at once slow each other down and both results would be noise")
         yield
-    finally:
-        f.close()
