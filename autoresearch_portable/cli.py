@@ -20,6 +20,12 @@ BackendOpt = typer.Option(
     None, "--backend", help="auto|cuda|mps|mlx|cpu (default: $ARP_BACKEND or auto)"
 )
 
+# the run options `arp train` and `arp submit` share
+DatasetOpt = typer.Option(None, "--dataset", help="default: the workspace's, else bundled")
+BudgetOpt = typer.Option(300.0, "--budget", help="budget in seconds")
+BudgetModeOpt = typer.Option("wall", "--budget-mode", help="wall | work | matched")
+SeedOpt = typer.Option(0, "--seed", help="data order seed")
+
 
 @app.callback()
 def _root() -> None:
@@ -151,10 +157,10 @@ def _ensure_dataset(dataset: str) -> None:
 def train(
     file: str = typer.Argument("train.py", help="the train.py to run"),
     backend: Optional[str] = BackendOpt,
-    dataset: Optional[str] = typer.Option(None, "--dataset", help="default: the workspace's, else bundled"),
-    budget: float = typer.Option(300.0, "--budget", help="budget in seconds"),
-    budget_mode: str = typer.Option("wall", "--budget-mode", help="wall | work | matched"),
-    seed: int = typer.Option(0, "--seed", help="data order seed"),
+    dataset: Optional[str] = DatasetOpt,
+    budget: float = BudgetOpt,
+    budget_mode: str = BudgetModeOpt,
+    seed: int = SeedOpt,
     timeout: Optional[float] = typer.Option(None, "--timeout", help="stop the run after this many seconds (default: 2x budget in wall mode, 10x in work/matched mode, at least budget+60)"),
     repeat: int = typer.Option(1, "--repeat", help="run the same train.py N times (data seeds seed..seed+N-1) and report mean ± spread"),
     again: bool = typer.Option(False, "--again", help="run a train.py that already ran (same code, same settings) once more"),
@@ -364,10 +370,10 @@ def compare(
 def submit(
     commits: list[str] = typer.Argument(None, help="commits to run (default HEAD)"),
     backend: Optional[str] = BackendOpt,
-    dataset: Optional[str] = typer.Option(None, "--dataset", help="default: the workspace's, else bundled"),
-    budget: float = typer.Option(300.0, "--budget", help="budget in seconds"),
-    budget_mode: str = typer.Option("wall", "--budget-mode", help="wall | work | matched"),
-    seed: int = typer.Option(0, "--seed", help="data order seed"),
+    dataset: Optional[str] = DatasetOpt,
+    budget: float = BudgetOpt,
+    budget_mode: str = BudgetModeOpt,
+    seed: int = SeedOpt,
     timeout: Optional[float] = typer.Option(None, "--timeout", help="stop a run after this many seconds"),
     repeat: int = typer.Option(1, "--repeat", help="run each commit N times (seeds seed..seed+N-1)"),
     address: Optional[str] = typer.Option(None, "--address", help="the Ray cluster to join (remembered for the workspace; default $RAY_ADDRESS, else a local cluster)"),
