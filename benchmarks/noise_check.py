@@ -87,7 +87,7 @@ def main() -> None:
     for i in range(args.runs):
         runs.append(dict(train(ws, args.budget, "work", seed=i), hog=False))
     for i in range(args.runs):
-        with Hog(6 * args.budget + 300):
+        with Hog(40 * args.budget + 600):  # past the work-mode backstop: the hog outlives the run
             runs.append(dict(train(ws, args.budget, "work", seed=i), hog=True))
     for i in range(args.runs):
         with Hog(3 * args.budget + 300):

@@ -11,7 +11,8 @@ import pytest
 
 from autoresearch_portable.harness.evalset import bundled_rows, perturbed_copies
 from autoresearch_portable.harness.evaluate import judge
-from autoresearch_portable.harness.runner import allowance, harness_digest
+from autoresearch_portable.harness.limits import allowance
+from autoresearch_portable.harness.runner import harness_digest
 
 
 def test_bundled_rows_hold_whole_fresh_documents_with_their_floor(small_bundled):

@@ -39,7 +39,7 @@ def workspace(small_bundled, tmp_path_factory):
 def beyond_allowance(workspace: Path) -> float:
     """Seconds a cheat must add to be caught whatever this machine's speed: past the allowance
     made from the overhead init measured here."""
-    from autoresearch_portable.harness.runner import allowance
+    from autoresearch_portable.harness.limits import allowance
 
     return allowance(2, json.loads((workspace / ".arp.json").read_text())["overhead_seconds"]) + 10
 

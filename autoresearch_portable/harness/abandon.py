@@ -27,8 +27,11 @@ import math
 import os
 import statistics
 import threading
+import time
 from dataclasses import asdict, dataclass, field
 from typing import Callable
+
+from autoresearch_portable.harness.limits import Progress, advanced
 
 BINS = 50  # progress bins of a trace: 2 % of the budget each
 
@@ -198,11 +201,13 @@ class Watch:
 @dataclass
 class Watcher:
     """Reads the child's progress reports (`progress loss` lines) from `fd` in a thread; with a
-    baseline, calls `kill` once when `decide` says abandon. Used by the parent only."""
+    baseline, calls `kill` once when `decide` says abandon. Every report is also recorded in
+    `seen`, which the hang guard reads (harness/limits.py). Used by the parent only."""
     fd: int | None
     baseline: Baseline | None
     kill: Callable[[], None]
     rule: Rule = field(default_factory=Rule)
+    seen: Progress = field(default_factory=lambda: Progress(launched=time.monotonic()))
     _sums: list = field(default_factory=lambda: [0.0] * BINS)
     _counts: list = field(default_factory=lambda: [0] * BINS)
     _complete: int = 0
@@ -254,6 +259,7 @@ class Watcher:
         if not (math.isfinite(p) and math.isfinite(loss)) or not 0.0 <= p <= 1.0:
             return
         self._reports += 1
+        advanced(self.seen, p, time.monotonic())
         i = min(BINS - 1, int(p * BINS))
         self._sums[i] += loss
         self._counts[i] += 1

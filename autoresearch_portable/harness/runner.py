@@ -14,7 +14,8 @@ train.py's process is the thing being measured, so nothing it says decides the s
 Statuses: ok, noisy (wall mode, other work on the machine disturbed the run: not comparable),
 unverified (scored inside train.py's process: the model could not be exported), invalid (peeks at
 later tokens, below the entropy floor, tampering), over_budget, diverged (NaN or exploding loss or
-logits), oom, crash, timeout (past its time limit), interrupted (Ctrl-C, SIGTERM)."""
+logits), oom, crash, timeout (past its time limit or, in work and matched mode, no training progress
+for a while: harness/limits.py), interrupted (Ctrl-C, SIGTERM)."""
 
 from __future__ import annotations
 
@@ -32,13 +33,14 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from autoresearch_portable import HARNESS_VERSION, __version__
 from autoresearch_portable.errors import UserError
 from autoresearch_portable.fsutil import atomic_write_json, pid_lock
 from autoresearch_portable.harness import abandon as ab
 from autoresearch_portable.harness import ledger, memory
+from autoresearch_portable.harness.limits import allowance, hang_reason, time_limit
 from autoresearch_portable.harness.budget import eval_rows as size_eval_rows
 from autoresearch_portable.harness.load import LoadMonitor
 from autoresearch_portable.harness.load import judge as judge_load
@@ -48,25 +50,6 @@ from autoresearch_portable.harness.runtime import run_config
 # what train.py's process may report; everything about the score comes from the evaluator
 SCORE_KEYS = ("val_bpb", "val_bpb_stderr", "causality", "floor_bpb", "excess_bpb", "excess_stderr", "eval_rows",
               "eval_tokens", "eval_bytes", "eval_seconds", "eval_source", "eval_seed", "verified")
-
-
-def time_limit(budget_seconds: float, budget_mode: str = "wall") -> float:
-    """When a run is stopped as 'timeout'. Wall mode: past twice its budget, with at least a minute
-    for start-up and evaluation on top (tiny budgets would otherwise be all start-up). Work and
-    matched modes fix the FLOPs, not the seconds, so the clock is only a guard against a hung run:
-    ten times the budget, because a machine busy with other work (a CPU hog on every core was
-    measured to slow training ~5x) must still be able to finish the same work."""
-    factor = 2 if budget_mode == "wall" else 10
-    return max(factor * budget_seconds, budget_seconds + 60)
-
-
-def allowance(budget_seconds: float, overhead_seconds: float | None) -> float:
-    """Seconds a wall-mode run may take beyond its budget from launch to hand-over (start-up,
-    warm-up steps, export). From the overhead measured for the workspace's baseline at `arp init`,
-    with room for a slower start; without a measurement a default that is generous at short budgets."""
-    if overhead_seconds is None:
-        return 30.0 + 0.2 * budget_seconds
-    return 2.0 * overhead_seconds + 10.0 + 0.05 * budget_seconds
 
 
 def harness_digest(root: Path | None = None) -> str:
@@ -155,7 +138,10 @@ def run_training(
                  threading.Thread(target=_pump, args=(child.stderr, (tail, log), sys.stderr, quiet), daemon=True)]
         for p in pumps:
             p.start()
-        outcome = _wait(child, limit)
+        # work/matched mode: slow is fine, stuck is not (harness/limits.py)
+        hung = None if budget_mode == "wall" or progress_r is None else (
+            lambda: hang_reason(watcher.seen, time.monotonic(), budget_seconds))
+        outcome, why = _wait(child, limit, hung)
         wall = time.time() - t_launch
         load = monitor.stop()
         _kill_group(child)
@@ -166,6 +152,8 @@ def run_training(
             outcome = "abandoned"
         report = _read_json(report_path)  # train.py's own account: informative, never the score
         result = _decide(outcome, child.returncode, report, "".join(tail), limit, budget_seconds, probe_steps)
+        if why:
+            result["reason"] = why
         result.update(before, wall_seconds=wall, exit_code=child.returncode, loss_trace=watch.trace,
                       abandon_watch=watch.to_dict(), log_tail="".join(log)[-4000:])
         if outcome == "abandoned":
@@ -287,26 +275,32 @@ def _default_eval_rows(dataset: str, report: dict, budget_seconds: float) -> int
     return size_eval_rows(budget_seconds, float(report.get("tokens_per_second") or 0), data.load(dataset).seq_len)
 
 
-def _wait(child: subprocess.Popen, limit: float) -> str:
-    """'exited', 'timeout', 'interrupted' (Ctrl-C) or 'terminated' (SIGTERM)."""
+def _wait(child: subprocess.Popen, limit: float, hung: Callable[[], str | None] | None = None) -> tuple[str, str | None]:
+    """'exited', 'timeout', 'interrupted' (Ctrl-C) or 'terminated' (SIGTERM), and for a timeout
+    the hang guard's reason when it (not the time limit) stopped the run."""
     restore = None
     if threading.current_thread() is threading.main_thread():
         def on_term(signum, frame):
             raise _Terminated()
         restore = signal.signal(signal.SIGTERM, on_term)
+    deadline = time.monotonic() + limit
     try:
         try:
-            child.wait(timeout=limit)
-            return "exited"
-        except subprocess.TimeoutExpired:
-            _stop(child, signal.SIGTERM)
-            return "timeout"
+            while True:
+                try:
+                    child.wait(timeout=max(0.0, min(1.0, deadline - time.monotonic())))
+                    return "exited", None
+                except subprocess.TimeoutExpired:
+                    why = hung() if hung is not None else None
+                    if why or time.monotonic() >= deadline:
+                        _stop(child, signal.SIGTERM)
+                        return "timeout", why
         except KeyboardInterrupt:
             _stop(child, signal.SIGINT)
-            return "interrupted"
+            return "interrupted", None
         except _Terminated:
             _stop(child, signal.SIGTERM)
-            return "terminated"
+            return "terminated", None
     finally:
         if restore is not None:
             signal.signal(signal.SIGTERM, restore)
