@@ -40,8 +40,8 @@ from autoresearch_portable.errors import UserError
 from autoresearch_portable.fsutil import atomic_write_json, pid_lock
 from autoresearch_portable.harness import abandon as ab
 from autoresearch_portable.harness import ledger, memory
-from autoresearch_portable.harness.limits import allowance, hang_reason, time_limit
 from autoresearch_portable.harness.budget import eval_rows as size_eval_rows
+from autoresearch_portable.harness.limits import allowance, hang_reason, time_limit
 from autoresearch_portable.harness.load import LoadMonitor
 from autoresearch_portable.harness.load import judge as judge_load
 from autoresearch_portable.harness.oom import OOM_PATTERN
