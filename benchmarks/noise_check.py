@@ -63,14 +63,20 @@ def calibrated_profile(budget: float) -> dict | None:
 
 
 def train(ws: Path, budget: float, mode: str, seed: int) -> dict:
+    # --again: the same commit on purpose (the duplicate check would refuse it, exit 2)
     cmd = [sys.executable, "-m", "autoresearch_portable", "train", "--budget", str(budget), "--budget-mode", mode,
-           "--seed", str(seed)]
+           "--seed", str(seed), "--again"]
+    ledger = ws / "results" / "ledger.jsonl"
+    before = len(ledger.read_text().splitlines()) if ledger.exists() else 0
     r = subprocess.run(cmd, cwd=ws, capture_output=True, text=True)
-    lines = (ws / "results" / "ledger.jsonl").read_text().splitlines()
+    lines = ledger.read_text().splitlines()
+    if len(lines) != before + 1:
+        sys.exit(f"arp train did not record this run (exit {r.returncode}): {r.stderr.strip()[-500:]}")
     rec = json.loads(lines[-1])
     m = rec["metrics"]
     load = m.get("load") or {}
     return dict(mode=mode, seed=seed, status=rec["status"], reason=rec.get("reason"), val_bpb=m.get("val_bpb"),
+                abandon_held=(m.get("abandon_watch") or {}).get("held"), wall_seconds=m.get("wall_seconds"),
                 stderr=m.get("val_bpb_stderr"), steps=m.get("num_steps"), tokens_per_second=m.get("tokens_per_second"),
                 others_share=load.get("others_share_mean"), exit_code=r.returncode)
 

@@ -149,6 +149,24 @@ def test_the_watcher_reads_the_pipe_and_kills_once():
     assert watch.trace[0] is not None and watch.to_dict()["decision"]["ratio"] > 1
 
 
+def test_a_busy_machine_holds_the_abandonment():
+    """Wall mode on a busy machine: the run trails because it was slowed, so it is not abandoned
+    (it ends noisy); once the machine is quiet the same trailing run is abandoned."""
+    base = ab.make_baseline(baseline_traces())
+    steps = [(k / 500, curve(int(k / 500 * B), scale=0.4)) for k in range(500)]  # a slow learner
+    for busy, killed in (("other processes used 60% of the CPU so far", 0), (None, 1)):
+        r, w = os.pipe()
+        kills = []
+        watcher = ab.Watcher(r, base, kill=lambda: kills.append(1), hold=lambda: busy).start()
+        _feed(w, [f"{p:.5f} {loss:.6g}\n".encode() for p, loss in steps])
+        os.close(w)
+        watch = watcher.stop()
+        assert len(kills) == killed
+        assert (watch.decision is None) == bool(busy)
+        assert (watch.held or "").endswith(busy or "") and bool(watch.held) == bool(busy)
+        assert watch.to_dict()["held"] == watch.held
+
+
 def test_without_a_baseline_the_watcher_only_records_the_trace():
     r, w = os.pipe()
     watcher = ab.Watcher(r, None, kill=lambda: pytest.fail("no baseline, no kill")).start()

@@ -340,3 +340,16 @@ def test_gpu_watch_through_nvidia_smi(monkeypatch):
     assert [(p["pid"], p["memory_mb"]) for p in rep.gpu_others] == [(os.getppid(), 0.0)]
     assert rep.gpu_others_util_mean is None  # nvidia-smi does not tell per-process utilisation
     assert asked[-1] == "--query-gpu=clocks_throttle_reasons.active"
+
+
+def test_the_share_so_far_is_readable_while_the_monitor_runs():
+    mon = load.LoadMonitor(interval=0.2).start()
+    try:
+        assert mon.others_share_so_far() is None  # no sample yet
+        time.sleep(0.5)
+        share = mon.others_share_so_far()
+        assert share is not None and 0.0 <= share <= 1.0
+        assert (mon.busy_so_far(others_cpu_share=0.0) or "").startswith("other processes used")
+        assert mon.busy_so_far(others_cpu_share=1.01) is None
+    finally:
+        mon.stop()

@@ -191,9 +191,10 @@ class Watch:
     worst: Decision | None = None          # the closest the run came (highest gap / margin)
     active: bool = False
     reports: int = 0
+    held: str | None = None                # why a decision to abandon was not carried out
 
     def to_dict(self) -> dict:
-        return dict(active=self.active, reports=self.reports,
+        return dict(active=self.active, reports=self.reports, held=self.held,
                     worst=self.worst.to_dict() if self.worst else None,
                     decision=self.decision.to_dict() if self.decision else None)
 
@@ -201,12 +202,15 @@ class Watch:
 @dataclass
 class Watcher:
     """Reads the child's progress reports (`progress loss` lines) from `fd` in a thread; with a
-    baseline, calls `kill` once when `decide` says abandon. Every report is also recorded in
-    `seen`, which the hang guard reads (harness/limits.py). Used by the parent only."""
+    baseline, calls `kill` once when `decide` says abandon, unless `hold` gives a reason not to:
+    in wall mode a run on a busy machine trails because it was slowed, not because its code is
+    worse, so it goes on and ends `noisy` instead. Every report is also recorded in `seen`, which
+    the hang guard reads (harness/limits.py). Used by the parent only."""
     fd: int | None
     baseline: Baseline | None
     kill: Callable[[], None]
     rule: Rule = field(default_factory=Rule)
+    hold: Callable[[], str | None] | None = None
     seen: Progress = field(default_factory=lambda: Progress(launched=time.monotonic()))
     _sums: list = field(default_factory=lambda: [0.0] * BINS)
     _counts: list = field(default_factory=lambda: [0] * BINS)
@@ -214,6 +218,7 @@ class Watcher:
     _reports: int = 0
     _decision: Decision | None = None
     _worst: Decision | None = None
+    _held: str | None = None
     _thread: threading.Thread | None = None
 
     def start(self) -> "Watcher":
@@ -233,7 +238,7 @@ class Watcher:
             self.fd = None
         trace = [s / c if c else None for s, c in zip(self._sums, self._counts)]
         return Watch(trace=trace, decision=self._decision, worst=self._worst, active=self.baseline is not None,
-                     reports=self._reports)
+                     reports=self._reports, held=self._held)
 
     def _read(self) -> None:
         buf = b""
@@ -276,5 +281,9 @@ class Watcher:
         if self._worst is None or d.ratio > self._worst.ratio:
             self._worst = d
         if d.abandon:
+            held = self.hold() if self.hold is not None else None
+            if held:
+                self._held = f"would have abandoned at {100 * d.progress:.0f}% of the budget, but {held}"
+                return
             self._decision = d
             self.kill()

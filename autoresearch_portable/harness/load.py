@@ -147,6 +147,22 @@ class LoadMonitor:
                 self._throttled(bool(throttle), "the GPU reported " + ", ".join(throttle))
         return r
 
+    def others_share_so_far(self) -> float | None:
+        """Others' share of the CPUs from start() to the latest sample (None before the first):
+        read while the monitor runs, e.g. by the early-abandonment watcher."""
+        t0, busy0, own0 = self._first
+        t1, busy1, own1 = self._last
+        if t1 - t0 <= 0:
+            return None
+        return min(1.0, max(0.0, (busy1 - busy0 - (own1 - own0)) / ((t1 - t0) * self.report.cpus)))
+
+    def busy_so_far(self, others_cpu_share: float = OTHERS_CPU_SHARE) -> str | None:
+        """Why the machine counts as busy so far (the same threshold that makes a run noisy), or None."""
+        share = self.others_share_so_far()
+        if share is None or share < others_cpu_share:
+            return None
+        return f"other processes used {share:.0%} of the CPU so far"
+
     def _loop(self) -> None:
         while not self._stop.wait(self.interval):
             self._guarded_sample()

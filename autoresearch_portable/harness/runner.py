@@ -132,8 +132,10 @@ def run_training(
         if progress_w is not None:
             os.close(progress_w)
         # the parent decides and kills: nothing train.py does can make it stay or go (abandon.py)
+        # in wall mode a slowed run trails the baseline for the load's sake: it ends noisy instead
         watcher = ab.Watcher(progress_r, ab.make_baseline(abandon) if abandon and probe_steps is None else None,
-                             kill=lambda: _signal_group(child, signal.SIGKILL)).start()
+                             kill=lambda: _signal_group(child, signal.SIGKILL),
+                             hold=monitor.busy_so_far if budget_mode == "wall" else None).start()
         pumps = [threading.Thread(target=_pump, args=(child.stdout, (log,), sys.stdout, quiet), daemon=True),
                  threading.Thread(target=_pump, args=(child.stderr, (tail, log), sys.stderr, quiet), daemon=True)]
         for p in pumps:
