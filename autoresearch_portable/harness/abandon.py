@@ -283,7 +283,8 @@ class Watcher:
         if d.abandon:
             held = self.hold() if self.hold is not None else None
             if held:
-                self._held = f"would have abandoned at {100 * d.progress:.0f}% of the budget, but {held}"
+                if self._held is None:  # the first time it would have
+                    self._held = f"would have abandoned at {100 * d.progress:.0f}% of the budget, but {held}"
                 return
             self._decision = d
             self.kill()
