@@ -74,6 +74,10 @@ def test_work_mode_is_immune_to_load_and_wall_mode_flags_it(setup):
     assert hogged["status"] == "ok", hogged.get("reason")  # load recorded, but it cannot change the training
     assert hogged["load_noisy"] and hogged["load_figures"]["others_cpu_share"] > quiet["load_figures"]["others_cpu_share"]
     assert hogged["num_steps"] == quiet["num_steps"] and hogged["train_flops"] == quiet["train_flops"]
+    # the same evaluation size at any speed (the workspace's eval_rows, never the run's own speed);
+    # the bundled corpus scores fresh documents each run, so the tokens are as many, not the same
+    assert hogged["eval_rows"] == quiet["eval_rows"] == 8
+    assert abs(hogged["eval_tokens"] - quiet["eval_tokens"]) <= 0.05 * quiet["eval_tokens"]
     band = 2 * math.hypot(quiet["val_bpb_stderr"], hogged["val_bpb_stderr"])  # fresh text each run
     assert abs(hogged["val_bpb"] - quiet["val_bpb"]) <= band
     assert wall["status"] == "noisy", (wall["status"], wall.get("reason"))
