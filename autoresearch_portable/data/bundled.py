@@ -24,16 +24,14 @@ def _bundled_train(seed: int, target_bytes: int, tok, log, version: int = 1) -> 
     first count whose text reaches target_bytes; generated in parallel processes when large."""
     workers = chunks.worker_count() if target_bytes >= PARALLEL_MIN_BYTES else 1
     done = 0
-
-    def chunk_end(start: int) -> int:
-        if workers > 1:
-            return start + chunks.CHUNK_DOCS
-        # documents average ~900 bytes: ask for about what is still missing
-        return start + max(32, min(chunks.CHUNK_DOCS, (target_bytes - done) // 600 + 16))
+    made = [0, 0]  # documents and bytes generated so far
+    chunk_end = chunks.chunk_sizer(lambda: target_bytes - done, lambda: made[1] / made[0] if made[0] else 900.0, workers)
 
     if workers > 1:
         log(f"bundled: generating and tokenizing the training split in {workers} processes")
     for _, _, tokens, lens, nbytes in chunks.ordered_chunks(seed, 0, chunk_end, tok, version, workers):
+        made[0] += len(nbytes)
+        made[1] += int(nbytes.sum())
         k = chunks.docs_to_reach(nbytes, target_bytes - done)
         if k is None:
             done += int(nbytes.sum())

@@ -60,28 +60,50 @@ def docs_to_reach(counts: np.ndarray, need: int) -> int | None:
     return int(np.searchsorted(cum, need, side="left")) + 1 if need > 0 else 1
 
 
-def ordered_chunks(seed: int, first_doc: int, chunk_end: Callable[[int], int], tok, version: int,
+def ordered_chunks(seed: int, first_doc: int, chunk_end: Callable[[int, int], int | None], tok, version: int,
                    workers: int) -> Iterator[tuple]:
     """(start, stop, tokens, lens, nbytes) of consecutive chunks of documents from `first_doc` on,
-    in order; `chunk_end(start)` is the stop of the chunk that starts at `start`. Endless: the
-    caller stops iterating. With workers > 1, up to 2 x workers chunks are made ahead."""
+    in order. `chunk_end(start, ahead)` is the stop of the chunk that starts at `start`, where
+    `ahead` documents are already being made and not yet taken; None: none more for now (only
+    asked while ahead > 0). Endless: the caller stops iterating. With workers > 1, up to
+    2 x workers chunks are made ahead."""
     args = (tok.ranks, tok.pattern, version)
     if workers <= 1:
         start = first_doc
         while True:
-            stop = chunk_end(start)
+            stop = chunk_end(start, 0)
             yield (start, stop, *tokenized_chunk(seed, start, stop, *args))
             start = stop
     ex = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"))
     pending: deque = deque()
-    nxt = first_doc
+    nxt = taken = first_doc
     try:
         while True:
             while len(pending) < 2 * workers:
-                stop = chunk_end(nxt)
+                stop = chunk_end(nxt, nxt - taken)
+                if stop is None and pending:
+                    break
+                stop = stop if stop is not None else chunk_end(nxt, 0)
                 pending.append((nxt, stop, ex.submit(tokenized_chunk, seed, nxt, stop, *args)))
                 nxt = stop
             start, stop, fut = pending.popleft()
+            taken = stop
             yield (start, stop, *fut.result())
     finally:
         ex.shutdown(wait=True, cancel_futures=True)
+
+
+def chunk_sizer(missing: Callable[[], float], per_doc: Callable[[], float], workers: int,
+                limit: Callable[[int], int] | None = None) -> Callable[[int, int], int | None]:
+    """A chunk_end for ordered_chunks that makes about what is still missing: chunks of up to
+    CHUNK_DOCS documents, smaller near the end so that the workers finish together, and none
+    more while those being made should cover the rest. `missing()`: tokens (or bytes) still
+    needed; `per_doc()`: the average per document so far; `limit(start)`: a stop a chunk must not
+    pass (a shard's end)."""
+    def chunk_end(start: int, ahead: int) -> int | None:
+        docs = missing() / max(1.0, per_doc()) - ahead
+        if ahead and docs <= 0:
+            return None
+        size = int(min(CHUNK_DOCS, max(16, docs / workers + 16)))
+        return min(limit(start), start + size) if limit else start + size
+    return chunk_end

@@ -19,7 +19,7 @@ import json
 from pathlib import Path
 
 from autoresearch_portable.data.assemble import WrittenSplit
-from autoresearch_portable.data.chunks import CHUNK_DOCS, docs_to_reach, ordered_chunks
+from autoresearch_portable.data.chunks import chunk_sizer, docs_to_reach, ordered_chunks
 from autoresearch_portable.data.store import PROGRESS, TOKENIZER_FILE, ShardWriter, sha256_file
 from autoresearch_portable.data.tokenizer import Tokenizer
 from autoresearch_portable.fsutil import atomic_write_json
@@ -98,15 +98,17 @@ def train_split(ddir: Path, tok: Tokenizer, key: dict, seed: int, version: int, 
     if workers > 1:
         log(f"training split: generating and tokenizing {(train_tokens - n_tokens) / 1e6:.1f}M tokens in {workers} processes")
 
-    def chunk_end(start: int) -> int:
-        shard_end = (start // shard_docs + 1) * shard_docs
-        if workers > 1:
-            return min(shard_end, start + CHUNK_DOCS)
-        # in one process, ask for about what is still missing (v2 documents average ~500 tokens)
-        return min(shard_end, start + max(16, min(CHUNK_DOCS, (train_tokens - n_tokens) // 400 + 16)))
+    made = [0, 0]  # documents and tokens generated here so far: the average document's tokens
 
+    def missing() -> float:
+        return train_tokens - n_tokens
+
+    chunk_end = chunk_sizer(missing, lambda: made[1] / made[0] if made[0] else 500.0, workers,
+                            lambda start: (start // shard_docs + 1) * shard_docs)
     w = ShardWriter(ddir, "train", index, tok)
     for start, stop, tokens, lens, nbytes in ordered_chunks(seed, first, chunk_end, tok, version, workers):
+        made[0] += len(lens)
+        made[1] += int(lens.sum())
         k = docs_to_reach(lens, train_tokens - n_tokens)
         if k is not None:  # the split ends inside this chunk
             w.add_tokens(tokens[: int(lens[:k].sum())], lens[:k], int(nbytes[:k].sum()))
