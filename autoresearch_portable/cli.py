@@ -84,19 +84,38 @@ def _log(msg: str) -> None:
 
 @app.command()
 def prepare(
-    dataset: str = typer.Option("bundled", "--dataset", help="bundled | climbmix | tinystories | a .txt/.jsonl/.parquet file or folder"),
+    dataset: str = typer.Option("bundled", "--dataset", help="bundled | bundled-v2 | climbmix | tinystories | a .txt/.jsonl/.parquet file or folder"),
     num_shards: Optional[int] = typer.Option(None, "--num-shards", help="training shards to download (climbmix)"),
     force: bool = typer.Option(False, "--force", help="rebuild even if the dataset is already prepared"),
+    train_tokens: Optional[int] = typer.Option(None, "--train-tokens", help="bundled-v2: training tokens to generate (default: what this device's baseline trains on in --budget, with margin)"),
+    budget: float = typer.Option(300.0, "--budget", help="bundled-v2: the budget in seconds the training split is sized for"),
+    backend: Optional[str] = BackendOpt,
 ) -> None:
     """Data and tokenizer into the user cache. Default: the bundled corpus, offline, in seconds."""
     from autoresearch_portable import data
+    from autoresearch_portable.data.common import resolve
 
-    info = data.prepare(dataset, num_shards=num_shards, force=force, log=_log)
+    kind = resolve(dataset)[1]
+    if kind != "bundled-v2" and train_tokens is not None:
+        raise UserError("--train-tokens applies to bundled-v2 only")
+    if kind == "bundled-v2":
+        from autoresearch_portable.harness.budget import check_budget
+        from autoresearch_portable.harness.datasize import prepare_generated
+
+        check_budget(budget)
+        if num_shards is not None:
+            raise UserError("--num-shards applies to climbmix only")
+        sizes = {} if train_tokens is None else {"train_tokens": train_tokens}
+        pr, plan = _plan(backend) if train_tokens is None else ({}, {})
+        info = prepare_generated(dataset, pr, plan, budget, force=force, log=_log, **sizes)
+    else:
+        info = data.prepare(dataset, num_shards=num_shards, force=force, log=_log)
     state = "already prepared" if info.get("already_prepared") else "prepared"
     floor = info.get("floor_bpb")
     typer.echo(
         f"{info.get('dataset', dataset)}: {state} in {info.get('path', '')}; vocab {info.get('vocab_size')}, "
         f"seq_len {info.get('seq_len')}" + (f", floor_bpb {floor:.4f}" if floor else "")
+        + f"; train {info['splits']['train']['n_tokens'] / 1e6:.1f}M tokens"
     )
 
 
@@ -126,8 +145,8 @@ def init(
     if any(v is not None and v <= 0 for v in given.values()):
         raise UserError("sizes must be positive")
     check_target(Path(directory), force)
-    _ensure_dataset(dataset)
     pr, plan = _plan(backend)
+    _ensure_dataset(dataset, pr, plan, budget)
     sizes = init_workspace(Path(directory), pr, plan, dataset, budget, force=force, log=_log,
                            sizes=given if all(given.values()) else None)
     if parallel:
@@ -141,16 +160,11 @@ def init(
     )
 
 
-def _ensure_dataset(dataset: str) -> None:
-    from autoresearch_portable import data
+def _ensure_dataset(dataset: str, pr: dict, plan: dict, budget: float) -> None:
+    """A generated corpus (bundled, bundled-v2) is prepared when missing; others must be."""
+    from autoresearch_portable.harness.datasize import ensure_prepared
 
-    try:
-        data.load(dataset)
-    except data.DataError:
-        if dataset != "bundled":
-            raise
-        _log("bundled corpus not prepared yet: preparing it now (offline, under a minute)")
-        data.prepare("bundled", log=_log)
+    ensure_prepared(dataset, pr, plan, budget, log=_log)
 
 
 @app.command()
@@ -187,8 +201,8 @@ def train(
     if backend is None and not os.environ.get("ARP_BACKEND"):
         backend = workspace.get("backend")
     dataset = dataset or workspace.get("dataset") or "bundled"
-    _ensure_dataset(dataset)
     pr, plan = _plan(backend)
+    _ensure_dataset(dataset, pr, plan, budget)
     check_backend(train_py, plan["backend"])  # an MLX train.py on torch (or the reverse): say so now
     from autoresearch_portable import data
     from autoresearch_portable.harness import ledger
@@ -272,8 +286,8 @@ def calibrate(
     check_budget(budget)
     if repeats < 2:
         raise UserError("--repeats must be at least 2 (the noise band needs repeats at T)")
-    _ensure_dataset(dataset)
     pr, plan = _plan(backend)
+    _ensure_dataset(dataset, pr, plan, budget)
     profile = cal.calibrate(pr, plan, dataset, budget, repeats, force=force, log=_log, quiet=not verbose)
     typer.echo(json.dumps(profile, indent=2) if as_json else cal.format_profile(profile))
 
@@ -290,8 +304,8 @@ def bench(
     from autoresearch_portable.harness import bench as b
 
     d = b.definition(quick)
-    _ensure_dataset(d["dataset"])
     pr, plan = _plan(backend)
+    _ensure_dataset(d["dataset"], pr, plan, float(d["budget_seconds"]))
     profile = b.run_bench(pr, plan, quick=quick, force=force, log=_log, quiet=not verbose)
     typer.echo(b.report(profile))
     if export:

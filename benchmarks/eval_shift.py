@@ -29,7 +29,7 @@ def main() -> None:
     from autoresearch_portable.backends import load_backend
     from autoresearch_portable.backends.mlx.templates import load_template
     from autoresearch_portable.detect import make_plan, probe
-    from autoresearch_portable.harness.evalset import bundled_rows
+    from autoresearch_portable.harness.evalset import eval_set
     from autoresearch_portable.harness.evaluate import bpb_from_rows, score
     from autoresearch_portable.harness.workspace import asset
 
@@ -58,7 +58,7 @@ def main() -> None:
     out["val_shard"] = dict(zip(("val_bpb", "stderr"), bpb_from_rows(s["nats"], s["nbytes"])))
     out["fresh"] = []
     for seed in range(args.seeds):
-        es = bundled_rows(ds.tokenizer, ds.seq_len, args.rows, seed=1000 + seed)
+        es = eval_set(ds, args.rows, seed=1000 + seed)
         s = score(K, model, es.rows, ds.token_bytes, 4)
         bpb, se = bpb_from_rows(s["nats"], s["nbytes"])
         out["fresh"].append(dict(val_bpb=bpb, stderr=se, floor_bpb=float(es.floor_bits.sum() / es.text_bytes)))

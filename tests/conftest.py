@@ -39,6 +39,16 @@ def small_bundled(arp_cache_dir):
     return load("bundled")
 
 
+@pytest.fixture(scope="session")
+def small_bundled_v2(arp_cache_dir):
+    """A small bundled-v2 corpus (200k training tokens, ~50 validation rows), loaded."""
+    from autoresearch_portable.data import load, prepare
+
+    prepare("bundled-v2", train_tokens=200_000, val_bytes=SMALL_VAL_BYTES, tokenizer_train_bytes=1_000_000,
+            log=lambda m: None)
+    return load("bundled-v2")
+
+
 # A run that trained and was scored, whatever the machine's load: `ok`, or `noisy` when other
 # programs (another test session, a build) used the machine meanwhile. Tests that are not about
 # load accept both; tests/test_noise.py is about load and asserts each exactly.

@@ -94,7 +94,7 @@ def _cli(monkeypatch, capsys, *args):
 
     from autoresearch_portable import cli
 
-    monkeypatch.setattr(cli, "_ensure_dataset", lambda name: None)
+    monkeypatch.setattr(cli, "_ensure_dataset", lambda *a: None)
     monkeypatch.setattr(cli, "_plan", lambda backend: (PROBE, PLAN))
     monkeypatch.setattr(sys, "argv", ["arp", *args])
     with pytest.raises(SystemExit) as e:

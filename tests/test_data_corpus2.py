@@ -207,14 +207,14 @@ def test_prepare_builds_bundled_v2(tmp_path, monkeypatch):
     from autoresearch_portable.data import load, prepare
 
     monkeypatch.setenv("ARP_CACHE_DIR", str(tmp_path / "cache"))
-    info = prepare("bundled-v2", train_bytes=150_000, val_bytes=60_000, tokenizer_train_bytes=100_000, log=lambda m: None)
+    info = prepare("bundled-v2", train_tokens=40_000, val_bytes=60_000, tokenizer_train_bytes=100_000, log=lambda m: None)
     assert info["dataset"] == info["kind"] == "bundled-v2" and info["generator_version"] == C2.GENERATOR_VERSION_V2
     docs = [C2.generate_document(1, i) for i in range(info["floor"]["val_docs"])]
     nbytes = sum(len(t.encode("utf-8")) for t, _ in docs)
     assert info["floor_bpb"] == pytest.approx(sum(b for _, b in docs) / nbytes) and nbytes >= 60_000
     assert info["floor"]["kb_info_bits"] == kb.info_bits()
     assert load("bundled-v2").floor_bpb == info["floor_bpb"]
-    assert prepare("bundled-v2", train_bytes=150_000, val_bytes=60_000, tokenizer_train_bytes=100_000,
+    assert prepare("bundled-v2", train_tokens=40_000, val_bytes=60_000, tokenizer_train_bytes=100_000,
                    log=lambda m: None)["already_prepared"]
 
 

@@ -184,13 +184,15 @@ def test_parallel_generation_matches_serial(cache, logs, monkeypatch):
     import importlib
 
     P = importlib.import_module("autoresearch_portable.data.bundled")
+    chunks = importlib.import_module("autoresearch_portable.data.chunks")
 
     monkeypatch.setattr(P, "PARALLEL_MIN_BYTES", 10**12)
     serial = _prep(logs, train_bytes=120_000)
     assert not any("processes" in line for line in logs)
     a = np.load(paths.data_dir("bundled") / "train-00000.tokens.npy")
     monkeypatch.setattr(P, "PARALLEL_MIN_BYTES", 0)
-    monkeypatch.setattr(P, "CHUNK_DOCS", 37)
+    monkeypatch.setattr(chunks, "CHUNK_DOCS", 37)
+    monkeypatch.setenv("ARP_PREPARE_WORKERS", "2")
     par = _prep(logs, train_bytes=120_000, force=True)
     b = np.load(paths.data_dir("bundled") / "train-00000.tokens.npy")
     assert np.array_equal(a, b)

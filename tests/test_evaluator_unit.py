@@ -9,27 +9,33 @@ import math
 import numpy as np
 import pytest
 
-from autoresearch_portable.harness.evalset import bundled_rows, perturbed_copies
+from autoresearch_portable.harness.evalset import eval_set, perturbed_copies
 from autoresearch_portable.harness.evaluate import judge
 from autoresearch_portable.harness.limits import allowance
 from autoresearch_portable.harness.runner import harness_digest
 
 
-def test_bundled_rows_hold_whole_fresh_documents_with_their_floor(small_bundled):
-    from autoresearch_portable.data import corpus
+@pytest.mark.parametrize("which", ["v1", "v2"])
+def test_bundled_rows_hold_whole_fresh_documents_with_their_floor(which, request):
+    """Both corpus versions are scored on fresh documents of their own generator, with the
+    exact floor of the scored text."""
+    from autoresearch_portable.data import corpus, corpus2
 
-    tok = small_bundled.tokenizer
-    es = bundled_rows(tok, small_bundled.seq_len, 4, seed=7)
-    assert es.rows.shape == (4, small_bundled.seq_len + 1)
+    ds = request.getfixturevalue("small_bundled" if which == "v1" else "small_bundled_v2")
+    generate = corpus.generate_document if which == "v1" else corpus2.generate_document
+    tok = ds.tokenizer
+    es = eval_set(ds, 4, seed=7)
+    assert es.rows.shape == (4, ds.seq_len + 1)
     assert (es.rows[:, 0] == tok.bos_id).all()
+    assert es.source == f"{ds.meta['kind']} corpus, fresh documents"
     # the rows are documents 0.. of stream 7 (best fit reorders them), padded with BOS
-    docs = [corpus.generate_document(7, i) for i in range(200)]
+    docs = [generate(7, i) for i in range(200)]
     texts = [tok.decode([t for t in row if t != tok.bos_id]) for row in es.rows]
     used = [(t, b) for t, b in docs if any(t in row for row in texts)]
-    assert sum(len(t.encode()) for t, _ in used) == es.text_bytes
+    assert used and sum(len(t.encode()) for t, _ in used) == es.text_bytes
     assert es.floor_bits.sum() == pytest.approx(sum(b for _, b in used))
     # every scored byte is in a whole document: the token byte lengths add up to the text
-    tb = small_bundled.token_bytes
+    tb = ds.token_bytes
     assert int(tb[es.rows[:, 1:]].sum()) == es.text_bytes
 
 

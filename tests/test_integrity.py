@@ -119,12 +119,12 @@ def test_the_scored_text_is_out_of_train_pys_reach(workspace, small_bundled):
     import numpy as np
 
     from autoresearch_portable.harness import runtime
-    from autoresearch_portable.harness.evalset import bundled_rows
+    from autoresearch_portable.harness.evalset import eval_set
 
     public = {n for n in dir(runtime.Runtime) if not n.startswith("_")}
     assert not {n for n in public if "val" in n or "dataset" in n}
-    a = bundled_rows(small_bundled.tokenizer, small_bundled.seq_len, 3, seed=101)
-    b = bundled_rows(small_bundled.tokenizer, small_bundled.seq_len, 3, seed=102)
+    a = eval_set(small_bundled, 3, seed=101)
+    b = eval_set(small_bundled, 3, seed=102)
     assert not np.array_equal(a.rows, b.rows)
     val = small_bundled.val_rows(small_bundled.max_val_rows)
     window = a.rows[0, 1:65]  # 64 tokens of the first scored document

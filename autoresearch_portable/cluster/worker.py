@@ -39,18 +39,18 @@ def checkout(bundle: bytes, ref: str, commit: str, folder: Path) -> Path:
     return folder / "train.py"
 
 
-def _ensure_dataset(dataset: str) -> None:
-    """The bundled corpus is generated on a node that lacks it (offline, seconds); any other
-    dataset must have been prepared there (`arp prepare` on each node)."""
+def _ensure_dataset(dataset: str, pr: dict, plan: dict, budget: float) -> None:
+    """A generated corpus (bundled, bundled-v2) is generated on a node that lacks it (offline;
+    bundled-v2 sized to the node's device); any other dataset must have been prepared there
+    (`arp prepare` on each node)."""
     from autoresearch_portable import data
+    from autoresearch_portable.harness.datasize import ensure_prepared
 
     try:
-        data.load(dataset)
+        ensure_prepared(dataset, pr, plan, budget, log=lambda m: None)
     except data.DataError:
-        if dataset != "bundled":
-            raise UserError(f"dataset {dataset!r} is not prepared on {socket.gethostname()} (run `arp prepare "
-                            f"--dataset {dataset}` there)") from None
-        data.prepare("bundled", log=lambda m: None)
+        raise UserError(f"dataset {dataset!r} is not prepared on {socket.gethostname()} (run `arp prepare "
+                        f"--dataset {dataset}` there)") from None
 
 
 def run_experiment(train_py: Path, options: dict, on_plan=None) -> tuple[dict, dict, dict]:
@@ -68,9 +68,9 @@ def run_experiment(train_py: Path, options: dict, on_plan=None) -> tuple[dict, d
     except (OSError, ValueError):
         workspace = {}
     dataset = options.get("dataset") or workspace.get("dataset") or "bundled"
-    _ensure_dataset(dataset)
     found = probe()
     pr, plan = found.to_dict(), make_plan(found, options.get("backend") or workspace.get("backend")).to_dict()
+    _ensure_dataset(dataset, pr, plan, float(options["budget"]))
     if on_plan is not None:
         on_plan(pr, plan)
     check_backend(train_py, plan["backend"])

@@ -5,6 +5,7 @@ tokenizer and, per split, batches of documents (or pre-tokenized batches)."""
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
@@ -16,6 +17,13 @@ from autoresearch_portable.data.tokenizer import TOKENIZER_FORMAT, save_tokenize
 SHARD_TOKENS = 1 << 26  # tokens per shard file (128 MiB of uint16)
 BATCH_DOCS = 1024
 DOC_CHAR_CAP = 10_000  # longest document slice fed to tokenizer training
+
+
+@dataclass
+class WrittenSplit:
+    """A split whose shards its builder wrote itself (data/resume.py), taken as it is."""
+    shards: list[dict]
+    files: dict[str, dict]
 
 
 def batches(docs: list[str], size: int = BATCH_DOCS) -> Iterator[list[str]]:
@@ -45,23 +53,32 @@ def assemble(
     log,
     val_max_tokens: int | None = None,
     seq_len_fn: Callable[[dict], int] | None = None,
+    tokenizer=None,
 ) -> dict:
+    """`tokenizer`: one already trained on `tok_texts` and saved in ddir (a resumed build);
+    a split's source returns batches of texts or pre-tokenized batches, or a WrittenSplit."""
     name = base["dataset"]
     t0 = time.perf_counter()
-    log(f"{name}: training the tokenizer (byte-level BPE, vocab {vocab_size}) on {tok_desc}")
-    tok = train_tokenizer(tok_texts, vocab_size, name=f"arp-{name}")
-    save_tokenizer(tok, ddir / TOKENIZER_FILE)
+    tok = tokenizer
+    if tok is None:
+        log(f"{name}: training the tokenizer (byte-level BPE, vocab {vocab_size}) on {tok_desc}")
+        tok = train_tokenizer(tok_texts, vocab_size, name=f"arp-{name}")
+        save_tokenizer(tok, ddir / TOKENIZER_FILE)
     files = {TOKENIZER_FILE: file_record(ddir / TOKENIZER_FILE)}
     log(f"{name}: tokenizer ready, {tok.vocab_size} tokens ({time.perf_counter() - t0:.1f} s)")
     if tok.vocab_size < vocab_size:
         log(f"{name}: note: the text supports only {tok.vocab_size} tokens (asked for {vocab_size})")
     out_splits = {}
     for split, source in splits.items():
-        batches = source(tok)
         t1 = time.perf_counter()
+        batches = source(tok)
         limit = val_max_tokens if split == "val" else None
         shards = []
         w = ShardWriter(ddir, split, 0, tok, max_tokens=limit)
+        if isinstance(batches, WrittenSplit):
+            shards = list(batches.shards)
+            files.update(batches.files)
+            batches = ()
         for batch in batches:
             if isinstance(batch, tuple):  # pre-tokenized: (tokens, lens, text_bytes)
                 w.add_tokens(*batch)

@@ -34,13 +34,20 @@ def prepare(
     num_shards: int | None = None,
     force: bool = False,
     log: Callable[[str], None] = stderr_log,
+    min_train_tokens: int | None = None,
     **size_overrides,
 ) -> dict:
     """Prepare a dataset; returns its metadata plus "already_prepared" (bool) and "dir"/"path"
-    (the dataset folder, str)."""
+    (the dataset folder, str). min_train_tokens (bundled-v2, instead of train_tokens): a training
+    split of at least this many tokens; a prepared one that is larger is kept as it is."""
     name, kind, source = resolve(dataset)
     ddir = paths.data_dir(name)
     old = read_meta(ddir)
+    if min_train_tokens is not None:
+        if kind != "bundled-v2" or "train_tokens" in size_overrides:
+            raise TypeError("min_train_tokens applies to bundled-v2, without train_tokens")
+        others, _ = _plan(name, kind, source, num_shards, size_overrides)
+        size_overrides["train_tokens"] = at_least(int(min_train_tokens), (old or {}).get("config"), others)
     if kind == "local" and source is None:  # a prepared local dataset named by its name
         src = (old or {}).get("config", {}).get("source")
         if not src:
@@ -88,7 +95,7 @@ def _prepare_locked(name, kind, ddir: Path, config: dict, builder, force: bool, 
         return _result(old, ddir, True)
     if old is not None or (ddir / "meta.json").exists():
         log(f"{name}: rebuilding ({reason})")
-    invalidate(ddir)
+    invalidate(ddir, keep_resumable=not force)
     ddir.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     try:
@@ -126,14 +133,24 @@ def _summary(meta: dict, ddir: Path, log) -> None:
 
 def _plan(name: str, kind: str, source: Path | None, num_shards, overrides: dict):
     spec = DATASETS.get(kind, {})
-    if kind in ("bundled", "bundled-v2"):
+    if kind == "bundled":
         allowed = ("train_bytes", "val_bytes", "tokenizer_train_bytes")
         _check_overrides(overrides, allowed)
         cfg = {k: int(overrides.get(k, spec[k])) for k in allowed}
         if cfg["train_bytes"] < 10_000 or cfg["val_bytes"] < 1_000:
             raise DataError("bundled corpus needs train_bytes >= 10000 and val_bytes >= 1000")
         cfg.update(train_seed=TRAIN_SEED, val_seed=VAL_SEED)
-        return cfg, (build_bundled if kind == "bundled" else build_bundled_v2)
+        return cfg, build_bundled
+    if kind == "bundled-v2":
+        allowed = ("train_tokens", "val_bytes", "tokenizer_train_bytes", "shard_docs")
+        _check_overrides(overrides, allowed)
+        cfg = {k: int(overrides.get(k, spec[k])) for k in allowed}
+        if not 10_000 <= cfg["train_tokens"] <= spec["max_train_tokens"]:
+            raise DataError(f"bundled-v2 needs between 10000 and {spec['max_train_tokens']} training tokens")
+        if cfg["val_bytes"] < 1_000 or cfg["shard_docs"] < 1:
+            raise DataError("bundled-v2 needs val_bytes >= 1000 and shard_docs >= 1")
+        cfg.update(train_seed=TRAIN_SEED, val_seed=VAL_SEED)
+        return cfg, build_bundled_v2
     if kind == "climbmix":
         _check_overrides(overrides, ("tokenizer_train_chars", "val_max_tokens"))
         n = spec["default_shards"] if num_shards is None else int(num_shards)
@@ -147,6 +164,15 @@ def _plan(name: str, kind: str, source: Path | None, num_shards, overrides: dict
         return cfg, build_tinystories
     _check_overrides(overrides, ())
     return {"source": str(source), "files": fingerprint(source)}, build_local
+
+
+def at_least(need: int, old_config: dict | None, config: dict) -> int:
+    """The training tokens to prepare when at least `need` are wanted: more if a dataset prepared
+    with otherwise the same settings (`config`, whatever its train_tokens) already holds more."""
+    if not old_config or "train_tokens" not in old_config:
+        return need
+    same = {k: v for k, v in old_config.items() if k != "train_tokens"} == {k: v for k, v in config.items() if k != "train_tokens"}
+    return max(need, int(old_config["train_tokens"])) if same else need
 
 
 def _check_overrides(overrides: dict, allowed: tuple) -> None:

@@ -22,6 +22,10 @@ GENERATOR_VERSION = 1
 GENERATOR_VERSION_V2 = 1
 TRAIN_SEED = 0
 VAL_SEED = 1
+# The generated datasets (offline, exact entropy floor) and the corpus version each is made by
+# (data/generated.py maps a version to its generator).
+CORPUS_VERSIONS = {"bundled": 1, "bundled-v2": 2}
+GENERATED = tuple(CORPUS_VERSIONS)
 
 LOCAL_SUFFIXES = (".txt", ".jsonl", ".parquet")
 
@@ -56,12 +60,16 @@ DATASETS: dict[str, dict] = {
         "tokenizer_train_bytes": 8_000_000,
     },
     # corpus v2 (corpus2.py): a large fixed knowledge base, long-range chronicles, v1 kinds inside;
-    # not the default yet (issue 12: the harness, references and calibration still use "bundled")
+    # not the default yet (issue 12: the harness, references and calibration still use "bundled").
+    # Its training split is sized in tokens: `arp prepare` sizes it to the device (at least
+    # train_tokens, about v1's 64 MB of text), in shards of shard_docs documents (data/resume.py).
     "bundled-v2": {
         "description": "bundled corpus v2: chronicles over a 2.3e8-bit knowledge base (offline, known entropy floor)",
         "vocab_size": 4096,
         "seq_len": 1024,
-        "train_bytes": 64_000_000,
+        "train_tokens": 1 << 24,
+        "max_train_tokens": 1 << 32,
+        "shard_docs": 1 << 15,
         "val_bytes": 4_000_000,
         "tokenizer_train_bytes": 8_000_000,
     },

@@ -5,6 +5,8 @@
         train-00000.tokens.npy      uint16 token ids; every document is stored as [BOS, tokens...]
         train-00000.docs.npy        int64 offsets of the documents in the token file (n_docs + 1)
         val-00000.tokens.npy, val-00000.docs.npy
+        train-progress.json         bundled-v2 only: the training shards finished so far, so an
+                                    interrupted prepare continues from them (resume.py)
         meta.json                   written last: what was built, from what, sizes and checksums
 
 Every file is written atomically (temporary file + rename). A rebuild deletes meta.json first, so
@@ -30,6 +32,7 @@ from autoresearch_portable.fsutil import atomic_open, atomic_write_json
 
 META = "meta.json"
 TOKENIZER_FILE = "tokenizer.json"
+PROGRESS = "train-progress.json"
 _QUICK = 1 << 16
 
 
@@ -70,12 +73,16 @@ def write_meta(ddir: Path, meta: dict) -> None:
     atomic_write_json(ddir / META, meta)
 
 
-def invalidate(ddir: Path) -> None:
-    """Forget a prepared dataset: metadata first (so nothing trusts the folder), then its files."""
+def invalidate(ddir: Path, keep_resumable: bool = False) -> None:
+    """Forget a prepared dataset: metadata first (so nothing trusts the folder), then its files.
+    keep_resumable: where a resumable build left its progress, keep the files it lists (its
+    builder checks them before it reuses any)."""
     (ddir / META).unlink(missing_ok=True)
+    keep = keep_resumable and (ddir / PROGRESS).is_file()
     if ddir.is_dir():
         for p in ddir.iterdir():
-            if p.is_file() and (p.name.endswith((".npy", ".tmp")) or p.name == TOKENIZER_FILE):
+            if p.is_file() and (p.name.endswith(".tmp") or (not keep and (
+                    p.name.endswith(".npy") or p.name in (TOKENIZER_FILE, PROGRESS)))):
                 p.unlink(missing_ok=True)
 
 

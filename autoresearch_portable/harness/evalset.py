@@ -1,6 +1,7 @@
 """What the evaluator scores, and the perturbed copies that check causality on it.
 
-* The bundled corpus is generated, so its scored text is generated fresh at evaluation time,
+* The bundled corpora (every version: data/generated.py picks the generator by the dataset's
+  kind) are generated, so its scored text is generated fresh at evaluation time,
   from a seed drawn then: train.py cannot have read it, trained on it or prepared for it. Whole
   documents are packed into rows (best fit, BOS first, the rest of a row padded with BOS, whose
   targets have no bytes and are not scored), so every scored document is scored entirely and the
@@ -18,22 +19,35 @@ from __future__ import annotations
 
 import bisect
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 
-from autoresearch_portable.data import corpus
+from autoresearch_portable.data.generated import document_generator
 
 
 @dataclass
 class EvalSet:
     rows: np.ndarray                  # (n, seq_len + 1) int32 token rows
-    floor_bits: np.ndarray | None     # per row: information content of its text (bundled only)
-    text_bytes: int                   # UTF-8 bytes of the scored text (bundled), else 0
+    floor_bits: np.ndarray | None     # per row: information content of its text (generated only)
+    text_bytes: int                   # UTF-8 bytes of the scored text (generated), else 0
     source: str                       # how the rows were made, for the ledger
 
 
-def bundled_rows(tokenizer, seq_len: int, n_rows: int, seed: int, buffer: int = 64) -> EvalSet:
-    """n_rows rows of whole fresh documents from generator stream `seed`."""
+def eval_set(ds, n_rows: int, seed: int) -> EvalSet:
+    """What the evaluator scores on the prepared dataset `ds`: fresh documents of stream `seed`
+    where the dataset is generated, else the validation prefix."""
+    kind = ds.meta.get("kind")
+    generate = document_generator(kind)
+    if generate is None:
+        return validation_rows(ds, n_rows)
+    return bundled_rows(ds.tokenizer, ds.seq_len, n_rows, seed, generate, f"{kind} corpus, fresh documents")
+
+
+def bundled_rows(tokenizer, seq_len: int, n_rows: int, seed: int, generate: Callable, source: str,
+                 buffer: int = 64) -> EvalSet:
+    """n_rows rows of whole fresh documents from stream `seed` of `generate` (a generated corpus's
+    generate_document(seed, index) -> (text, bits))."""
     cap = seq_len + 1
     bos = tokenizer.bos_id
     rows = np.full((n_rows, cap), bos, dtype=np.int32)
@@ -48,7 +62,7 @@ def bundled_rows(tokenizer, seq_len: int, n_rows: int, seed: int, buffer: int = 
         want = buffer - len(pending)
         texts, bits = [], []
         for i in range(next_doc, next_doc + want):
-            text, b = corpus.generate_document(seed, i)
+            text, b = generate(seed, i)
             texts.append(text)
             bits.append(b)
         for k, (ids, text, b) in enumerate(zip(tokenizer.encode_batch(texts), texts, bits)):
@@ -74,7 +88,7 @@ def bundled_rows(tokenizer, seq_len: int, n_rows: int, seed: int, buffer: int = 
             pos += len(tokens)
             floor_bits[r] += b
             text_bytes += nbytes
-    return EvalSet(rows, floor_bits, text_bytes, "bundled corpus, fresh documents")
+    return EvalSet(rows, floor_bits, text_bytes, source)
 
 
 def validation_rows(dataset, n_rows: int) -> EvalSet:

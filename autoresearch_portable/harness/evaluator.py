@@ -4,7 +4,7 @@ train.py's code.
 `arp train` starts it after train.py's process has ended, with a job file naming the plan, the
 dataset and the hand-over folder where train.py's process left the model as an exported graph
 and weights (torch.export / mx.export_function). It loads that graph, builds the scored rows
-(fresh documents for the bundled corpus, drawn from a seed chosen here and now), checks
+(fresh documents for the bundled corpora, drawn from a seed chosen here and now), checks
 causality on those rows at unpredictable cuts, checks the entropy floor and writes the result
 file the parent reads. Run as `python -m autoresearch_portable.harness.evaluator JOB.json`."""
 
@@ -22,16 +22,10 @@ from autoresearch_portable import data
 from autoresearch_portable.backends import load_backend
 from autoresearch_portable.detect.plan import Plan
 from autoresearch_portable.fsutil import atomic_write_json
-from autoresearch_portable.harness.evalset import bundled_rows, perturbed_copies, validation_rows
+from autoresearch_portable.harness.evalset import eval_set, perturbed_copies
 from autoresearch_portable.harness.evaluate import causality_tolerance, judge, score
 
 MAX_BATCH_ROWS = 64
-
-
-def eval_set(ds, n_rows: int, seed: int):
-    if ds.meta.get("kind") == "bundled":
-        return bundled_rows(ds.tokenizer, ds.seq_len, n_rows, seed)
-    return validation_rows(ds, n_rows)
 
 
 def score_model(backend, model, ds, n_rows: int, batch_rows: int) -> dict:

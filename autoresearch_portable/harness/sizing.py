@@ -141,3 +141,24 @@ def choose_baseline(
         expected_steps=int(tokens / total_batch),
         expected_tokens=int(tokens),
     )
+
+
+# The training split of a generated corpus sized to the device (bundled-v2; `arp prepare`):
+TRAIN_TOKENS_MARGIN = 1.5
+MAX_SIZED_TRAIN_TOKENS = 1 << 30  # ~2 GiB of uint16 tokens; more only when asked (--train-tokens)
+
+
+def pow2_ceil(x: float) -> int:
+    p = 1
+    while p < x:
+        p *= 2
+    return p
+
+
+def train_tokens_needed(consumed_tokens: float, at_least: int, margin: float = TRAIN_TOKENS_MARGIN,
+                        cap: int = MAX_SIZED_TRAIN_TOKENS) -> int:
+    """Training tokens to generate for a baseline that consumes `consumed_tokens` in the budget:
+    with `margin`, rounded up to a power of two (so devices of one kind, whose measured rates
+    differ a little, get the same split), at least `at_least` (the dataset's default), at most
+    `cap`."""
+    return int(min(max(cap, at_least), max(at_least, pow2_ceil(consumed_tokens * margin))))

@@ -1,0 +1,52 @@
+"""bundled-v2 end to end on the CPU with a tiny budget: arp init --dataset bundled-v2, arp train
+scores fresh v2 documents with their floor; and arp prepare's bundled-v2 options fail in one line."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+from conftest import SCORED, scored
+
+pytestmark = pytest.mark.slow
+
+
+def arp(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "autoresearch_portable", *args], cwd=cwd, capture_output=True,
+                          text=True, timeout=300, env=os.environ.copy())
+
+
+def test_init_and_train_on_bundled_v2(small_bundled_v2, tmp_path):
+    ws = tmp_path / "research"
+    r = arp("init", str(ws), "--backend", "cpu", "--dataset", "bundled-v2", "--depth", "2", "--dim", "64",
+            "--device-batch", "2", "--total-batch", str(2 * small_bundled_v2.seq_len))
+    assert r.returncode == 0, r.stderr[-2000:]
+    config = json.loads((ws / ".arp.json").read_text())
+    assert config["dataset"] == "bundled-v2"
+    # not a test of the clock (tests/test_integrity.py is): a busy machine must not make it over_budget
+    # and a few evaluation rows keep it quick (fresh v2 documents, their floor: the same path)
+    (ws / ".arp.json").write_text(json.dumps(dict(config, overhead_seconds=30.0, eval_rows=8)))
+    r = arp("train", "--budget", "2", "--backend", "cpu", cwd=ws)
+    from autoresearch_portable.harness import ledger
+
+    rec = ledger.read(ws / "results" / "ledger.jsonl")[-1]
+    assert scored(r, rec["status"]), r.stderr[-2000:]
+    m = rec["metrics"]
+    assert rec["status"] in SCORED and m["verified"] is True
+    assert m["eval_source"] == "bundled-v2 corpus, fresh documents"
+    floor = float(re.search(r"^floor_bpb:\s+([0-9.]+)$", r.stdout, re.M).group(1))
+    assert 0.1 < floor < 0.6 and m["floor_bpb"] == pytest.approx(floor, abs=1e-6)
+    assert m["val_bpb"] > floor and m["excess_bpb"] == pytest.approx(m["val_bpb"] - m["floor_bpb"], abs=1e-9)
+
+
+def test_prepare_options_of_bundled_v2_are_checked_in_one_line():
+    r = arp("prepare", "--dataset", "bundled-v2", "--train-tokens", "5")
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "between 10000" in r.stderr
+    r = arp("prepare", "--dataset", "bundled", "--train-tokens", "100000")
+    assert r.returncode == 2 and "bundled-v2 only" in r.stderr and "Traceback" not in r.stderr
+    r = arp("prepare", "--dataset", "bundled-v2", "--budget", "nan")
+    assert r.returncode == 2 and "Traceback" not in r.stderr
