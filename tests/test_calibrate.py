@@ -221,3 +221,20 @@ def test_power_metric_calibrates_four_budgets_and_fits_the_asymptote(fake_data, 
     assert "free-asymptote curve" in cal.format_profile(p)
     # a loglinear profile lacks the fit the power metric needs: stale
     assert "free-asymptote" in cal.stale_reason(dict(p, power_fit=None), None)
+
+
+def test_a_stored_profile_with_too_few_steps_is_not_used(fake_data):
+    p = cal.calibrate(PROBE, PLAN, "bundled", 100, 2, sizes=SIZES, runner=fake_runner(), log=lambda m: None)
+    ds_id = cal.dataset_identity(fake_data)
+    stored = json.loads(open(p["path"]).read())
+    for pt in stored["points"]:
+        pt["num_steps"] = 120
+    del stored["min_steps"]  # a profile written before the rule
+    with open(p["path"], "w") as f:
+        json.dump(stored, f)
+    found, note = cal.find_profile(PROBE, PLAN, ds_id)
+    assert found is None and "only 120 optimizer steps at T/4 = 25s" in note and "arp calibrate --force" in note
+    stored["min_steps"] = 0  # a quick bench's profile: no minimum
+    with open(p["path"], "w") as f:
+        json.dump(stored, f)
+    assert cal.find_profile(PROBE, PLAN, ds_id)[0] is not None

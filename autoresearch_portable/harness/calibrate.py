@@ -9,8 +9,10 @@ the slope s (bpb per doubling of compute); with 4 or more budgets the free-asymp
 `bpb = E + A*(C/c0)^-alpha` (E >= floor) is stored beside it; `fit_form` says which one the
 profile's baseline curve is (normalize.METRIC chooses). The sample standard deviation of val_bpb
 over the runs at T gives sigma. A profile is valid only if its T/4 runs made at least MIN_STEPS
-optimizer steps: otherwise calibration stops after the T/4 run and says which T would do. The profile is cached per device key (which includes the backend) +
-dataset + harness version; a profile from another harness or dataset version is never used.
+optimizer steps: otherwise calibration stops after the T/4 run and says which T would do, and a
+stored profile that falls short is not used. The profile is cached per device key (which
+includes the backend) + dataset + harness version; a profile from another harness or dataset
+version is never used.
 """
 
 from __future__ import annotations
@@ -93,6 +95,10 @@ def stale_reason(profile: dict, dataset_id: dict | None, harness_version: str = 
             return f"it has no {k}"
     if normalize.fit_form() == "power" and not profile.get("power_fit"):
         return "it has no free-asymptote fit, which the normalization metric now needs"
+    few = steps_refusal(profile.get("points") or [], float(profile["budget_seconds"]),
+                        int(profile.get("min_steps", MIN_STEPS)))
+    if few:
+        return few.split(":")[0]  # "the baseline made only N optimizer steps at T/4 = ...; a valid profile needs ..."
     return None
 
 
