@@ -28,7 +28,10 @@ val_bpb, val_bpb_stderr, excess, ...), the compute frontier (the best point at e
 range from the fit), and checks: doublings covered (>= 6), whether the excess keeps falling as the
 power law over the last 2 doublings (the fit on the earlier frontier predicts the last two
 doublings' points; a point above its prediction by more than 2 sigma of the eval noise and the
-prediction's error is flattening), and whether excess_at_1e17 >= 0.05.
+prediction's error is flattening), and whether excess_at_1e17 >= 0.05. The noise scale is each
+point's eval standard error: rough both ways (every point scores the same rows, which makes
+differences between points more precise than that, and each point trains one seed, whose noise
+is not measured).
 """
 
 from __future__ import annotations
