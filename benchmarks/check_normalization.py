@@ -1,10 +1,12 @@
-"""Self-consistency checks of the normalized metrics (compute multiplier,
-normalized_bpb), with real budgets.
+"""Self-consistency checks of the normalized metrics, with real budgets, for every candidate of
+normalization v2 side by side (harness/normalize.py `candidates`: delta, loglinear, power,
+excess_ratio), on the same runs.
 
-For each backend given (default: cpu, and mlx where it is importable) on this machine:
+For each device given (default: cpu, and mlx where it is importable) on this machine:
 
 1. calibrate (reuses the cached profile for this device + backend + dataset + harness version at
-   budget T, else measures it: T/4, T/2, T and --repeats more at T);
+   budget T, else measures it: T/4, T/2, T and --repeats more at T; a simulated device's profile
+   lives in its own file under profiles/check/);
 2. **baseline**: the unmodified baseline at T with a seed the calibration did not use
    -> pass when |g| <= its band (2 sigma / s);
 3. **2x budget**: the unmodified baseline given twice the compute, scored against the budget-T
@@ -12,21 +14,31 @@ For each backend given (default: cpu, and mlx where it is importable) on this ma
    budget of exactly 2 C_T (`--double-mode wall`: 2T seconds of wall clock instead, which on a
    loaded machine is not 2x the FLOPs; the g its actual compute predicts, log2(C_run / C_T), is
    printed beside it);
-4. **variant**: the same edit of train.py on every backend (default: WARMDOWN_FRAC = 0.0, no LR
-   decay) at T -> its g per backend; the backends agree when |g_1 - g_2| <= sqrt(band_1^2 + band_2^2).
+4. **edits**: each --variant (one run per --variant; `NAME=VALUE;NAME=VALUE` sets several names
+   of train.py at once; default WARMDOWN_FRAC=0.0) at T -> every candidate's gain per device; two
+   devices agree on a candidate when |gain_1 - gain_2| <= sqrt(band_1^2 + band_2^2).
 
-    python benchmarks/check_normalization.py --budget 300                 # cpu (+ mlx if installed)
-    python benchmarks/check_normalization.py --budget 60 --backends cpu   # shorter, cpu only
+A device is BACKEND[:threads=N][:dtype=D]: `cpu:threads=1` is this CPU limited to one thread (a
+slower "device", OMP_NUM_THREADS for its runs), `cpu:dtype=float32` the CPU in fp32 where the plan
+would use bf16. By default every device trains the first device's baseline sizes (`--own-sizes`:
+each sized for itself, as `arp init` would). normalized_bpb of every candidate is placed on the
+first device's scale (its profile is the reference).
 
-Time: per backend, the calibration (3.75 T + 5 start-ups and evals, unless cached) plus 4 T of
-checks. Prints one table and writes --out (JSON) with every number.
+    python benchmarks/check_normalization.py --budget 300 --devices cpu,cpu:threads=1 \\
+        --variant WARMDOWN_FRAC=0.0 --variant MATRIX_LR=0.04 --variant MODEL_DIM=64   # item 4 of issue 12
+    python benchmarks/check_normalization.py --budget 60 --devices cpu   # shorter, one device
+
+Time: per device, the calibration (3.75 T + 5 start-ups and evals with 2 repeats, T more per
+repeat, unless cached) plus (2 + edits) T of checks. Prints the tables and writes --out (JSON).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
+import os
 import sys
 import tempfile
 import time
@@ -36,9 +48,51 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 CHECK_SEED = 7  # not one of the calibration's seeds (0..repeats)
+CANDIDATES = ("delta", "loglinear", "power", "excess_ratio")
 
 
-def run_baseline(plan_pr, plan, dataset, sizes, budget, seed, edits=None, log=print, budget_mode="wall", flop_budget=None):
+def parse_device(text: str) -> dict:
+    backend, *opts = text.split(":")
+    dev = dict(spec=text, backend=backend, threads=None, dtype=None)
+    for o in opts:
+        k, _, v = o.partition("=")
+        if k == "threads" and v.isdigit() and int(v) > 0:
+            dev["threads"] = int(v)
+        elif k == "dtype" and v in ("float32", "bfloat16", "float16"):
+            dev["dtype"] = v
+        else:
+            raise SystemExit(f"error: a device is BACKEND[:threads=N][:dtype=float32|bfloat16|float16]; got {text!r}")
+    return dev
+
+
+def parse_variant(text: str) -> dict:
+    edits = {}
+    for part in text.split(";"):
+        name, _, value = part.partition("=")
+        if not name.strip() or not value:
+            raise SystemExit(f"error: a --variant is NAME=VALUE[;NAME=VALUE] with JSON values; got {text!r}")
+        edits[name.strip()] = json.loads(value)
+    return edits
+
+
+@contextlib.contextmanager
+def threads(n: int | None):
+    """Limit the trainer processes started inside to n threads (they inherit the environment)."""
+    keys = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
+    old = {k: os.environ.get(k) for k in keys}
+    if n:
+        os.environ.update({k: str(n) for k in keys})
+    try:
+        yield
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def run_baseline(pr, plan, dataset, sizes, budget, seed, edits=None, log=print, budget_mode="wall", flop_budget=None):
     from autoresearch_portable.harness.calibrate import BASE_MODEL_SEED, baseline_source
     from autoresearch_portable.harness.runner import run_training
     from autoresearch_portable.harness.workspace import render_template
@@ -50,7 +104,7 @@ def run_baseline(plan_pr, plan, dataset, sizes, budget, seed, edits=None, log=pr
         path = Path(tmp) / "train.py"
         path.write_text(text)
         t0 = time.time()
-        r = run_training(path, probe=plan_pr, plan=plan, dataset=dataset, budget_seconds=budget, seed=seed, quiet=True,
+        r = run_training(path, probe=pr, plan=plan, dataset=dataset, budget_seconds=budget, seed=seed, quiet=True,
                          budget_mode=budget_mode, flop_budget=flop_budget)
     log(f"    {r.get('status')}: val_bpb {r.get('val_bpb')}, {r.get('train_flops', 0):.4g} FLOPs, "
         f"{r.get('num_steps')} steps, {time.time() - t0:.0f}s")
@@ -59,119 +113,168 @@ def run_baseline(plan_pr, plan, dataset, sizes, budget, seed, edits=None, log=pr
     return r
 
 
-def check_backend(backend, args, log):
-    from autoresearch_portable import data
+def scored(r: dict, profile: dict, ref: dict | None, T: float, nz) -> dict:
+    """One run's numbers and every candidate metric (against the budget-T baseline)."""
+    cands = nz.candidates(r["val_bpb"], profile, budget_seconds=T, reference=ref)
+    return dict(val_bpb=r["val_bpb"], val_bpb_stderr=r.get("val_bpb_stderr"), train_flops=r["train_flops"],
+                num_steps=r.get("num_steps"), g=cands["loglinear"]["gain"],
+                g_from_compute=math.log2(r["train_flops"] / profile["flops_at_budget"]),
+                normalized_bpb=cands["loglinear"].get("normalized_bpb"), candidates=cands)
+
+
+def check_device(dev: dict, args, log, sizes: dict | None, reference: dict | None) -> dict:
+    from autoresearch_portable import paths
     from autoresearch_portable.detect import make_plan, probe
     from autoresearch_portable.harness import calibrate as cal
     from autoresearch_portable.harness import normalize as nz
-    from autoresearch_portable.harness.bench import reference_for
+    from autoresearch_portable.harness.peak import device_key
 
-    pr = probe()
-    plan = make_plan(pr, backend).to_dict()
-    log(f"== {backend}: calibration at T={args.budget:g}s")
-    profile = cal.calibrate(pr.to_dict(), plan, args.dataset, args.budget, args.repeats, log=log)
-    sizes = profile["baseline_sizes"]
-    ds_id = cal.dataset_identity(data.load(args.dataset))
-    ref, _ = reference_for(ds_id)
-    T = float(profile["budget_seconds"])
-    out = dict(backend=backend, device=profile.get("device_name"), profile=profile.get("path"), budget_seconds=T,
-               a=profile["a"], s=profile["s"], s_stderr=profile.get("s_stderr"), sigma=profile["sigma"],
-               flops_at_budget=profile["flops_at_budget"], sizes=sizes,
-               band_doublings=nz.BAND_SIGMAS * profile["sigma"] / profile["s"])
-    band = out["band_doublings"]
+    found = probe()
+    pr, plan = found.to_dict(), make_plan(found, dev["backend"]).to_dict()
+    if dev["dtype"]:
+        plan.update(dtype=dev["dtype"], dtype_mode="none" if dev["dtype"] == "float32" else "autocast")
+    path = None
+    if dev["threads"] or dev["dtype"] or sizes is not None:  # a simulated device: a profile file of its own
+        label = "".join(ch if ch.isalnum() or ch in "._-" else "_" for ch in dev["spec"])
+        path = paths.profiles_dir() / "check" / (cal.profile_filename(device_key(pr, plan), args.dataset)[:-5] + f"--{label}.json")
+    with threads(dev["threads"]):
+        log(f"== {dev['spec']}: calibration at T={args.budget:g}s")
+        profile = cal.calibrate(pr, plan, args.dataset, args.budget, args.repeats, sizes=sizes, path=path, log=log)
+        sizes = profile["baseline_sizes"]
+        ref = reference or profile
+        T = float(profile["budget_seconds"])
+        out = dict(device=dev["spec"], backend=dev["backend"], device_name=profile.get("device_name"),
+                   profile=profile.get("path"), budget_seconds=T, a=profile["a"], s=profile["s"],
+                   s_stderr=profile.get("s_stderr"), sigma=profile["sigma"], power_fit=profile.get("power_fit"),
+                   floor_bpb=profile.get("floor_bpb"), flops_at_budget=profile["flops_at_budget"], sizes=sizes,
+                   band_doublings=nz.BAND_SIGMAS * profile["sigma"] / profile["s"], reference=nz.profile_label(ref))
+        band = out["band_doublings"]
 
-    log(f"== {backend}: baseline at T (seed {CHECK_SEED})")
-    r = run_baseline(pr.to_dict(), plan, args.dataset, sizes, T, CHECK_SEED, log=log)
-    n = nz.normalize(r["val_bpb"], profile, budget_seconds=T, reference=ref)
-    out["baseline"] = dict(val_bpb=r["val_bpb"], train_flops=r["train_flops"], g=n["doublings"],
-                           g_from_compute=math.log2(r["train_flops"] / profile["flops_at_budget"]),
-                           normalized_bpb=n.get("normalized_bpb"), passed=abs(n["doublings"]) <= band)
+        log(f"== {dev['spec']}: baseline at T (seed {CHECK_SEED})")
+        r = scored(run_baseline(pr, plan, args.dataset, sizes, T, CHECK_SEED, log=log), profile, ref, T, nz)
+        out["baseline"] = dict(r, passed=abs(r["g"]) <= band)
 
-    if args.double_mode == "work":
-        log(f"== {backend}: baseline with 2 C_T = {2 * profile['flops_at_budget']:.4g} FLOPs (work mode), scored against the budget-T baseline")
-        r = run_baseline(pr.to_dict(), plan, args.dataset, sizes, 2 * T, CHECK_SEED, log=log, budget_mode="work",
-                         flop_budget=2 * profile["flops_at_budget"])
-    else:
-        log(f"== {backend}: baseline at 2T = {2 * T:g}s wall clock, scored against the budget-T baseline")
-        r = run_baseline(pr.to_dict(), plan, args.dataset, sizes, 2 * T, CHECK_SEED, log=log)
-    n = nz.normalize(r["val_bpb"], profile, budget_seconds=T, reference=ref)  # b_base at C_T, not at 2 C_T
-    out["double"] = dict(val_bpb=r["val_bpb"], train_flops=r["train_flops"], g=n["doublings"],
-                         g_from_compute=math.log2(r["train_flops"] / profile["flops_at_budget"]),
-                         normalized_bpb=n.get("normalized_bpb"), passed=abs(n["doublings"] - 1) <= band)
+        if args.double_mode == "work":
+            log(f"== {dev['spec']}: baseline with 2 C_T = {2 * profile['flops_at_budget']:.4g} FLOPs (work mode)")
+            r = run_baseline(pr, plan, args.dataset, sizes, 2 * T, CHECK_SEED, log=log, budget_mode="work",
+                             flop_budget=2 * profile["flops_at_budget"])
+        else:
+            log(f"== {dev['spec']}: baseline at 2T = {2 * T:g}s wall clock")
+            r = run_baseline(pr, plan, args.dataset, sizes, 2 * T, CHECK_SEED, log=log)
+        r = scored(r, profile, ref, T, nz)  # b_base at C_T, not at 2 C_T
+        out["double"] = dict(r, passed=abs(r["g"] - 1) <= band)
 
-    edits = dict(args.variant)
-    log(f"== {backend}: variant {edits} at T")
-    r = run_baseline(pr.to_dict(), plan, args.dataset, sizes, T, CHECK_SEED, edits=edits, log=log)
-    n = nz.normalize(r["val_bpb"], profile, budget_seconds=T, reference=ref)
-    out["variant"] = dict(edits=edits, val_bpb=r["val_bpb"], g=n["doublings"], normalized_bpb=n.get("normalized_bpb"))
-    return out
+        out["variants"] = []
+        for edits in args.variant:
+            log(f"== {dev['spec']}: variant {edits} at T")
+            r = run_baseline(pr, plan, args.dataset, sizes, T, CHECK_SEED, edits=edits, log=log)
+            out["variants"].append(dict(scored(r, profile, ref, T, nz), edits=edits))
+    return out, profile
 
 
-def parse_variant(text: str) -> tuple[str, object]:
-    name, _, value = text.partition("=")
-    return name.strip(), json.loads(value)
+def agreement(results: list[dict]) -> list[dict]:
+    """Per edit and candidate: do the first device and each other one agree within the combined band?"""
+    rows = []
+    for i, v in enumerate(results[0]["variants"]):
+        for name in CANDIDATES:
+            a = v["candidates"][name]
+            for other in results[1:]:
+                b = other["variants"][i]["candidates"][name]
+                if "error" in a or "error" in b:
+                    rows.append(dict(edit=v["edits"], candidate=name, devices=[results[0]["device"], other["device"]],
+                                     error=a.get("error") or b.get("error")))
+                    continue
+                diff, comb = abs(a["gain"] - b["gain"]), math.hypot(a["band"], b["band"])
+                rows.append(dict(edit=v["edits"], candidate=name, devices=[results[0]["device"], other["device"]],
+                                 gains=[a["gain"], b["gain"]], bands=[a["band"], b["band"]], diff=diff, band=comb,
+                                 agree=diff <= comb if math.isfinite(diff) else False,
+                                 diff_in_bands=diff / comb if comb > 0 else math.inf))
+    return rows
+
+
+def _g(c: dict) -> str:
+    return "n/a" if "error" in c else f"{c['gain']:+.3f}±{c['band']:.3f}"
+
+
+def report(results: list[dict], agree: list[dict], budget: float) -> None:
+    print(f"\nself-consistency of the normalized metrics, T={budget:g}s, band = ±2σ (loglinear g: ±2σ/s doublings)")
+    hdr = (f"{'device':22} {'s':>7} {'σ':>7} {'band g':>7} | {'baseline g':>10} {'ok':>3} | {'2x g':>6} "
+           f"{'(compute)':>9} {'ok':>3}")
+    print(hdr)
+    print("-" * len(hdr))
+    for r in results:
+        print(f"{r['device'][:22]:22} {r['s']:7.4f} {r['sigma']:7.4f} {r['band_doublings']:7.3f} | "
+              f"{r['baseline']['g']:+10.3f} {'yes' if r['baseline']['passed'] else 'NO':>3} | "
+              f"{r['double']['g']:+6.3f} {r['double']['g_from_compute']:+9.3f} {'yes' if r['double']['passed'] else 'NO':>3}")
+    print("\nevery candidate on the same runs (gain ± band; delta in bpb, loglinear and power in doublings, "
+          "excess_ratio as a ratio):")
+    hdr = f"{'run':34} {'device':22} " + " ".join(f"{c:>16}" for c in CANDIDATES)
+    print(hdr)
+    print("-" * len(hdr))
+    for r in results:
+        runs = [("baseline", r["baseline"]), ("2x compute", r["double"])]
+        runs += [(json.dumps(v["edits"])[:34], v) for v in r["variants"]]
+        for name, run in runs:
+            print(f"{name:34} {r['device'][:22]:22} " + " ".join(f"{_g(run['candidates'][c]):>16}" for c in CANDIDATES))
+    if agree:
+        print("\nagreement across devices (|gain_1 - gain_2| <= combined band):")
+        for a in agree:
+            what = (f"n/a ({a['error']})" if "error" in a else
+                    f"{a['gains'][0]:+.3f} vs {a['gains'][1]:+.3f}: diff {a['diff']:.3f}, band {a['band']:.3f} "
+                    f"({a['diff_in_bands']:.2f} bands): {'agree' if a['agree'] else 'DISAGREE'}")
+            print(f"  {json.dumps(a['edit'])[:30]:30} {a['candidate']:13} {' vs '.join(a['devices'])}: {what}")
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--budget", type=float, default=300)
-    ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--repeats", type=int, default=4)
     ap.add_argument("--dataset", default="bundled")
-    ap.add_argument("--backends", default=None, help="comma-separated (default: cpu, and mlx when importable)")
+    ap.add_argument("--devices", "--backends", dest="devices", default=None,
+                    help="comma-separated BACKEND[:threads=N][:dtype=D] (default: cpu, and mlx when importable)")
     ap.add_argument("--variant", action="append", type=parse_variant, default=None,
-                    help="NAME=VALUE (JSON) edit of train.py for the cross-backend check; default WARMDOWN_FRAC=0.0")
+                    help="NAME=VALUE[;NAME=VALUE] (JSON values): one edited run per --variant; default WARMDOWN_FRAC=0.0")
+    ap.add_argument("--own-sizes", action="store_true", help="size each device's baseline for itself (default: the first's sizes)")
     ap.add_argument("--double-mode", choices=("work", "wall"), default="work",
                     help="how the 2x check gets twice the compute: work = exactly 2 C_T FLOPs (default), "
                          "wall = 2T seconds (includes throughput noise)")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "check_normalization.json"))
     args = ap.parse_args()
-    args.variant = args.variant or [("WARMDOWN_FRAC", 0.0)]
-    if args.backends:
-        backends = args.backends.split(",")
+    args.variant = args.variant or [{"WARMDOWN_FRAC": 0.0}]
+    if args.devices:
+        devices = [parse_device(d) for d in args.devices.split(",")]
     else:
-        backends = ["cpu"]
+        devices = [parse_device("cpu")]
         try:
             import mlx.core  # noqa: F401
 
-            backends.append("mlx")
+            devices.append(parse_device("mlx"))
         except ImportError:
             print("mlx is not installed: torch cpu only", file=sys.stderr)
     from autoresearch_portable import data
 
     data.prepare(args.dataset, log=lambda m: print(m, file=sys.stderr))
     log = lambda m: print(m, file=sys.stderr, flush=True)  # noqa: E731
-    results, failures = [], []
-    for b in backends:
+    results, failures, sizes, reference = [], [], None, None
+    for dev in devices:
         try:
-            results.append(check_backend(b, args, log))
-        except Exception as e:  # one backend failing must not hide the other's numbers
-            failures.append(dict(backend=b, error=f"{type(e).__name__}: {e}"))
-            log(f"{b}: FAILED: {type(e).__name__}: {e}")
-
-    print(f"\nself-consistency of the normalized metrics, T={args.budget:g}s, band = ±2σ/s doublings")
-    hdr = f"{'backend':8} {'device':34} {'s':>7} {'σ':>7} {'band g':>7} | {'baseline g':>10} {'ok':>3} | {'2T g':>6} {'(compute)':>9} {'ok':>3} | {'variant g':>9}"
-    print(hdr)
-    print("-" * len(hdr))
-    for r in results:
-        print(f"{r['backend']:8} {str(r['device'])[:34]:34} {r['s']:7.4f} {r['sigma']:7.4f} {r['band_doublings']:7.3f} | "
-              f"{r['baseline']['g']:+10.3f} {'yes' if r['baseline']['passed'] else 'NO':>3} | "
-              f"{r['double']['g']:+6.3f} {r['double']['g_from_compute']:+9.3f} {'yes' if r['double']['passed'] else 'NO':>3} | "
-              f"{r['variant']['g']:+9.3f}")
-    agree = None
-    if len(results) >= 2:
-        a, b = results[0], results[1]
-        diff = abs(a["variant"]["g"] - b["variant"]["g"])
-        comb = math.hypot(a["band_doublings"], b["band_doublings"])
-        agree = dict(backends=[a["backend"], b["backend"]], diff=diff, band=comb, passed=diff <= comb)
-        print(f"variant g, {a['backend']} vs {b['backend']}: |{a['variant']['g']:+.3f} - {b['variant']['g']:+.3f}| = {diff:.3f} "
-              f"{'<=' if agree['passed'] else '>'} combined band {comb:.3f}: {'agree' if agree['passed'] else 'DISAGREE'}")
+            r, profile = check_device(dev, args, log, None if args.own_sizes else sizes, reference)
+            results.append(r)
+            sizes, reference = sizes or profile["baseline_sizes"], reference or profile
+        except Exception as e:  # one device failing must not hide the others' numbers
+            failures.append(dict(device=dev["spec"], error=f"{type(e).__name__}: {e}"))
+            log(f"{dev['spec']}: FAILED: {type(e).__name__}: {e}")
+    agree = agreement(results) if len(results) >= 2 else []
+    report(results, agree, args.budget)
     for f in failures:
-        print(f"{f['backend']}: not checked ({f['error']})")
+        print(f"{f['device']}: not checked ({f['error']})")
     if args.out:
+        from autoresearch_portable.fsutil import atomic_write_json
+
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(json.dumps(dict(budget_seconds=args.budget, repeats=args.repeats, results=results,
-                                                  cross_backend=agree, failures=failures,
-                                                  created=time.strftime("%Y-%m-%dT%H:%M:%S%z")), indent=2) + "\n")
+        atomic_write_json(Path(args.out), dict(budget_seconds=args.budget, repeats=args.repeats, results=results,
+                                               agreement=agree, failures=failures,
+                                               created=time.strftime("%Y-%m-%dT%H:%M:%S%z")))
         print(f"written: {args.out}")
 
 

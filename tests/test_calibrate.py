@@ -28,7 +28,7 @@ class FakeDataset:
 
 
 def fake_runner(curve=lambda c: 4.0 - 0.1 * math.log2(c), calls=None):
-    noise = {0: 0.0, 1: 0.01, 2: -0.01, 3: 0.005}
+    noise = {0: 0.0, 1: 0.01, 2: -0.01, 3: 0.005, 4: -0.005}
 
     def run(train_py, *, probe, plan, dataset, budget_seconds, budget_mode, seed, quiet, **kw):
         text = train_py.read_text()
@@ -37,7 +37,7 @@ def fake_runner(curve=lambda c: 4.0 - 0.1 * math.log2(c), calls=None):
         c = RATE * budget_seconds
         return dict(status="ok", val_bpb=curve(c) + noise[seed], val_bpb_stderr=0.001, train_flops=c,
                     tokens_per_second=1000.0, flops_per_token=1e6, mfu_percent=5.0, peak_flops=2e10,
-                    peak_flops_source="measured", num_steps=int(budget_seconds), num_params=12345)
+                    peak_flops_source="measured", num_steps=int(40 * budget_seconds), num_params=12345)
 
     return run
 
@@ -152,3 +152,89 @@ def test_failed_repeats_leave_too_few_points():
            for f, s, st in ((0.25, 0, "ok"), (0.5, 0, "ok"), (1.0, 0, "ok"), (1.0, 1, "crash"), (1.0, 2, "timeout"))]
     with pytest.raises(cal.CalibrationError, match="only 1"):
         cal.build_profile(pts, budget=10, base={})
+
+
+# --- validity: the T/4 runs must make MIN_STEPS optimizer steps ------------------------------------
+
+def few_steps_runner(steps_per_second, calls):
+    base = fake_runner(calls=calls)
+
+    def run(train_py, **kw):
+        r = base(train_py, **kw)
+        r["num_steps"] = int(steps_per_second * kw["budget_seconds"])
+        return r
+
+    return run
+
+
+def test_steps_refusal_is_a_pure_rule():
+    pts = [dict(fraction=0.25, seed=0, status="ok", num_steps=100), dict(fraction=0.5, seed=0, status="ok", num_steps=5)]
+    why = cal.steps_refusal(pts, 100)
+    # 100 steps in 25 s -> 200 steps take 50 s at T/4 -> T = 200 s, +10 % -> 220 s
+    assert why == ("the baseline made only 100 optimizer steps at T/4 = 25s; a valid profile needs at least 200 "
+                   "there: run `arp calibrate --budget 220` (or longer)")
+    assert cal.steps_refusal([dict(pts[0], num_steps=200)], 100) is None
+    assert cal.steps_refusal(pts, 100, min_steps=0) is None
+    assert cal.steps_refusal([dict(pts[0], status="crash")], 100) is None  # nothing measured at T/4 yet
+    with pytest.raises(cal.CalibrationError, match="--budget 220"):
+        cal.build_profile(pts, budget=100, base={})
+
+
+def test_calibrate_refuses_right_after_the_quarter_run(fake_data):
+    calls = []
+    with pytest.raises(cal.CalibrationError, match=r"only 75 optimizer steps at T/4 = 25s.*--budget 300"):
+        cal.calibrate(PROBE, PLAN, "bundled", 100, 4, sizes=SIZES, runner=few_steps_runner(3, calls), log=lambda m: None)
+    assert len(calls) == 1  # no time spent on T/2, T and the repeats
+    assert not cal.profile_path(PROBE, PLAN, "bundled").exists()
+
+
+def test_cli_calibrate_refuses_with_one_line_and_exit_2(fake_data, monkeypatch, capsys):
+    from test_bench import _cli
+
+    real = cal.calibrate
+    monkeypatch.setattr(cal, "calibrate", lambda pr, plan, ds, budget, repeats, **kw: real(
+        pr, plan, ds, budget, repeats, sizes=SIZES, runner=few_steps_runner(2, []), **kw))
+    code, out, err = _cli(monkeypatch, capsys, "calibrate", "--budget", "40")
+    assert code == 2
+    last = err.strip().splitlines()[-1]
+    assert "20 optimizer steps at T/4 = 10s" in last and "arp calibrate --budget 440" in last
+    assert "Traceback" not in err
+
+
+def test_profile_records_its_fit_form(fake_data):
+    p = cal.calibrate(PROBE, PLAN, "bundled", 100, 4, sizes=SIZES, runner=fake_runner(), log=lambda m: None)
+    assert p["fit_form"] == "loglinear" and p["metric"] == "loglinear" and p["min_steps"] == cal.MIN_STEPS
+    assert "power_fit" not in p and "got 3" in p["power_fit_note"]  # T/4, T/2, T: 3 budgets
+
+
+def test_power_metric_calibrates_four_budgets_and_fits_the_asymptote(fake_data, monkeypatch):
+    monkeypatch.setattr(cal.normalize, "METRIC", "power")
+    calls = []
+    # a bending curve above the dataset's floor (0.5): E = 0.7, A = 0.3, alpha = 0.5 around 5e10
+    curve = lambda c: 0.7 + 0.3 * (c / 5e10) ** -0.5  # noqa: E731
+    p = cal.calibrate(PROBE, PLAN, "bundled", 100, 2, sizes=SIZES, runner=fake_runner(curve=curve, calls=calls),
+                      log=lambda m: None)
+    assert [c["budget"] for c in calls] == [25, 50, 75, 100, 100, 100]
+    pf = p["power_fit"]
+    assert p["fit_form"] == "power" and pf["E"] >= 0.5 and pf["alpha"] > 0
+    assert p["baseline_bpb_fit"] == pytest.approx(cal.curvefit.asymptote_bpb(pf, p["flops_at_budget"]))
+    assert "free-asymptote curve" in cal.format_profile(p)
+    # a loglinear profile lacks the fit the power metric needs: stale
+    assert "free-asymptote" in cal.stale_reason(dict(p, power_fit=None), None)
+
+
+def test_a_stored_profile_with_too_few_steps_is_not_used(fake_data):
+    p = cal.calibrate(PROBE, PLAN, "bundled", 100, 2, sizes=SIZES, runner=fake_runner(), log=lambda m: None)
+    ds_id = cal.dataset_identity(fake_data)
+    stored = json.loads(open(p["path"]).read())
+    for pt in stored["points"]:
+        pt["num_steps"] = 120
+    del stored["min_steps"]  # a profile written before the rule
+    with open(p["path"], "w") as f:
+        json.dump(stored, f)
+    found, note = cal.find_profile(PROBE, PLAN, ds_id)
+    assert found is None and "only 120 optimizer steps at T/4 = 25s" in note and "arp calibrate --force" in note
+    stored["min_steps"] = 0  # a quick bench's profile: no minimum
+    with open(p["path"], "w") as f:
+        json.dump(stored, f)
+    assert cal.find_profile(PROBE, PLAN, ds_id)[0] is not None

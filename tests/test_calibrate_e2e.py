@@ -83,7 +83,7 @@ def fake_profile(ds, cpu, sizes):
     def runner(train_py, *, budget_seconds, seed, **kw):
         c = rate * budget_seconds
         return dict(status="ok", val_bpb=6.0 - 0.1 * __import__("math").log2(c) + 0.01 * seed, train_flops=c,
-                    tokens_per_second=5000.0, flops_per_token=1e6, num_steps=10)
+                    tokens_per_second=5000.0, flops_per_token=1e6, num_steps=1000)
 
     # The CPU plan's dtype comes from a quick matmul measurement that a loaded machine can flip
     # (bf16 <-> fp32), and the dtype is part of the device key: cover both plans.

@@ -203,7 +203,7 @@ def low_baseline(ws, small_bundled):
     def runner(train_py, *, budget_seconds, seed, **kw):
         c = 1e10 * budget_seconds
         return dict(status="ok", val_bpb=6.0 - 0.1 * __import__("math").log2(c) + 0.01 * seed, train_flops=c,
-                    tokens_per_second=5000.0, flops_per_token=1e6, num_steps=10,
+                    tokens_per_second=5000.0, flops_per_token=1e6, num_steps=1000,
                     loss_trace=[0.05 + 0.001 * seed] * 50)
 
     profiles = [cal.calibrate(pr.to_dict(), dict(plan, dtype=dt), "bundled", ABANDON_BUDGET, 2, sizes=sizes, runner=runner,

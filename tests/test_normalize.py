@@ -121,3 +121,74 @@ def test_summary_lines_with_and_without_profile():
     # calibrated but no reference for this dataset
     r2 = dict(val_bpb=0.95, status="ok", **nz.normalize(0.95, PROFILE), normalized_note="no bundled reference for x")
     assert "n/a (no bundled reference for x)" in format_summary(r2)
+
+
+# --- normalization v2: the candidates side by side, and the switch ------------------------------
+
+# the same device and reference with entropy floors and free-asymptote curves:
+# this device: E=0.5, A=0.5, alpha=1, c0=C_T -> b_base = 1.0 at C_T, 0.75 at 2 C_T
+PF = dict(form="power", E=0.5, A=0.5, alpha=1.0, c0=2.0**30)
+# reference: E=0.6, A=0.56, alpha=0.5, c0=C_ref -> b_ref = 1.16 at C_ref
+RF = dict(form="power", E=0.6, A=0.56, alpha=0.5, c0=2.0**32)
+PROFILE2 = dict(PROFILE, floor_bpb=0.5, power_fit=PF)
+REF2 = dict(REF, floor_bpb=0.56, power_fit=RF)
+
+
+def test_candidates_hand_computed():
+    c = nz.candidates(0.95, PROFILE2, reference=REF2)
+    assert set(c) == set(nz.METRICS)
+    # delta: 0.95 - 1.0; on the reference: 1.16 - 0.05
+    assert c["delta"]["gain"] == pytest.approx(-0.05) and c["delta"]["normalized_bpb"] == pytest.approx(1.11)
+    assert c["delta"]["band"] == pytest.approx(0.02) and c["delta"]["significant"] is True
+    # loglinear: the metric of today
+    assert c["loglinear"]["gain"] == pytest.approx(0.5) and c["loglinear"]["normalized_bpb"] == pytest.approx(1.10)
+    # excess ratio: (0.95 - 0.5) / (1.0 - 0.5) = 0.9; 0.56 + (1.16 - 0.56) * 0.9 = 1.10; band 0.02/0.5
+    r = c["excess_ratio"]
+    assert r["gain"] == pytest.approx(0.9) and r["normalized_bpb"] == pytest.approx(1.10)
+    assert r["band"] == pytest.approx(0.04) and r["normalized_bpb_band"] == pytest.approx(0.024)
+    # power: 0.95 = 0.5 + 0.5 * (C/C_T)^-1 -> C = C_T / 0.9 -> g = log2(1/0.9)
+    p = c["power"]
+    g = math.log2(1 / 0.9)
+    assert p["gain"] == pytest.approx(g) and p["baseline_bpb"] == pytest.approx(1.0)
+    assert p["normalized_bpb"] == pytest.approx(0.6 + 0.56 * 2.0 ** (-0.5 * g))
+    # band: g at b_base -+ 0.02 -> log2(0.5/0.48), log2(0.5/0.52)
+    assert p["band"] == pytest.approx((math.log2(0.5 / 0.48) - math.log2(0.5 / 0.52)) / 2)
+
+
+def test_power_candidate_one_doubling_and_beyond_the_asymptote():
+    b2 = 0.5 + 0.5 / 2  # the baseline's curve at 2 C_T
+    assert nz.candidates(b2, PROFILE2)["power"]["gain"] == pytest.approx(1.0)
+    beyond = nz.candidates(0.45, PROFILE2, reference=REF2)["power"]
+    assert beyond["gain"] == math.inf and beyond["normalized_bpb"] == pytest.approx(0.6)
+
+
+def test_candidates_say_what_is_missing():
+    c = nz.candidates(0.95, dict(PROFILE, power_fit_note="needs at least 4 distinct compute budgets; got 3"))
+    assert "4 distinct" in c["power"]["error"]
+    assert "no known entropy floor" in c["excess_ratio"]["error"]
+    assert "normalized_bpb" not in c["delta"]  # no reference given
+    c = nz.candidates(0.95, PROFILE2, reference=REF)
+    assert "reference profile has no free-asymptote fit" in c["power"]["error"]
+    assert "reference profile has no entropy floor" in c["excess_ratio"]["error"]
+    with pytest.raises(ValueError, match="not above the floor"):
+        nz.excess_ratio(0.9, 0.5, 0.5)
+
+
+def test_the_switch_chooses_the_metric(monkeypatch):
+    default = nz.normalize(0.95, PROFILE2, reference=REF2)
+    assert default["metric"] == nz.METRIC == "loglinear" and default["normalized_bpb"] == pytest.approx(1.10)
+    ratio = nz.normalize(0.95, PROFILE2, reference=REF2, metric="excess_ratio")
+    assert ratio["excess_ratio"] == pytest.approx(0.9) and ratio["normalized_bpb_band"] == pytest.approx(0.024)
+    delta = nz.normalize(0.95, PROFILE2, reference=REF2, metric="delta")
+    assert delta["normalized_bpb"] == pytest.approx(1.11) and delta["delta"] == pytest.approx(-0.05)
+    monkeypatch.setattr(nz, "METRIC", "power")
+    power = nz.normalize(0.75, PROFILE2, reference=REF2)
+    assert power["metric"] == "power" and nz.fit_form() == "power"
+    assert power["doublings"] == pytest.approx(1.0) and power["compute_multiplier"] == pytest.approx(2.0)
+    assert power["normalized_bpb"] == pytest.approx(0.6 + 0.56 / math.sqrt(2))
+    # a profile built for power: its baseline curve is the free asymptote
+    assert nz.baseline_bpb(dict(PROFILE2, fit_form="power"), 2.0**31) == pytest.approx(0.75)
+    missing = nz.normalize(0.95, PROFILE, reference=REF)
+    assert "normalized_bpb" not in missing and missing["normalized_note"].startswith("power:")
+    with pytest.raises(ValueError, match="unknown normalization metric"):
+        nz.normalize(0.95, PROFILE, metric="nope")

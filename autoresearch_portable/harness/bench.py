@@ -164,7 +164,8 @@ def run_bench(probe: dict, plan: dict, *, quick: bool = False, force: bool = Fal
         except (ValueError, KeyError):
             pass
     profile = cal.calibrate(probe, plan, d["dataset"], d["budget_seconds"], d["repeats"], force=force,
-                            sizes=sizes, path=path, log=log, runner=runner, quiet=quiet)
+                            sizes=sizes, path=path, log=log, runner=runner, quiet=quiet,
+                            min_steps=0 if quick else cal.MIN_STEPS)  # a quick bench is a CI smoke, not a profile
     profile["benchmark"] = d["name"]
     profile["quick"] = quick
     if not quick and not active.exists():

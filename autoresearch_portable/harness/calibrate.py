@@ -2,11 +2,17 @@
 profile every normalized result of this device is computed from (normalize.py).
 
 The baseline (the template rendered exactly as `arp init` would for budget T) is trained in wall
-mode at T/4, T/2 and T, then `repeats` more times at T with other seeds (the model seed in the
-file and the data-order seed). The fit `bpb = a - s*log2(C)` over the training FLOPs C of every
-run gives the slope s (bpb per doubling of compute); the sample standard deviation of val_bpb over
-the runs at T gives sigma. The profile is cached per device key (which includes the backend) +
-dataset + harness version; a profile from another harness or dataset version is never used.
+mode at T/4, T/2 and T (and 3T/4 when the metric needs the free-asymptote curve, which takes 4
+distinct budgets), then `repeats` more times at T with other seeds (the model seed in the file and
+the data-order seed). The fit `bpb = a - s*log2(C)` over the training FLOPs C of every run gives
+the slope s (bpb per doubling of compute); with 4 or more budgets the free-asymptote fit
+`bpb = E + A*(C/c0)^-alpha` (E >= floor) is stored beside it; `fit_form` says which one the
+profile's baseline curve is (normalize.METRIC chooses). The sample standard deviation of val_bpb
+over the runs at T gives sigma. A profile is valid only if its T/4 runs made at least MIN_STEPS
+optimizer steps: otherwise calibration stops after the T/4 run and says which T would do, and a
+stored profile that falls short is not used. The profile is cached per device key (which
+includes the backend) + dataset + harness version; a profile from another harness or dataset
+version is never used.
 """
 
 from __future__ import annotations
@@ -25,10 +31,13 @@ from autoresearch_portable import HARNESS_VERSION, __version__, paths
 from autoresearch_portable.detect.plan import device_name
 from autoresearch_portable.errors import UserError
 from autoresearch_portable.fsutil import atomic_write_json
-from autoresearch_portable.harness import abandon, normalize
+from autoresearch_portable.harness import abandon, curvefit, normalize
 from autoresearch_portable.harness.budget import check_budget
 
 PROFILE_FORMAT = 1
+MIN_STEPS = 200  # optimizer steps the T/4 runs must make for a valid profile
+# the budgets (fractions of T) trained with seed 0, per fit form
+FRACTIONS = {"loglinear": (0.25, 0.5, 1.0), "power": (0.25, 0.5, 0.75, 1.0)}
 BASE_MODEL_SEED = 42  # the template's SEED
 SIZE_KEYS = ("DEPTH", "MODEL_DIM", "HEAD_DIM", "DEVICE_BATCH_SIZE", "TOTAL_BATCH_SIZE")
 
@@ -84,6 +93,12 @@ def stale_reason(profile: dict, dataset_id: dict | None, harness_version: str = 
     for k in ("a", "s", "sigma", "flops_at_budget", "budget_seconds"):
         if not isinstance(profile.get(k), (int, float)):
             return f"it has no {k}"
+    if normalize.fit_form() == "power" and not profile.get("power_fit"):
+        return "it has no free-asymptote fit, which the normalization metric now needs"
+    few = steps_refusal(profile.get("points") or [], float(profile["budget_seconds"]),
+                        int(profile.get("min_steps", MIN_STEPS)))
+    if few:
+        return few.split(":")[0]  # "the baseline made only N optimizer steps at T/4 = ...; a valid profile needs ..."
     return None
 
 
@@ -124,20 +139,44 @@ def baseline_source(plan: dict, sizes: dict, model_seed: int | None = None) -> s
     return baseline_text(plan, values)
 
 
-def schedule(budget: float, repeats: int) -> list[dict]:
-    """The runs of a calibration: T/4, T/2, T (seed 0), then `repeats` more at T."""
-    runs = [dict(fraction=0.25, seed=0), dict(fraction=0.5, seed=0), dict(fraction=1.0, seed=0)]
+def schedule(budget: float, repeats: int, form: str = "loglinear") -> list[dict]:
+    """The runs of a calibration: T/4, T/2 (3T/4 for the power form), T (seed 0), then `repeats`
+    more at T."""
+    runs = [dict(fraction=f, seed=0) for f in FRACTIONS[form]]
     runs += [dict(fraction=1.0, seed=i) for i in range(1, repeats + 1)]
     for r in runs:
         r["budget_seconds"] = budget * r["fraction"]
     return runs
 
 
-# --- fitting ------------------------------------------------------------------------------------
+# --- validity and fitting ----------------------------------------------------------------------
 
-def build_profile(points: list[dict], *, budget: float, base: dict) -> dict:
+def steps_refusal(points: list[dict], budget: float, min_steps: int = MIN_STEPS) -> str | None:
+    """Why these points cannot make a valid profile because the T/4 runs made too few optimizer
+    steps (with the T that would reach min_steps), or None. Pure."""
+    quarter = [p for p in points if p.get("fraction") == 0.25 and p.get("status") == "ok"
+               and isinstance(p.get("num_steps"), int)]
+    if not quarter or min_steps <= 0:
+        return None
+    steps = min(p["num_steps"] for p in quarter)
+    if steps >= min_steps:
+        return None
+    t4 = budget / 4
+    # steps grow about linearly with the budget; 10 % margin for warm-up, rounded up to 10 s
+    need = math.ceil(round(4 * min_steps / max(steps, 1) * t4 * 1.1 / 10, 6)) * 10
+    return (f"the baseline made only {steps} optimizer steps at T/4 = {t4:g}s; a valid profile needs at least "
+            f"{min_steps} there: run `arp calibrate --budget {need:g}` (or longer)")
+
+
+def build_profile(points: list[dict], *, budget: float, base: dict, min_steps: int = MIN_STEPS,
+                  form: str | None = None) -> dict:
     """The profile from the runs' points (each: fraction, seed, budget_seconds, val_bpb,
-    train_flops, ...). Pure: raises CalibrationError when the data cannot make a profile."""
+    train_flops, num_steps, ...). Pure: raises CalibrationError when the data cannot make a
+    valid profile. `form`: the baseline curve to build (default: what normalize.METRIC needs)."""
+    form = form or normalize.fit_form()
+    why = steps_refusal(points, budget, min_steps)
+    if why:
+        raise CalibrationError(why)
     ok = [p for p in points if p.get("status") == "ok" and p.get("val_bpb") is not None]
     at_t = [p for p in ok if p["fraction"] == 1.0]
     if len(at_t) < 2:
@@ -149,6 +188,14 @@ def build_profile(points: list[dict], *, budget: float, base: dict) -> dict:
         raise CalibrationError(
             f"more compute did not help the baseline on this device (fitted slope s={fit['s']:.4g} bpb per "
             f"doubling of compute, not > 0): no profile written. Try a longer --budget (T={budget:g}s)")
+    power: dict = {}
+    try:
+        power["power_fit"] = curvefit.fit_free_asymptote([p["train_flops"] for p in ok], [p["val_bpb"] for p in ok],
+                                                         floor=base.get("floor_bpb"))
+    except ValueError as e:
+        if form == "power":
+            raise CalibrationError(f"cannot fit the baseline curve: {e}") from None
+        power["power_fit_note"] = str(e)
     sigma = normalize.sample_std([p["val_bpb"] for p in at_t])
     c_t = statistics.fmean(p["train_flops"] for p in at_t)
     b_t = statistics.fmean(p["val_bpb"] for p in at_t)
@@ -160,6 +207,9 @@ def build_profile(points: list[dict], *, budget: float, base: dict) -> dict:
         format=PROFILE_FORMAT,
         budget_seconds=float(budget),
         repeats=len(at_t) - 1,
+        fit_form=form,
+        metric=normalize.METRIC,
+        min_steps=min_steps,
         a=fit["a"],
         s=fit["s"],
         s_stderr=fit["s_stderr"],
@@ -169,13 +219,15 @@ def build_profile(points: list[dict], *, budget: float, base: dict) -> dict:
         flops_at_budget=c_t,
         flops_per_second=c_t / budget,
         flops_range=[min(flops_all), max(flops_all)],
-        baseline_bpb_fit=normalize.curve_bpb(fit["a"], fit["s"], c_t),
+        baseline_bpb_fit=(curvefit.asymptote_bpb(power["power_fit"], c_t) if form == "power"
+                          else normalize.curve_bpb(fit["a"], fit["s"], c_t)),
         baseline_bpb_mean=b_t,
         tokens_per_second=tps,
         mfu_percent=statistics.fmean(mfus) if mfus else None,
         # the training-loss traces of the runs at T, against progress: early abandonment's baseline
         loss_trace=abandon.profile_trace(at_t),
         points=points,
+        **power,
     )
     return profile
 
@@ -221,9 +273,11 @@ def calibrate(
     log: Callable[[str], None] = print,
     quiet: bool = True,
     runner: Callable | None = None,
+    min_steps: int = MIN_STEPS,
 ) -> dict:
     """Calibrate (or reuse the stored profile). `sizes` overrides the baseline's sizing (tests);
-    `path` where the profile goes (default: the device's profile in the cache)."""
+    `path` where the profile goes (default: the device's profile in the cache); `min_steps` the
+    optimizer steps the T/4 runs must make (0: no minimum, for `arp bench --quick`)."""
     from autoresearch_portable import data
     from autoresearch_portable.harness.peak import device_key
 
@@ -256,7 +310,8 @@ def calibrate(
 
         log(f"sizing the baseline for {budget:g}s on this device (as `arp init` does) ...")
         sizes = size_for_device(probe, plan, dataset, budget, log=log)
-    runs = schedule(budget, repeats)
+    form = normalize.fit_form()
+    runs = schedule(budget, repeats, form)
     total = sum(r["budget_seconds"] for r in runs)
     log(f"calibrating {plan['backend']} on {key}: baseline depth {sizes.get('DEPTH')}, width {sizes.get('MODEL_DIM')}, "
         f"{len(runs)} runs, {total:g}s of training plus start-up and eval each")
@@ -280,6 +335,9 @@ def calibrate(
             log(f"{label}: {res.get('status')}: {res.get('reason')}")
             if r["fraction"] == 1.0 and seed == 0:
                 raise CalibrationError(f"the unmodified baseline failed on this device ({res.get('status')}: {res.get('reason')})")
+        why = steps_refusal(points, budget, min_steps)  # refuse right after T/4, not after the whole schedule
+        if why:
+            raise CalibrationError(why)
     first = next((p for p in points if p.get("status") == "ok"), {})
     base = dict(
         created=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -298,7 +356,7 @@ def calibrate(
         peak_flops=first.get("peak_flops"),
         peak_flops_source=first.get("peak_flops_source"),
     )
-    profile = build_profile(points, budget=budget, base=base)
+    profile = build_profile(points, budget=budget, base=base, min_steps=min_steps, form=form)
     atomic_write_json(path, profile)
     profile["path"] = str(path)
     log(f"profile written: {path}")
@@ -319,6 +377,10 @@ def format_profile(p: dict) -> str:
         + (f", MFU {p['mfu_percent']:.2f}%" if p.get("mfu_percent") is not None else "")
         + (f" of {p['peak_flops']:.4g} ({p.get('peak_flops_source')})" if p.get("peak_flops") else ""),
     ]
+    pf = p.get("power_fit")
+    if pf:
+        lines.append(f"  free-asymptote curve: val_bpb = {pf['E']:.4f} + {pf['A']:.4f} * (C / {pf['c0']:.4g})^-{pf['alpha']:.3f}"
+                     + ("   (the profile's curve)" if p.get("fit_form") == "power" else ""))
     if p.get("floor_bpb"):
         lines.append(f"  dataset floor_bpb: {p['floor_bpb']:.4f}")
     runs = (p.get("loss_trace") or {}).get("runs") or []

@@ -17,6 +17,21 @@ For a run with val_bpb b:
   (b_ref = the reference's fitted value at its own budget-T compute);
 * noise band: +-2 sigma on b (a run within 2 sigma of b_base is "not significant"), which is
   +-2 sigma/s on g and +-2 sigma*s_ref/s on normalized_bpb.
+
+Normalization v2 (issue 12) measures which invariant carries across machines before choosing one.
+The candidates, each computed by `candidates()` for the same run:
+
+* "delta": delta = b - b_base; normalized_bpb = b_ref + delta;
+* "loglinear": the g above (the metric of today);
+* "power": a compute multiplier on the free-asymptote curve bpb = E + A*(C/c0)^-alpha, E >= floor
+  (curvefit.py; the profile's `power_fit`, which needs >= 4 distinct calibration budgets):
+  g = log2(C_equiv / C_base), C_equiv = the compute at which that curve reaches b;
+  normalized_bpb = the reference's curve at C_ref * 2^g;
+* "excess_ratio": r = (b - floor) / (b_base - floor) over the dataset's entropy floor;
+  normalized_bpb = floor_ref + (b_ref - floor_ref) * r.
+
+METRIC below is the one switch that says which candidate defines normalized_bpb and the band (and,
+for "power", compute_multiplier); `fit_form(METRIC)` is the curve `arp calibrate` must fit for it.
 """
 
 from __future__ import annotations
@@ -24,7 +39,13 @@ from __future__ import annotations
 import math
 from typing import Any, Sequence
 
+from autoresearch_portable.harness import curvefit
+
 BAND_SIGMAS = 2.0
+# THE switch (issue 12, item 3): which candidate defines normalized_bpb, its band and significance.
+# "loglinear" until the measured table (benchmarks/check_normalization.py) chooses another.
+METRIC = "loglinear"
+METRICS = ("delta", "loglinear", "power", "excess_ratio")
 
 
 def fit_curve(flops: Sequence[float], bpb: Sequence[float]) -> dict[str, float]:
@@ -79,6 +100,105 @@ def normalized_bpb(g: float, b_ref: float, s_ref: float) -> float:
     return b_ref - s_ref * g
 
 
+def fit_form(metric: str | None = None) -> str:
+    """The baseline curve a calibration fits for a metric: "power" (free asymptote) for the power
+    metric, else the log-linear one (delta and excess_ratio only need b_base, which it gives)."""
+    metric = metric or METRIC
+    if metric not in METRICS:
+        raise ValueError(f"unknown normalization metric {metric!r} (one of {', '.join(METRICS)})")
+    return "power" if metric == "power" else "loglinear"
+
+
+def baseline_bpb(profile: dict, flops: float) -> float:
+    """The profile's baseline curve (the form it was built with) at compute `flops`."""
+    if profile.get("fit_form") == "power":
+        return curvefit.asymptote_bpb(profile["power_fit"], flops)
+    return curve_bpb(profile["a"], profile["s"], flops)
+
+
+def excess_ratio(b: float, b_base: float, floor: float) -> float:
+    """(b - floor) / (b_base - floor): the run's excess over the entropy floor in units of the
+    baseline's. Raises ValueError when the baseline is not above the floor."""
+    if not b_base > floor:
+        raise ValueError(f"the baseline's val_bpb {b_base:.4f} is not above the floor {floor:.4f}: no excess to compare")
+    return (b - floor) / (b_base - floor)
+
+
+def ratio_normalized_bpb(ratio: float, b_ref: float, floor_ref: float) -> float:
+    """floor_ref + (b_ref - floor_ref) * ratio: the same excess ratio on the reference's scale."""
+    return floor_ref + (b_ref - floor_ref) * ratio
+
+
+def _power_doublings(fit: dict, b: float, c_base: float) -> float:
+    """log2(C_equiv / C_base) on the free-asymptote curve; +inf at or below its asymptote."""
+    if not b > fit["E"]:
+        return math.inf
+    return math.log2(curvefit.asymptote_compute(fit, b) / c_base)
+
+
+def candidates(b: float, profile: dict, *, budget_seconds: float | None = None, budget_mode: str = "wall",
+               flop_budget: float | None = None, reference: dict | None = None) -> dict[str, dict]:
+    """Every candidate metric of one run side by side: name -> dict(gain, band, significant,
+    baseline_bpb, normalized_bpb, normalized_bpb_band), or name -> dict(error=why) where the
+    profiles lack what that candidate needs. gain: delta in bpb, g in doublings, or the ratio."""
+    sigma = float(profile["sigma"])
+    band_b = BAND_SIGMAS * sigma
+    c_base = baseline_compute(profile, budget_seconds, budget_mode, flop_budget)
+    c_ref = float(reference["flops_at_budget"]) if reference else None
+    out: dict[str, dict] = {}
+
+    bb = baseline_bpb(profile, c_base)
+    d = dict(gain=b - bb, band=band_b, significant=abs(b - bb) > band_b, baseline_bpb=bb)
+    if reference:
+        d.update(normalized_bpb=baseline_bpb(reference, c_ref) + (b - bb), normalized_bpb_band=band_b)
+    out["delta"] = d
+
+    s = float(profile["s"])
+    bb = curve_bpb(profile["a"], s, c_base)
+    g = doublings(b, bb, s)
+    d = dict(gain=g, band=band_b / s, significant=abs(bb - b) > band_b, baseline_bpb=bb)
+    if reference:
+        b_ref, s_ref = reference_point(reference)
+        d.update(normalized_bpb=normalized_bpb(g, b_ref, s_ref), normalized_bpb_band=band_b * s_ref / s)
+    out["loglinear"] = d
+
+    pf = profile.get("power_fit")
+    if not pf:
+        out["power"] = dict(error=profile.get("power_fit_note") or "the profile has no free-asymptote fit")
+    elif reference is not None and not reference.get("power_fit"):
+        out["power"] = dict(error="the reference profile has no free-asymptote fit")
+    else:
+        bb = curvefit.asymptote_bpb(pf, c_base)
+        g = _power_doublings(pf, b, c_base)
+        g_hi, g_lo = _power_doublings(pf, bb - band_b, c_base), _power_doublings(pf, bb + band_b, c_base)
+        d = dict(gain=g, band=(g_hi - g_lo) / 2, significant=abs(bb - b) > band_b, baseline_bpb=bb)
+        if reference:
+            rf = reference["power_fit"]
+            at = lambda gg: curvefit.asymptote_bpb(rf, c_ref * 2.0 ** gg) if math.isfinite(gg) else rf["E"]  # noqa: E731
+            d.update(normalized_bpb=at(g), normalized_bpb_band=(at(g - d["band"]) - at(g + d["band"])) / 2
+                     if math.isfinite(d["band"]) else math.inf)
+        out["power"] = d
+
+    floor = profile.get("floor_bpb")
+    bb = baseline_bpb(profile, c_base)
+    if not isinstance(floor, (int, float)):
+        out["excess_ratio"] = dict(error="the dataset has no known entropy floor")
+    elif not bb > floor:
+        out["excess_ratio"] = dict(error=f"the baseline ({bb:.4f}) is not above the floor ({floor:.4f})")
+    elif reference is not None and not isinstance(reference.get("floor_bpb"), (int, float)):
+        out["excess_ratio"] = dict(error="the reference profile has no entropy floor")
+    else:
+        r = excess_ratio(b, bb, floor)
+        band = band_b / (bb - floor)
+        d = dict(gain=r, band=band, significant=abs(r - 1) > band, baseline_bpb=bb)
+        if reference:
+            f_ref = float(reference["floor_bpb"])
+            b_ref = baseline_bpb(reference, c_ref)
+            d.update(normalized_bpb=ratio_normalized_bpb(r, b_ref, f_ref), normalized_bpb_band=(b_ref - f_ref) * band)
+        out["excess_ratio"] = d
+    return out
+
+
 def baseline_compute(profile: dict, budget_seconds: float | None = None, budget_mode: str = "wall",
                      flop_budget: float | None = None) -> float:
     """The training FLOPs the unmodified baseline gets under a run's budget on this device."""
@@ -104,8 +224,12 @@ def normalize(
     budget_mode: str = "wall",
     flop_budget: float | None = None,
     reference: dict | None = None,
+    metric: str | None = None,
 ) -> dict[str, Any]:
-    """All normalized metrics of one run with val_bpb b, for the ledger and the summary."""
+    """All normalized metrics of one run with val_bpb b, for the ledger and the summary, under
+    `metric` (default: the switch METRIC)."""
+    metric = metric or METRIC
+    fit_form(metric)  # an unknown metric is an error here, not a silent default
     s, sigma = float(profile["s"]), float(profile["sigma"])
     c_base = baseline_compute(profile, budget_seconds, budget_mode, flop_budget)
     b_base = curve_bpb(profile["a"], s, c_base)
@@ -137,7 +261,29 @@ def normalize(
             reference_bpb=b_ref,
             reference_s=s_ref,
         )
+    if metric != "loglinear":
+        _apply_metric(out, metric, candidates(b, profile, budget_seconds=budget_seconds, budget_mode=budget_mode,
+                                              flop_budget=flop_budget, reference=reference))
+    out["metric"] = metric
     return out
+
+
+def _apply_metric(out: dict, metric: str, cands: dict) -> None:
+    """Let the chosen candidate define the normalized metrics (in place)."""
+    c = cands[metric]
+    if "error" in c:
+        out.pop("normalized_bpb", None)
+        out["normalized_note"] = f"{metric}: {c['error']}"
+        return
+    out.update(baseline_bpb=c["baseline_bpb"], significant=c["significant"])
+    if metric == "power":
+        out.update(doublings=c["gain"], doublings_band=c["band"],
+                   compute_multiplier=2.0 ** c["gain"] if math.isfinite(c["gain"]) else math.inf)
+    else:
+        out[metric] = c["gain"]
+        out[f"{metric}_band"] = c["band"]
+    if "normalized_bpb" in c:
+        out.update(normalized_bpb=c["normalized_bpb"], normalized_bpb_band=c["normalized_bpb_band"])
 
 
 def profile_label(profile: dict) -> str:

@@ -1,0 +1,72 @@
+"""benchmarks/check_normalization.py's logic with a fake trainer (no training): every candidate
+metric on the same runs, a simulated one-thread device calibrated into its own profile, and the
+agreement table across devices."""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+import os
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from autoresearch_portable.harness import runner, workspace
+
+from test_calibrate import SIZES, fake_data  # noqa: F401
+
+_spec = importlib.util.spec_from_file_location(
+    "check_normalization", Path(__file__).resolve().parent.parent / "benchmarks" / "check_normalization.py")
+cn = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(cn)
+
+
+def fake_training(train_py, *, budget_seconds, seed, budget_mode="wall", flop_budget=None, **kw):
+    """1e9 FLOP/s on two threads, half that on one; val_bpb = 0.5 + 0.5*(C/1e11)^-0.5 (floor 0.5 in
+    FakeDataset); the edit WARMDOWN_FRAC = 0.0 costs 0.02; seeds add a little noise."""
+    rate = 1e9 / (2 if os.environ.get("OMP_NUM_THREADS") == "1" else 1)
+    c = flop_budget if budget_mode == "work" else rate * budget_seconds
+    bad = 0.02 if "\nWARMDOWN_FRAC = 0.0" in train_py.read_text() else 0.0
+    val = 0.5 + 0.5 * (c / 1e11) ** -0.5 + bad + 0.002 * ((seed % 3) - 1)
+    return dict(status="ok", val_bpb=val, val_bpb_stderr=0.001, train_flops=c, tokens_per_second=1000.0,
+                flops_per_token=1e6, num_steps=int(40 * budget_seconds), num_params=1)
+
+
+def test_every_candidate_on_the_same_runs_and_a_simulated_device(fake_data, monkeypatch):
+    monkeypatch.setattr(runner, "run_training", fake_training)
+    monkeypatch.setattr(workspace, "size_for_device", lambda *a, **k: dict(SIZES))
+    args = SimpleNamespace(budget=100.0, repeats=2, dataset="bundled", double_mode="work",
+                           variant=[cn.parse_variant("WARMDOWN_FRAC=0.0"), cn.parse_variant("MATRIX_LR=0.04;SEED=3")])
+    log = lambda m: None  # noqa: E731
+    first, profile = cn.check_device(cn.parse_device("cpu"), args, log, None, None)
+    one, _ = cn.check_device(cn.parse_device("cpu:threads=1"), args, log, profile["baseline_sizes"], profile)
+    assert os.environ.get("OMP_NUM_THREADS") is None  # restored after the simulated device
+    assert "--cpu_threads_1.json" in one["profile"] and one["profile"] != first["profile"]
+    assert one["flops_at_budget"] == pytest.approx(first["flops_at_budget"] / 2)
+    for r in (first, one):
+        assert set(r["baseline"]["candidates"]) == set(cn.CANDIDATES)
+        assert r["double"]["g_from_compute"] == pytest.approx(1.0)
+        assert "4 distinct" in r["variants"][0]["candidates"]["power"]["error"]  # 3 budgets: no power fit
+        d = r["variants"][0]["candidates"]["delta"]
+        assert d["gain"] == pytest.approx(0.02, abs=0.01) and d["significant"]
+    rows = cn.agreement([first, one])
+    assert len(rows) == 2 * len(cn.CANDIDATES)
+    by = {(tuple(r["edit"]), r["candidate"]): r for r in rows}
+    assert by[(("WARMDOWN_FRAC",), "delta")]["agree"] is True  # both pay about 0.02
+    assert "error" in by[(("WARMDOWN_FRAC",), "power")]
+    cn.report([first, one], rows, 100.0)  # prints without failing on n/a entries
+
+
+def test_parsing_devices_and_variants():
+    assert cn.parse_device("cpu:threads=1:dtype=float32") == dict(spec="cpu:threads=1:dtype=float32", backend="cpu",
+                                                                  threads=1, dtype="float32")
+    assert cn.parse_variant("MATRIX_LR=0.04;ADAM_BETAS=[0.9, 0.95]") == {"MATRIX_LR": 0.04, "ADAM_BETAS": [0.9, 0.95]}
+    with pytest.raises(SystemExit, match="BACKEND"):
+        cn.parse_device("cpu:threads=0")
+    with pytest.raises(SystemExit, match="NAME=VALUE"):
+        cn.parse_variant("MATRIX_LR")
+    rows = cn.agreement([dict(device="a", variants=[dict(edits={"X": 1}, candidates={
+        c: dict(gain=0.1, band=0.05) for c in cn.CANDIDATES})]),
+        dict(device="b", variants=[dict(edits={"X": 1}, candidates={c: dict(gain=0.3, band=0.05) for c in cn.CANDIDATES})])])
+    assert all(r["agree"] is False and r["diff_in_bands"] == pytest.approx(0.2 / math.hypot(0.05, 0.05)) for r in rows)
