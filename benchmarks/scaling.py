@@ -53,7 +53,6 @@ TEMPLATE_IMPORT = "from autoresearch_portable.harness.runtime import Runtime\n"
 HEAD_DIM = 64
 TARGET_FLOPS = 1e17
 MIN_EXCESS_AT_TARGET = 0.05
-CORPUS_VERSIONS = {"bundled": 1, "bundled-v2": 2}
 
 
 class PointFailed(Exception):
@@ -223,36 +222,16 @@ def analyse(points: list[dict], floor: float, target: float = TARGET_FLOPS,
 # --- scoring -----------------------------------------------------------------------------------------
 
 def eval_set(ds, n_rows: int):
-    """n_rows rows of whole documents of the validation stream, packed in order (BOS first, the
-    rest of a row BOS padding, which is not scored), with the information content of each row."""
-    import numpy as np
+    """n_rows rows of whole documents of the validation stream (the evaluator's packing, at the
+    dataset's validation seed: the same rows for every point), with the information content of
+    each row."""
+    from autoresearch_portable.data.common import CORPUS_VERSIONS
+    from autoresearch_portable.harness.evalset import eval_set as harness_eval_set
 
-    from autoresearch_portable.data.bundled import GENERATORS
-
-    kind = ds.meta.get("kind") or ds.name
-    if kind not in CORPUS_VERSIONS:
+    if (ds.meta.get("kind") or ds.name) not in CORPUS_VERSIONS:
         raise SystemExit(f"error: {ds.name!r} has no generator with a known entropy floor (use one of {', '.join(CORPUS_VERSIONS)})")
-    generate = GENERATORS[CORPUS_VERSIONS[kind]]
-    seed = int(ds.meta["config"]["val_seed"])
-    cap, bos = ds.seq_len + 1, ds.bos_id
-    rows = np.full((n_rows, cap), bos, dtype=np.int32)
-    bits, text_bytes = np.zeros(n_rows), 0
-    r, pos, i = 0, 0, 0
-    while r < n_rows:
-        text, b = generate(seed, i)
-        i += 1
-        tokens = [bos, *ds.tokenizer.encode(text)]
-        if len(tokens) > cap:
-            continue  # cannot be scored whole
-        if pos + len(tokens) > cap:
-            r, pos = r + 1, 0
-            if r == n_rows:
-                break
-        rows[r, pos:pos + len(tokens)] = tokens
-        pos += len(tokens)
-        bits[r] += b
-        text_bytes += len(text.encode("utf-8"))
-    return rows, bits, text_bytes
+    ev = harness_eval_set(ds, n_rows, int(ds.meta["config"]["val_seed"]))
+    return ev.rows, ev.floor_bits, ev.text_bytes
 
 
 def score(backend, model, ds, ev) -> dict:
