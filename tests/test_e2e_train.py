@@ -28,7 +28,7 @@ def arp(*args, cwd=None, timeout=600, env=None):
 def workspace(small_bundled, tmp_path_factory):
     ws = tmp_path_factory.mktemp("ws") / "research"
     sizes = [s if s is not None else str(2 * small_bundled.seq_len) for s in SIZES]
-    r = arp("init", str(ws), "--backend", "cpu", *sizes)
+    r = arp("init", str(ws), "--backend", "cpu", "--budget", "4", *sizes)
     assert r.returncode == 0, r.stderr
     # these tests are not about the clock: a generous measured overhead keeps a slow, busy test
     # machine from turning honest runs into over_budget (tests/test_integrity.py tests the clock)

@@ -22,7 +22,7 @@ def arp(*args, cwd=None):
 
 def test_init_and_train_on_bundled_v2(small_bundled_v2, tmp_path):
     ws = tmp_path / "research"
-    r = arp("init", str(ws), "--backend", "cpu", "--dataset", "bundled-v2", "--depth", "2", "--dim", "64",
+    r = arp("init", str(ws), "--budget", "4", "--backend", "cpu", "--dataset", "bundled-v2", "--depth", "2", "--dim", "64",
             "--device-batch", "2", "--total-batch", str(2 * small_bundled_v2.seq_len))
     assert r.returncode == 0, r.stderr[-2000:]
     config = json.loads((ws / ".arp.json").read_text())

@@ -35,7 +35,7 @@ def git(ws, *args):
 @pytest.fixture(scope="module")
 def ws(small_bundled, tmp_path_factory):
     ws = tmp_path_factory.mktemp("memory") / "ws"
-    r = arp("init", str(ws), "--backend", "cpu", "--depth", "2", "--dim", "64", "--device-batch", "2",
+    r = arp("init", str(ws), "--budget", "4", "--backend", "cpu", "--depth", "2", "--dim", "64", "--device-batch", "2",
             "--total-batch", str(2 * small_bundled.seq_len))
     assert r.returncode == 0, r.stderr
     config = json.loads((ws / ".arp.json").read_text())  # not about the clock (see test_e2e_train)

@@ -36,7 +36,7 @@ def ledger(folder: Path):
 @pytest.fixture(scope="module")
 def mlx_workspace(small_bundled, tmp_path_factory):
     ws = tmp_path_factory.mktemp("mlxws") / "research"
-    r = arp("init", str(ws), "--backend", "mlx", "--depth", "2", "--dim", "64", "--device-batch", "1",
+    r = arp("init", str(ws), "--budget", "4", "--backend", "mlx", "--depth", "2", "--dim", "64", "--device-batch", "1",
             "--total-batch", str(small_bundled.seq_len))
     assert r.returncode == 0, r.stderr[-2000:]
     return ws
