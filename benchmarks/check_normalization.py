@@ -140,6 +140,8 @@ def check_device(dev: dict, args, log, sizes: dict | None, reference: dict | Non
     with threads(dev["threads"]):
         log(f"== {dev['spec']}: calibration at T={args.budget:g}s")
         profile = cal.calibrate(pr, plan, args.dataset, args.budget, args.repeats, sizes=sizes, path=path, log=log)
+        if cal.normalization_refusal(profile):  # its curve is not trusted: this device is not checked
+            raise RuntimeError(cal.normalization_refusal(profile))
         sizes = profile["baseline_sizes"]
         ref = reference or profile
         T = float(profile["budget_seconds"])

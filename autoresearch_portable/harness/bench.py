@@ -79,7 +79,7 @@ def usable_references(dataset_id: dict, profiles: list[dict] | None = None) -> t
     profiles = bundled_profiles() if profiles is None else profiles
     fits, why = [], []
     for p in profiles:
-        reason = cal.stale_reason(p, dataset_id)
+        reason = cal.stale_reason(p, dataset_id) or cal.normalization_refusal(p)
         if reason:
             why.append(f"{p.get('file', p.get('name'))}: {reason}")
         else:

@@ -8,9 +8,11 @@ the data-order seed). The fit `bpb = a - s*log2(C)` over the training FLOPs C of
 the slope s (bpb per doubling of compute); with 4 or more budgets the free-asymptote fit
 `bpb = E + A*(C/c0)^-alpha` (E >= floor) is stored beside it; `fit_form` says which one the
 profile's baseline curve is (normalize.METRIC chooses). The sample standard deviation of val_bpb
-over the runs at T gives sigma. A profile is valid only if its T/4 runs made at least MIN_STEPS
-optimizer steps: otherwise calibration stops after the T/4 run and says which T would do, and a
-stored profile that falls short is not used. The profile is cached per device key (which
+over the runs at T gives sigma. The curve is trusted for normalized results (compute_multiplier,
+normalized_bpb) only if the T/4 runs made at least MIN_STEPS optimizer steps: a baseline early on
+its learning curve does not follow it. A profile that falls short says so and which T would do
+(`normalization_refused`); its FLOP/s (work mode), sigma (the verdict's band) and loss trace
+(early abandonment) are measured all the same and still used. The profile is cached per device key (which
 includes the backend) + dataset + harness version; a profile from another harness or dataset
 version is never used.
 """
@@ -95,10 +97,6 @@ def stale_reason(profile: dict, dataset_id: dict | None, harness_version: str = 
             return f"it has no {k}"
     if normalize.fit_form() == "power" and not profile.get("power_fit"):
         return "it has no free-asymptote fit, which the normalization metric now needs"
-    few = steps_refusal(profile.get("points") or [], float(profile["budget_seconds"]),
-                        int(profile.get("min_steps", MIN_STEPS)))
-    if few:
-        return few.split(":")[0]  # "the baseline made only N optimizer steps at T/4 = ...; a valid profile needs ..."
     return None
 
 
@@ -153,7 +151,7 @@ def schedule(budget: float, repeats: int, form: str = "loglinear") -> list[dict]
 
 def steps_refusal(points: list[dict], budget: float, min_steps: int = MIN_STEPS) -> str | None:
     """Why these points cannot make a valid profile because the T/4 runs made too few optimizer
-    steps (with the T that would reach min_steps), or None. Pure."""
+    steps for normalized results (with the T that would reach min_steps), or None. Pure."""
     quarter = [p for p in points if p.get("fraction") == 0.25 and p.get("status") == "ok"
                and isinstance(p.get("num_steps"), int)]
     if not quarter or min_steps <= 0:
@@ -164,19 +162,25 @@ def steps_refusal(points: list[dict], budget: float, min_steps: int = MIN_STEPS)
     t4 = budget / 4
     # steps grow about linearly with the budget; 10 % margin for warm-up, rounded up to 10 s
     need = math.ceil(round(4 * min_steps / max(steps, 1) * t4 * 1.1 / 10, 6)) * 10
-    return (f"the baseline made only {steps} optimizer steps at T/4 = {t4:g}s; a valid profile needs at least "
-            f"{min_steps} there: run `arp calibrate --budget {need:g}` (or longer)")
+    return (f"the baseline made only {steps} optimizer steps at T/4 = {t4:g}s; normalized results need at least "
+            f"{min_steps} there: `arp calibrate --budget {need:g}` (or longer) would do")
+
+
+def normalization_refusal(profile: dict) -> str | None:
+    """Why this profile's curve is not trusted for normalized results (too few steps at T/4), or
+    None. Pure; also for profiles written before the rule was stored in them."""
+    if "normalization_refused" in profile:
+        return profile["normalization_refused"]
+    return steps_refusal(profile.get("points") or [], float(profile.get("budget_seconds") or 0),
+                         int(profile.get("min_steps", MIN_STEPS)))
 
 
 def build_profile(points: list[dict], *, budget: float, base: dict, min_steps: int = MIN_STEPS,
                   form: str | None = None) -> dict:
     """The profile from the runs' points (each: fraction, seed, budget_seconds, val_bpb,
     train_flops, num_steps, ...). Pure: raises CalibrationError when the data cannot make a
-    valid profile. `form`: the baseline curve to build (default: what normalize.METRIC needs)."""
+    profile. `form`: the baseline curve to build (default: what normalize.METRIC needs)."""
     form = form or normalize.fit_form()
-    why = steps_refusal(points, budget, min_steps)
-    if why:
-        raise CalibrationError(why)
     ok = [p for p in points if p.get("status") == "ok" and p.get("val_bpb") is not None]
     at_t = [p for p in ok if p["fraction"] == 1.0]
     if len(at_t) < 2:
@@ -210,6 +214,7 @@ def build_profile(points: list[dict], *, budget: float, base: dict, min_steps: i
         fit_form=form,
         metric=normalize.METRIC,
         min_steps=min_steps,
+        normalization_refused=steps_refusal(points, budget, min_steps),
         a=fit["a"],
         s=fit["s"],
         s_stderr=fit["s_stderr"],
@@ -335,9 +340,8 @@ def calibrate(
             log(f"{label}: {res.get('status')}: {res.get('reason')}")
             if r["fraction"] == 1.0 and seed == 0:
                 raise CalibrationError(f"the unmodified baseline failed on this device ({res.get('status')}: {res.get('reason')})")
-        why = steps_refusal(points, budget, min_steps)  # refuse right after T/4, not after the whole schedule
-        if why:
-            raise CalibrationError(why)
+        if r["fraction"] == 0.25 and (why := steps_refusal(points, budget, min_steps)):
+            log(f"note: {why}; this calibration still serves work mode, the noise band and early abandonment")
     first = next((p for p in points if p.get("status") == "ok"), {})
     base = dict(
         created=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -383,6 +387,8 @@ def format_profile(p: dict) -> str:
                      + ("   (the profile's curve)" if p.get("fit_form") == "power" else ""))
     if p.get("floor_bpb"):
         lines.append(f"  dataset floor_bpb: {p['floor_bpb']:.4f}")
+    if normalization_refusal(p):
+        lines.append(f"  normalized results: n/a ({normalization_refusal(p)})")
     runs = (p.get("loss_trace") or {}).get("runs") or []
     lines.append(f"  training-loss trace: {len(runs)} runs at T (early abandonment of runs at {p['budget_seconds']:g}s)"
                  if runs else "  training-loss trace: none (early abandonment off; `arp calibrate --force` records one)")

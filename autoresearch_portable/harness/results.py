@@ -56,6 +56,10 @@ def annotate(result: dict, probe: dict, plan: dict, dataset_id: dict) -> dict:
     if profile is None:
         result["normalization_note"] = note
         return result
+    refused = cal.normalization_refusal(profile)
+    if refused:
+        result["normalization_note"] = refused
+        return result
     from autoresearch_portable.harness.bench import reference_for
 
     ref, why = reference_for(dataset_id)
