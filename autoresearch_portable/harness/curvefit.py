@@ -40,18 +40,25 @@ def fit_power_law(flops: Sequence[float], excess: Sequence[float]) -> dict:
         raise ValueError("need at least two (FLOPs, excess) points to fit a power law")
     if any(e <= 0 for e in excess):
         raise ValueError("every excess over the floor must be > 0 to fit a power law (a point at or below the floor)")
-    x = [math.log(c) for c in flops]
-    y = [math.log(e) for e in excess]
+    line = fit_line([math.log(c) for c in flops], [math.log(e) for e in excess], "cannot fit a power law")
+    return dict(A=math.exp(line["intercept"]), log_A=line["intercept"], alpha=-line["slope"],
+                log_resid_sd=line["resid_sd"], n=len(flops), mean_log_c=line["mean_x"], sxx=line["sxx"])
+
+
+def fit_line(x: Sequence[float], y: Sequence[float], what: str) -> dict:
+    """Ordinary least squares y = intercept + slope*x: slope, intercept, the residual sd (n-2
+    degrees of freedom; nan with two points), the mean of x and sxx. `what` completes the error
+    when all x are equal."""
     n = len(x)
     mx, my = sum(x) / n, sum(y) / n
     sxx = sum((xi - mx) ** 2 for xi in x)
     if sxx <= 1e-12:
-        raise ValueError("the points all have the same compute; cannot fit a power law")
+        raise ValueError(f"the points all have the same compute; {what}")
     slope = sum((xi - mx) * (yi - my) for xi, yi in zip(x, y)) / sxx
-    log_a = my - slope * mx
-    resid = [yi - (log_a + slope * xi) for xi, yi in zip(x, y)]
+    intercept = my - slope * mx
+    resid = [yi - (intercept + slope * xi) for xi, yi in zip(x, y)]
     resid_sd = math.sqrt(sum(r * r for r in resid) / (n - 2)) if n > 2 else float("nan")
-    return dict(A=math.exp(log_a), log_A=log_a, alpha=-slope, log_resid_sd=resid_sd, n=n, mean_log_c=mx, sxx=sxx)
+    return dict(slope=slope, intercept=intercept, resid_sd=resid_sd, mean_x=mx, sxx=sxx)
 
 
 def power_law_excess(fit: dict, flops: float) -> float:

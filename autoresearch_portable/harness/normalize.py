@@ -55,20 +55,11 @@ def fit_curve(flops: Sequence[float], bpb: Sequence[float]) -> dict[str, float]:
         raise ValueError("need at least two (FLOPs, bpb) points to fit the baseline curve")
     if any(not (c > 0) for c in flops):
         raise ValueError("training FLOPs must be positive")
-    x = [math.log2(c) for c in flops]
-    n = len(x)
-    mx, my = sum(x) / n, sum(bpb) / n
-    sxx = sum((xi - mx) ** 2 for xi in x)
-    if sxx <= 1e-12:
-        raise ValueError("the calibration points all have the same compute; cannot fit a slope")
-    sxy = sum((xi - mx) * (yi - my) for xi, yi in zip(x, bpb))
-    slope = sxy / sxx            # d bpb / d log2 C  (negative when more compute helps)
-    s = -slope
-    a = my - slope * mx
-    resid = [yi - (a - s * xi) for xi, yi in zip(x, bpb)]
-    dof = n - 2
-    resid_sd = math.sqrt(sum(r * r for r in resid) / dof) if dof > 0 else float("nan")
-    s_stderr = resid_sd / math.sqrt(sxx) if dof > 0 else float("nan")
+    line = curvefit.fit_line([math.log2(c) for c in flops], bpb, "cannot fit a slope")
+    s = -line["slope"]           # d bpb / d log2 C is negative when more compute helps
+    a = line["intercept"]
+    resid_sd = line["resid_sd"]
+    s_stderr = resid_sd / math.sqrt(line["sxx"]) if len(flops) > 2 else float("nan")
     return dict(a=a, s=s, s_stderr=s_stderr, resid_sd=resid_sd)
 
 
