@@ -169,7 +169,12 @@ def test_ctrl_c_is_recorded_as_interrupted(workspace):
         if line.startswith("step ") or time.time() > deadline:
             break
     proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=60)
+    try:
+        out, err = proc.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, err = proc.communicate()
+        pytest.fail(f"still running 60 s after Ctrl-C; its output ended: {out[-800:]!r}; stderr: {err[-1500:]!r}")
     assert proc.returncode == 130, err[-1000:]
     recs = ledger(workspace)
     assert len(recs) == before + 1 and recs[-1]["status"] == "interrupted"
