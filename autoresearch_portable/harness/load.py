@@ -137,7 +137,7 @@ class LoadMonitor:
         t1, busy1, own1 = self._last
         r.seconds = t1 - t0
         if r.seconds > 0:
-            r.others_share_mean = min(1.0, max(0.0, (busy1 - busy0 - (own1 - own0)) / (r.seconds * r.cpus)))
+            r.others_share_mean = self.others_share_so_far()
             r.own_cores_mean = max(0.0, (own1 - own0) / r.seconds)
             r.others_share_max = max(self._shares, default=r.others_share_mean)
         self._finish_throttle()
