@@ -133,8 +133,8 @@ class LoadMonitor:
             self._thread.join(timeout=10)
         self._guarded_sample(final=True)  # the last partial interval
         r = self.report
-        t0, busy0, own0 = self._first
-        t1, busy1, own1 = self._last
+        t0, _, own0 = self._first
+        t1, _, own1 = self._last
         r.seconds = t1 - t0
         if r.seconds > 0:
             r.others_share_mean = self.others_share_so_far()
