@@ -7,7 +7,7 @@ mention names (-log2 of its Zipf probability) and which attribute it states. The
 is not a choice: it is fixed by the knowledge base, the same in every document, so it adds 0 bits.
 `bits` is therefore -log2 P(text | knowledge base), and floor_bpb = sum(bits) / sum(UTF-8 bytes) is
 the lowest bits per byte that any model reaches in expectation *if it knows the whole knowledge
-base*: a true lower bound for every model, reached only by one that has memorized all 2.3e8 bits of
+base*: a true lower bound for every model, reached only by one that has memorized all 1.2e9 bits of
 it (kb.info_bits()). A model's excess over the floor is then what it has not learned yet, and most
 of it, at scale, is the facts of rarer entities: exactly what should keep falling with more
 parameters and more tokens. (The floor of v1 is the same definition with an empty knowledge base.)
@@ -41,13 +41,15 @@ class Writer2(Writer):
     """corpus.Writer plus the draw of a knowledge-base entity and the lookup of its facts.
     `kb_bits` counts, for each fact the document states for the first time, log2 of the number of
     values its attribute has: what a model that knows nothing of the knowledge base pays at least
-    on top of `bits` (statistics only; not part of the floor)."""
+    on top of `bits` (statistics only; not part of the floor). `by_kind` splits it per entity kind
+    (tag -> [bits, facts]), for data/capacity.py."""
 
-    __slots__ = ("kb_bits", "_facts")
+    __slots__ = ("kb_bits", "by_kind", "_facts")
 
     def __init__(self, seed: int, record: bool = False):
         super().__init__(seed, record)
         self.kb_bits = 0.0
+        self.by_kind: dict[int, list] = {}
         self._facts: list[tuple] = []
 
     def fact(self, kind: EntityKind, rank: int, attr: int) -> str:
@@ -55,7 +57,11 @@ class Writer2(Writer):
         key = (kind.tag, rank, attr)
         if key not in self._facts:
             self._facts.append(key)
-            self.kb_bits += log2(kind.attrs[attr].n)
+            bits = log2(kind.attrs[attr].n)
+            self.kb_bits += bits
+            tally = self.by_kind.setdefault(kind.tag, [0.0, 0])
+            tally[0] += bits
+            tally[1] += 1
         return value_text(kind, rank, attr)
 
     def entity(self, kind: EntityKind, used: Sequence[int] = ()) -> int:
@@ -83,10 +89,11 @@ def generate_document(seed: int, index: int, record: bool = False):
 
 
 def document_stats(seed: int, index: int) -> dict:
-    """UTF-8 bytes, floor bits and knowledge-base bits (Writer2.kb_bits) of one document."""
+    """UTF-8 bytes, floor bits and knowledge-base bits (Writer2.kb_bits, .by_kind) of one document."""
     doc = Writer2(document_seed(seed, index))
     chronicle(doc)
-    return {"bytes": len("".join(doc.out).encode("utf-8")), "bits": doc.bits, "kb_bits": doc.kb_bits}
+    return {"bytes": len("".join(doc.out).encode("utf-8")), "bits": doc.bits, "kb_bits": doc.kb_bits,
+            "kb_by_kind": doc.by_kind}
 
 
 def generate_range(seed: int, start: int, stop: int) -> tuple[list[str], list[float]]:
