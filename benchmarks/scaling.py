@@ -32,6 +32,11 @@ prediction's error is flattening), and whether excess_at_1e17 >= 0.05. The noise
 point's eval standard error: rough both ways (every point scores the same rows, which makes
 differences between points more precise than that, and each point trains one seed, whose noise
 is not measured).
+
+On bundled-v2 the JSON also holds `knowledge_bound` (data/capacity.py: the excess the knowledge
+base leaves for any model trained with C FLOPs) and `two_part`: the same checks for
+excess = bound(C) + A*C^-alpha, the law that separates the part no CPU budget learns (rare facts,
+known from the generator) from the part it does (fitted). `--reanalyse JSON` recomputes both.
 """
 
 from __future__ import annotations
@@ -43,6 +48,7 @@ import math
 import sys
 import time
 from pathlib import Path
+from typing import Callable
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -178,59 +184,100 @@ def frontier(points: list[dict]) -> list[dict]:
     return sorted(best.values(), key=lambda p: p["flops"])
 
 
-def analyse(points: list[dict], floor: float, target: float = TARGET_FLOPS,
-            min_excess: float = MIN_EXCESS_AT_TARGET) -> dict:
-    """Fit, extrapolation and checks over the frontier of the scored points."""
-    front = frontier(points)
-    out: dict = dict(frontier=[dict(level=p["level"], size=p["size"], flops=p["flops"], excess=p["excess"]) for p in front])
-    if len(front) < 2:
-        return dict(out, fit=None, excess_at_1e17=None, checks=dict(note="fewer than 2 compute levels scored"))
-    fit = curvefit.fit_power_law([p["flops"] for p in front], [p["excess"] for p in front])
+def law_checks(front: list[dict], value: Callable[[dict], float], target: float = TARGET_FLOPS) -> dict:
+    """A power law value = A*C^-alpha fitted over the frontier, its value at `target` (with a 2-sigma
+    range), and the checks: doublings covered, and whether the last 2 doublings follow the law
+    fitted on the earlier frontier (a point above its prediction by more than 2 sigma of its eval
+    noise and the prediction's error is flattening)."""
+    fit = curvefit.fit_power_law([p["flops"] for p in front], [value(p) for p in front])
     at = curvefit.power_law_excess(fit, target)
     se = curvefit.power_law_log_se(fit, target) if len(front) > 2 else float("nan")
     span = math.log2(front[-1]["flops"] / front[0]["flops"])
-    checks: dict = dict(doublings_covered=span, at_least_6_doublings=span >= 6 - 0.01,  # counted FLOPs land a hair off the nominal levels
-                        excess_at_1e17_at_least_0_05=at >= min_excess)
+    checks: dict = dict(doublings_covered=span, at_least_6_doublings=span >= 6 - 0.01)  # counted FLOPs land a hair off the levels
     top = front[-1]["flops"]
     early = [p for p in front if p["flops"] < top / 4 * 0.99]
     late = [p for p in front if p["flops"] >= top / 4 * 0.99]
     if len(early) >= 2 and late:
-        held = curvefit.fit_power_law([p["flops"] for p in early], [p["excess"] for p in early])
+        held = curvefit.fit_power_law([p["flops"] for p in early], [value(p) for p in early])
         rows = []
         for p in late:
             pred = curvefit.power_law_excess(held, p["flops"])
             pred_se = pred * curvefit.power_law_log_se(held, p["flops"]) if len(early) > 2 else 0.0
             noise = math.hypot(p.get("excess_stderr") or 0.0, pred_se)
-            rows.append(dict(flops=p["flops"], excess=p["excess"], predicted=pred, noise=noise,
-                             flattening=p["excess"] - pred > 2 * noise))
+            rows.append(dict(flops=p["flops"], value=value(p), predicted=pred, noise=noise,
+                             flattening=value(p) - pred > 2 * noise))
         first = min(late, key=lambda p: p["flops"])
         last = front[-1]
         fall_noise = math.hypot(first.get("excess_stderr") or 0.0, last.get("excess_stderr") or 0.0)
         checks.update(last_2_doublings=rows, no_flattening=not any(r["flattening"] for r in rows),
-                      still_falling=last["excess"] < first["excess"] - 2 * fall_noise)
+                      still_falling=value(last) < value(first) - 2 * fall_noise)
         checks["power_law_holds"] = checks["no_flattening"] and checks["still_falling"]
     else:
         checks.update(power_law_holds=None, note="too few compute levels before the last 2 doublings to test them")
+    fit_out = dict(A=fit["A"], alpha=fit["alpha"], log_resid_sd=fit["log_resid_sd"], n=fit["n"])
+    rng = [at * math.exp(-2 * se), at * math.exp(2 * se)] if math.isfinite(se) else None
+    return dict(fit=fit_out, at=at, range_2sigma=rng, checks=checks)
+
+
+def analyse(points: list[dict], floor: float, target: float = TARGET_FLOPS,
+            min_excess: float = MIN_EXCESS_AT_TARGET, known: Callable[[float], float] | None = None) -> dict:
+    """Fit, extrapolation and checks over the frontier of the scored points. With `known` (the
+    knowledge-base bound at a compute, data/capacity.py) also the two-part law
+    excess = known(C) + A*C^-alpha: the power law fitted to what the bound does not explain."""
+    front = frontier(points)
+    out: dict = dict(frontier=[dict(level=p["level"], size=p["size"], flops=p["flops"], excess=p["excess"]) for p in front])
+    if len(front) < 2:
+        return dict(out, fit=None, excess_at_1e17=None, checks=dict(note="fewer than 2 compute levels scored"))
+    one = law_checks(front, lambda p: p["excess"], target)
+    checks = dict(one["checks"], excess_at_1e17_at_least_0_05=one["at"] >= min_excess)
     checks["passed"] = bool(checks["at_least_6_doublings"] and checks["excess_at_1e17_at_least_0_05"]
                             and checks.get("power_law_holds"))
-    fit_out = dict(A=fit["A"], alpha=fit["alpha"], log_resid_sd=fit["log_resid_sd"], n=fit["n"],
-                   law="excess = A * C^-alpha, C in training FLOPs")
-    rng = [at * math.exp(-2 * se), at * math.exp(2 * se)] if math.isfinite(se) else None
-    return dict(out, fit=fit_out, excess_at_1e17=at, excess_at_1e17_range_2sigma=rng, checks=checks)
+    out.update(fit=dict(one["fit"], law="excess = A * C^-alpha, C in training FLOPs"), excess_at_1e17=one["at"],
+               excess_at_1e17_range_2sigma=one["range_2sigma"], checks=checks)
+    if known is not None:
+        rest = {id(p): p["excess"] - known(p["flops"]) for p in front}
+        below = [dict(flops=p["flops"], excess=p["excess"], bound=known(p["flops"])) for p in front if rest[id(p)] <= 0]
+        if below:  # the measured excess went under the bound: the bound (or its capacity law) is wrong
+            out["two_part"] = dict(below_bound=below, checks=dict(passed=False, bound_holds=False))
+        else:
+            two = law_checks(front, lambda p: rest[id(p)], target)
+            at = known(target) + two["at"]
+            c2 = dict(two["checks"], bound_holds=True, excess_at_1e17_at_least_0_05=at >= min_excess)
+            c2["passed"] = bool(c2["at_least_6_doublings"] and c2["excess_at_1e17_at_least_0_05"] and c2.get("power_law_holds"))
+            out["two_part"] = dict(law="excess = bound(C) + A * C^-alpha, bound from data/capacity.py",
+                                   fit=two["fit"], bound_at_1e17=known(target), excess_at_1e17=at, checks=c2)
+    return out
 
 
-def knowledge_bound(bytes_per_token: float, levels: list[float], target: float = TARGET_FLOPS) -> dict:
+def knowledge_bound(bytes_per_token: float, levels: list[float], target: float = TARGET_FLOPS):
     """The excess that corpus v2's knowledge base alone leaves at each compute level and at the
-    target, for any model (data/capacity.py: <= 2 bits per parameter, best split of C into N and D)."""
+    target, for any model (data/capacity.py: <= 2 bits per parameter, best split of C into N and D):
+    (the record for the JSON, the bound as a function of C)."""
     from autoresearch_portable.data import capacity
 
     shares = capacity.shares()
+
+    def known(c: float) -> float:
+        return capacity.excess_bound(c, shares, bytes_per_token)[0]
+
     at = {f"{c:.4g}": dict(zip(("excess", "params"), capacity.excess_bound(c, shares, bytes_per_token)))
           for c in sorted(set(levels) | {target})}
     return dict(law="no model trained with C FLOPs stores more than 2 bits/param of the knowledge base "
                     "(data/capacity.py); excess >= the popularity mass of what it cannot store",
                 bytes_per_token=bytes_per_token, bits_per_param=capacity.BITS_PER_PARAM,
-                shares=[vars(s) for s in shares], at=at, at_1e17=at[f"{target:.4g}"]["excess"])
+                shares=[vars(s) for s in shares], at=at, at_1e17=at[f"{target:.4g}"]["excess"]), known
+
+
+def reanalyse(path: str) -> dict:
+    """Recompute the bound and the analysis of a finished sweep's JSON with the current code."""
+    doc = json.loads(Path(path).read_text())
+    known = None
+    if doc.get("knowledge_bound"):
+        doc["knowledge_bound"], known = knowledge_bound(doc["knowledge_bound"]["bytes_per_token"],
+                                                        sorted({p["flops"] for p in doc["points"]}))
+    doc.update(analyse([q for q in doc["points"] if q.get("excess") is not None], doc["floor_bpb"], known=known))
+    write(path, doc)
+    return doc
 
 
 # --- scoring -----------------------------------------------------------------------------------------
@@ -283,7 +330,13 @@ def main() -> None:
     ap.add_argument("--no-prune", action="store_true", help="train every size at every level")
     ap.add_argument("--dry-run", action="store_true", help="print the grid and its FLOPs, train nothing")
     ap.add_argument("--out", default=None, help="JSON result (e.g. benchmarks/measured/scaling-bundled.json)")
+    ap.add_argument("--reanalyse", metavar="JSON", help="recompute the analysis of a finished sweep's JSON, train nothing")
     args = ap.parse_args()
+    if args.reanalyse:
+        doc = reanalyse(args.reanalyse)
+        print(json.dumps(dict(fit=doc.get("fit"), excess_at_1e17=doc.get("excess_at_1e17"),
+                              two_part=doc.get("two_part")), indent=2, default=str))
+        return
     log = lambda m: print(m, file=sys.stderr, flush=True)  # noqa: E731
 
     import torch
@@ -323,9 +376,10 @@ def main() -> None:
                threads=torch.get_num_threads(), floor_bpb=floor, dataset_floor_bpb=ds.floor_bpb,
                eval=dict(rows=args.eval_rows, text_bytes=ev[2], source="whole documents of the validation stream"),
                settings=dict(vars(args)), created=time.strftime("%Y-%m-%dT%H:%M:%S%z"), points=[], skipped=[])
+    known = None
     if (ds.meta.get("kind") or ds.name) == "bundled-v2":
         bpt = ev[2] / int((ds.token_bytes[ev[0]] > 0).sum())
-        doc["knowledge_bound"] = knowledge_bound(bpt, sorted({p["flops"] for p in grid}))
+        doc["knowledge_bound"], known = knowledge_bound(bpt, sorted({p["flops"] for p in grid}))
         log(f"knowledge-base bound: excess >= {doc['knowledge_bound']['at_1e17']:.4f} bpb at 1e17 FLOPs")
     t_start, rates = time.time(), {}  # rates: training FLOP/s measured per size
     for p in grid:
@@ -360,7 +414,7 @@ def main() -> None:
             f"{rt.seconds:.0f}+{point['eval_seconds']:.0f}s ({(time.time() - t_start) / 60:.1f} min so far)")
         del rt
         gc.collect()
-        doc.update(analyse([q for q in doc["points"] if q.get("excess") is not None], floor), wall_minutes=(time.time() - t_start) / 60)
+        doc.update(analyse([q for q in doc["points"] if q.get("excess") is not None], floor, known=known), wall_minutes=(time.time() - t_start) / 60)
         write(args.out, doc)
     c = doc.get("checks") or {}
     print(json.dumps(dict(floor_bpb=floor, fit=doc.get("fit"), excess_at_1e17=doc.get("excess_at_1e17"),

@@ -31,6 +31,17 @@ def test_reference_preference_h100_first(bundle):
     assert refs == [] and "climbmix" in why
 
 
+
+def test_tables_show_the_excess_over_the_floor():
+    p = dict(budget_seconds=300, baseline_bpb_mean=0.5031, floor_bpb=0.2584, backend="cpu", device_name="EPYC",
+             file="cpu.json", s=0.03, sigma=0.004)
+    assert bench.excess_over_floor(p) == pytest.approx(0.2447)
+    assert bench.excess_over_floor(dict(p, floor_bpb=None)) is None
+    row = next(line for line in bench.markdown_table([p]).splitlines() if "cpu.json" in line)
+    assert "| 0.5031 | 0.2584 | 0.2447 |" in row
+    table = bench.format_table([bench.bench_row(p, None)], None)
+    assert "excess" in table.splitlines()[0] and "0.2447" in table
+
 def test_quick_bench_runs_and_prints_the_table(fake_data, bundle):
     lines = []
     p = bench.run_bench(PROBE, PLAN, quick=True, sizes=SIZES, runner=fake_runner(), log=lines.append)

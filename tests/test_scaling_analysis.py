@@ -73,3 +73,21 @@ def test_grid_and_pruning():
     assert scaling.dominated(dict(level=1, size="1x64"), [small, dict(big, val_bpb=1.1)]) is None
     with pytest.raises(SystemExit, match="DEPTHxWIDTH"):
         scaling.parse_size("2x100")
+
+
+def test_two_part_law_fits_what_the_bound_leaves():
+    """excess = known(C) + A*C^-alpha: a slowly falling known part plus a fast power law fails the
+    single power law (it flattens) but passes the two-part law, and extrapolates both parts."""
+    known = lambda c: 0.08 * (c / 1e17) ** -0.02  # noqa: E731
+    law = lambda c: known(c) + 2e4 * c ** -0.4  # noqa: E731
+    a = scaling.analyse(pts(law), FLOOR, known=known)
+    assert a["checks"]["no_flattening"] is False and a["checks"]["passed"] is False
+    two = a["two_part"]
+    assert two["checks"]["bound_holds"] and two["checks"]["power_law_holds"] and two["checks"]["passed"]
+    assert two["fit"]["alpha"] == pytest.approx(0.4, abs=1e-6)
+    assert two["excess_at_1e17"] == pytest.approx(0.08 + 2e4 * 1e17 ** -0.4, rel=1e-6)
+
+
+def test_two_part_law_refuses_a_bound_above_the_measured_excess():
+    a = scaling.analyse(pts(lambda c: 5.0 * c ** -0.1), FLOOR, known=lambda c: 1.0)
+    assert a["two_part"]["checks"] == {"passed": False, "bound_holds": False} and a["two_part"]["below_bound"]

@@ -189,6 +189,7 @@ def bench_row(p: dict, ref: dict | None, *, label: str | None = None) -> dict:
         s=p.get("s"),
         sigma=p.get("sigma"),
         floor_bpb=p.get("floor_bpb"),
+        excess_bpb=excess_over_floor(p),
         depth=(p.get("baseline_sizes") or {}).get("DEPTH"),
         width=(p.get("baseline_sizes") or {}).get("MODEL_DIM"),
     )
@@ -197,6 +198,13 @@ def bench_row(p: dict, ref: dict | None, *, label: str | None = None) -> dict:
         row.update(doublings=n["doublings"], normalized_bpb=n.get("normalized_bpb"),
                    normalized_bpb_band=n.get("normalized_bpb_band"))
     return row
+
+
+def excess_over_floor(p: dict) -> float | None:
+    """The baseline's distance above the entropy floor: how much a device has left to learn (the
+    yardstick saturates when this nears 0), or None without a floor."""
+    b, f = p.get("baseline_bpb_mean"), p.get("floor_bpb")
+    return None if b is None or f is None else b - f
 
 
 def format_table(rows: list[dict], ref_label: str | None, missing: list[str] | None = None) -> str:
@@ -208,6 +216,7 @@ def format_table(rows: list[dict], ref_label: str | None, missing: list[str] | N
         ("GFLOP/s", lambda r: fmt(r["flops_per_second"] and r["flops_per_second"] / 1e9, ",.1f")),
         ("MFU %", lambda r: fmt(r["mfu_percent"], ".2f")),
         ("bpb@T", lambda r: fmt(r["baseline_bpb"], ".4f")),
+        ("excess", lambda r: fmt(r.get("excess_bpb"), ".4f")),
         ("s/doubling", lambda r: fmt(r["s"], ".4f")),
         ("sigma", lambda r: fmt(r["sigma"], ".4f")),
         ("g", lambda r: fmt(r.get("doublings"), "+.3f")),
@@ -259,17 +268,17 @@ def report(profile: dict, profiles: list[dict] | None = None) -> str:
 def markdown_table(profiles: list[dict]) -> str:
     """The README's table of bundled reference profiles; devices not measured yet say so."""
     lines = [
-        "| device | backend | T (s) | baseline | tokens/s | MFU % | val_bpb at T | s (bpb/doubling) | σ | floor | file |",
-        "|---|---|---:|---|---:|---:|---:|---:|---:|---:|---|",
+        "| device | backend | T (s) | baseline | tokens/s | MFU % | val_bpb at T | floor | excess over floor | s (bpb/doubling) | σ | file |",
+        "|---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for p in sorted(profiles, key=_preference):
         sz = p.get("baseline_sizes") or {}
         lines.append(
             f"| {p.get('device_name')} | {p.get('backend')} ({(p.get('plan') or {}).get('dtype', '?')}) | {p['budget_seconds']:g} | "
             f"depth {sz.get('DEPTH')}, width {sz.get('MODEL_DIM')} | {fmt(p.get('tokens_per_second'), ',.0f')} | "
-            f"{fmt(p.get('mfu_percent'), '.2f')} | {fmt(p.get('baseline_bpb_mean'), '.4f')} | {fmt(p.get('s'), '.4f')} | "
-            f"{fmt(p.get('sigma'), '.4f')} | {fmt(p.get('floor_bpb'), '.4f')} | `{p.get('file')}` |")
+            f"{fmt(p.get('mfu_percent'), '.2f')} | {fmt(p.get('baseline_bpb_mean'), '.4f')} | {fmt(p.get('floor_bpb'), '.4f')} | "
+            f"{fmt(excess_over_floor(p), '.4f')} | {fmt(p.get('s'), '.4f')} | {fmt(p.get('sigma'), '.4f')} | `{p.get('file')}` |")
     for m in not_measured(profiles):
         dev = m.split(":")[0]
-        lines.append(f"| {dev} | — | — | — | — | — | — | — | — | — | not yet measured |")
+        lines.append(f"| {dev} | — | — | — | — | — | — | — | — | — | — | not yet measured |")
     return "\n".join(lines)
