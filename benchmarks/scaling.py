@@ -273,8 +273,9 @@ def reanalyse(path: str) -> dict:
     doc = json.loads(Path(path).read_text())
     known = None
     if doc.get("knowledge_bound"):
+        st = doc["settings"]
         doc["knowledge_bound"], known = knowledge_bound(doc["knowledge_bound"]["bytes_per_token"],
-                                                        sorted({p["flops"] for p in doc["points"]}))
+                                                        [st["max_flops"] / 2**k for k in range(st["doublings"] + 1)])
     doc.update(analyse([q for q in doc["points"] if q.get("excess") is not None], doc["floor_bpb"], known=known))
     write(path, doc)
     return doc
@@ -379,7 +380,7 @@ def main() -> None:
     known = None
     if (ds.meta.get("kind") or ds.name) == "bundled-v2":
         bpt = ev[2] / int((ds.token_bytes[ev[0]] > 0).sum())
-        doc["knowledge_bound"], known = knowledge_bound(bpt, sorted({p["flops"] for p in grid}))
+        doc["knowledge_bound"], known = knowledge_bound(bpt, [args.max_flops / 2**k for k in range(args.doublings + 1)])
         log(f"knowledge-base bound: excess >= {doc['knowledge_bound']['at_1e17']:.4f} bpb at 1e17 FLOPs")
     t_start, rates = time.time(), {}  # rates: training FLOP/s measured per size
     for p in grid:
