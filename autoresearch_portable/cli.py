@@ -175,7 +175,7 @@ def train(
     budget: float = BudgetOpt,
     budget_mode: str = BudgetModeOpt,
     seed: int = SeedOpt,
-    timeout: Optional[float] = typer.Option(None, "--timeout", help="stop the run after this many seconds (default: 2x budget in wall mode, 10x in work/matched mode, at least budget+60)"),
+    timeout: Optional[float] = typer.Option(None, "--timeout", help="stop the run after this many seconds (default: 2x budget in wall mode, at least budget+60; work/matched mode: 30x, and a run with no training step for max(120 s, budget/2) stops sooner)"),
     repeat: int = typer.Option(1, "--repeat", help="run the same train.py N times (data seeds seed..seed+N-1) and report mean ± spread"),
     again: bool = typer.Option(False, "--again", help="run a train.py that already ran (same code, same settings) once more"),
     no_abandon: bool = typer.Option(False, "--no-abandon", help="never stop the run early, even if its loss trails the calibrated baseline's"),
