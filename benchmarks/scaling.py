@@ -37,6 +37,8 @@ On bundled-v2 the JSON also holds `knowledge_bound` (data/capacity.py: the exces
 base leaves for any model trained with C FLOPs) and `two_part`: the same checks for
 excess = bound(C) + A*C^-alpha, the law that separates the part no CPU budget learns (rare facts,
 known from the generator) from the part it does (fitted). `--reanalyse JSON` recomputes both.
+`--extend JSON --max-flops C` adds levels (e.g. one doubling above the old top) to a finished
+sweep measured with the same recipe, instead of measuring its levels again.
 """
 
 from __future__ import annotations
@@ -175,6 +177,12 @@ def dominated(p: dict, scored: list[dict]) -> str | None:
     return None
 
 
+def relevel(points: list[dict], top: float) -> list[dict]:
+    """The points with `level` counted from the compute `top` (a sweep extended upwards or
+    downwards: levels are top/2^k whatever run measured them)."""
+    return [dict(p, level=round(math.log2(top / p["flops"]))) for p in points]
+
+
 def frontier(points: list[dict]) -> list[dict]:
     """The best scored point at each compute level, by compute."""
     best: dict[int, dict] = {}
@@ -268,14 +276,34 @@ def knowledge_bound(bytes_per_token: float, levels: list[float], target: float =
                 shares=[vars(s) for s in shares], at=at, at_1e17=at[f"{target:.4g}"]["excess"]), known
 
 
+def extend(doc: dict, grid: list[dict], args) -> tuple[dict, list[dict]]:
+    """An earlier sweep's JSON (--extend) with this run's settings added: its points join this
+    run's (same dataset, generator, eval rows, recipe), levels are counted from the larger top,
+    and the grid drops the (size, level) points it already measured."""
+    old = json.loads(Path(args.extend).read_text())
+    st = old["settings"]
+    same = (old["dataset"] == doc["dataset"] and old["dataset_meta"] == doc["dataset_meta"]
+            and abs(old["floor_bpb"] - doc["floor_bpb"]) < 1e-12 and old["eval"] == doc["eval"]
+            and all(st[k] == getattr(args, k) for k in ("batch_tokens", "seed", "eval_rows", "min_steps")))
+    if not same:
+        raise SystemExit(f"error: {args.extend} was measured with another dataset, evaluation or recipe; it cannot be extended")
+    top = max(args.max_flops, old.get("top_flops") or st["max_flops"])
+    old["points"] = relevel(old["points"], top)
+    old["skipped"] = relevel(old["skipped"], top)
+    old["top_flops"] = top
+    old["extensions"] = old.get("extensions", []) + [dict(vars(args), created=doc["created"])]
+    done = {(p["size"], p["level"]) for p in old["points"]}
+    return old, [p for p in relevel(grid, top) if (p["size"], p["level"]) not in done]
+
+
 def reanalyse(path: str) -> dict:
     """Recompute the bound and the analysis of a finished sweep's JSON with the current code."""
     doc = json.loads(Path(path).read_text())
     known = None
     if doc.get("knowledge_bound"):
-        st = doc["settings"]
-        doc["knowledge_bound"], known = knowledge_bound(doc["knowledge_bound"]["bytes_per_token"],
-                                                        [st["max_flops"] / 2**k for k in range(st["doublings"] + 1)])
+        top = doc.get("top_flops") or doc["settings"]["max_flops"]
+        levels = [top / 2**k for k in range(max(p["level"] for p in doc["points"]) + 1)]
+        doc["knowledge_bound"], known = knowledge_bound(doc["knowledge_bound"]["bytes_per_token"], levels)
     doc.update(analyse([q for q in doc["points"] if q.get("excess") is not None], doc["floor_bpb"], known=known))
     write(path, doc)
     return doc
@@ -331,8 +359,11 @@ def main() -> None:
     ap.add_argument("--no-prune", action="store_true", help="train every size at every level")
     ap.add_argument("--dry-run", action="store_true", help="print the grid and its FLOPs, train nothing")
     ap.add_argument("--out", default=None, help="JSON result (e.g. benchmarks/measured/scaling-bundled.json)")
+    ap.add_argument("--extend", metavar="JSON", help="add this run's levels to an earlier sweep's JSON (written to --out, default JSON)")
     ap.add_argument("--reanalyse", metavar="JSON", help="recompute the analysis of a finished sweep's JSON, train nothing")
     args = ap.parse_args()
+    if args.extend and not args.out:
+        args.out = args.extend
     if args.reanalyse:
         doc = reanalyse(args.reanalyse)
         print(json.dumps(dict(fit=doc.get("fit"), excess_at_1e17=doc.get("excess_at_1e17"),
@@ -376,11 +407,16 @@ def main() -> None:
                device=plan.device, backend=plan.backend, dtype=plan.dtype, torch=torch.__version__,
                threads=torch.get_num_threads(), floor_bpb=floor, dataset_floor_bpb=ds.floor_bpb,
                eval=dict(rows=args.eval_rows, text_bytes=ev[2], source="whole documents of the validation stream"),
-               settings=dict(vars(args)), created=time.strftime("%Y-%m-%dT%H:%M:%S%z"), points=[], skipped=[])
+               settings=dict(vars(args)), created=time.strftime("%Y-%m-%dT%H:%M:%S%z"), points=[], skipped=[],
+               top_flops=args.max_flops)
+    if args.extend:
+        doc, grid = extend(doc, grid, args)
+    top, before = doc["top_flops"], doc.get("wall_minutes") or 0.0
     known = None
     if (ds.meta.get("kind") or ds.name) == "bundled-v2":
         bpt = ev[2] / int((ds.token_bytes[ev[0]] > 0).sum())
-        doc["knowledge_bound"], known = knowledge_bound(bpt, [args.max_flops / 2**k for k in range(args.doublings + 1)])
+        levels = [top / 2**k for k in range(max(p["level"] for p in doc["points"] + grid) + 1)]
+        doc["knowledge_bound"], known = knowledge_bound(bpt, levels)
         log(f"knowledge-base bound: excess >= {doc['knowledge_bound']['at_1e17']:.4f} bpb at 1e17 FLOPs")
     t_start, rates = time.time(), {}  # rates: training FLOP/s measured per size
     for p in grid:
@@ -415,7 +451,7 @@ def main() -> None:
             f"{rt.seconds:.0f}+{point['eval_seconds']:.0f}s ({(time.time() - t_start) / 60:.1f} min so far)")
         del rt
         gc.collect()
-        doc.update(analyse([q for q in doc["points"] if q.get("excess") is not None], floor, known=known), wall_minutes=(time.time() - t_start) / 60)
+        doc.update(analyse([q for q in doc["points"] if q.get("excess") is not None], floor, known=known), wall_minutes=before + (time.time() - t_start) / 60)
         write(args.out, doc)
     c = doc.get("checks") or {}
     print(json.dumps(dict(floor_bpb=floor, fit=doc.get("fit"), excess_at_1e17=doc.get("excess_at_1e17"),

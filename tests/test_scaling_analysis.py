@@ -91,3 +91,9 @@ def test_two_part_law_fits_what_the_bound_leaves():
 def test_two_part_law_refuses_a_bound_above_the_measured_excess():
     a = scaling.analyse(pts(lambda c: 5.0 * c ** -0.1), FLOOR, known=lambda c: 1.0)
     assert a["two_part"]["checks"] == {"passed": False, "bound_holds": False} and a["two_part"]["below_bound"]
+
+
+def test_relevel_counts_levels_from_the_new_top():
+    old = [dict(size="s", level=k, flops=2.0**43 / 2**k * 1.003) for k in range(3)]
+    assert [p["level"] for p in scaling.relevel(old, 2.0**44)] == [1, 2, 3]
+    assert [p["level"] for p in scaling.relevel(old, 2.0**43)] == [0, 1, 2]
