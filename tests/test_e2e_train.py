@@ -161,8 +161,13 @@ def test_ctrl_c_is_recorded_as_interrupted(workspace):
     import signal
     import time
 
+    # Ctrl-C reaches a program started from a terminal, where SIGINT has its default action. A
+    # test session started in the background of a shell without job control (`pytest ... &` in a
+    # script) inherits SIGINT *ignored*, and so would `arp train` here: Python then installs no
+    # KeyboardInterrupt handler and the run trains on. Start `arp train` as a terminal would.
     proc = subprocess.Popen([sys.executable, "-m", "autoresearch_portable", "train", "--budget", "60", "--backend", "cpu"],
-                            cwd=workspace, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            cwd=workspace, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     before = len(ledger(workspace))
     deadline = time.time() + 120
     for line in proc.stdout:  # wait until training has started
