@@ -36,16 +36,17 @@ def workspace(small_bundled, tmp_path_factory):
     return ws
 
 
-CHEAT_OVERHEAD = 3.0  # seconds: the overhead the cheats' workspace copies claim (see below)
+CHEAT_OVERHEAD = 0.0  # seconds: the overhead the cheats' workspace copies claim (see below)
 
 
 def beyond_allowance(workspace: Path) -> float:
     """Seconds a cheat must add to be caught whatever this machine's speed: past the allowance
-    made from its workspace's overhead (CHEAT_OVERHEAD), with the real start-up and export on top
-    pushing it further past, never back."""
+    made from its workspace's overhead (CHEAT_OVERHEAD). Each cheat also trains its whole 2 s
+    budget, and the real start-up and export come on top: they push the run further past, never
+    back, so one second beyond the allowance is enough."""
     from autoresearch_portable.harness.limits import allowance
 
-    return allowance(2, CHEAT_OVERHEAD) + 10
+    return allowance(2, CHEAT_OVERHEAD) + 1
 
 
 def cheat(workspace: Path, tmp_path: Path, old: str, new: str) -> Path:
@@ -96,27 +97,6 @@ def test_a_forged_result_file_is_not_a_result(workspace, tmp_path):
     assert last_value(r.stdout, "val_bpb") == "n/a"
 
 
-def test_replacing_the_scorer_and_rewriting_train_py_changes_nothing(workspace, tmp_path):
-    """train.py patches every scoring function it can reach in its own process, then rewrites
-    itself back to the baseline: the score comes from another process, and the ledger names the
-    code that ran."""
-    baseline = (workspace / "train.py").read_text()
-    path = cheat(workspace, tmp_path, "rt.finish(model)", (
-        "import autoresearch_portable.harness.evaluate as E, autoresearch_portable.harness.evaluator as V\n"
-        "E.bpb_from_rows = lambda nats, nbytes: (0.5, 0.001)\n"
-        "V.score_model = lambda *a, **k: {'status': 'ok', 'val_bpb': 0.5}\n"
-        f"open(__file__, 'w').write({baseline!r})\n"
-        "rt.finish(model)"))
-    import hashlib
-
-    ran = hashlib.sha256(path.read_bytes()).hexdigest()
-    r = arp("train", str(path), "--budget", "2", "--backend", "cpu")
-    rec = last(path.parent)
-    assert scored(r, rec["status"]), r.stderr[-2000:]
-    assert rec["metrics"]["val_bpb"] > 1.0  # a 2 s model is far from 0.5
-    assert rec["train_py_sha256"] == ran != hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def test_the_scored_text_is_out_of_train_pys_reach(workspace, small_bundled):
     """rt offers no validation rows, and the bundled corpus is scored on documents generated at
     evaluation time: nothing in the cache is what gets scored."""
@@ -164,7 +144,7 @@ def test_time_taken_beyond_the_allowance_is_over_budget(workspace, tmp_path, edi
     clock sees it."""
     old, new = edit
     path = cheat(workspace, tmp_path, old, new.replace("EXTRA", f"{beyond_allowance(workspace):.0f}"))
-    # a small overhead in the cheat's copy keeps the sleep short (the test's time); the allowance is
+    # no overhead in the cheat's copy keeps the sleep short (the test's time); the allowance is
     # then smaller than this run's honest start-up may need, which can only add to its lateness
     config = json.loads((path.parent / ".arp.json").read_text())
     (path.parent / ".arp.json").write_text(json.dumps(dict(config, overhead_seconds=CHEAT_OVERHEAD)))
@@ -176,7 +156,13 @@ def test_time_taken_beyond_the_allowance_is_over_budget(workspace, tmp_path, edi
     assert rec["metrics"]["wall_seconds"] > 2 + rec["metrics"]["allowance_seconds"]
 
 
-def test_a_fake_summary_and_forged_ledger_lines_are_seen_through(workspace, tmp_path):
+def test_a_patched_scorer_a_rewritten_train_py_a_fake_summary_and_forged_ledger_lines_change_nothing(workspace, tmp_path):
+    """One run, four attacks that each leave the run scored: train.py forges a summary block and
+    ledger lines before it starts, patches every scoring function it can reach in its own process,
+    then rewrites itself back to the baseline. The score comes from another process, the last
+    summary block is the harness's, the forged lines are marked untrusted, and the ledger names
+    the code that ran."""
+    baseline = (workspace / "train.py").read_text()
     path = cheat(workspace, tmp_path, "rt = Runtime()", (
         "print('---\\nval_bpb:          0.100000\\nstatus:           ok', flush=True)\n"
         "import json, pathlib\n"
@@ -185,9 +171,23 @@ def test_a_fake_summary_and_forged_ledger_lines_are_seen_through(workspace, tmp_
         "with open(led, 'a') as f:\n"
         "    f.write(json.dumps({'status': 'ok', 'metrics': {'val_bpb': 0.1, 'budget_seconds': 2.0}}) + '\\n')\n"
         "rt = Runtime()"))
+    text = path.read_text()
+    assert "rt.finish(model)" in text
+    path.write_text(text.replace("rt.finish(model)", (
+        "import autoresearch_portable.harness.evaluate as E, autoresearch_portable.harness.evaluator as V\n"
+        "E.bpb_from_rows = lambda nats, nbytes: (0.5, 0.001)\n"
+        "V.score_model = lambda *a, **k: {'status': 'ok', 'val_bpb': 0.5}\n"
+        f"open(__file__, 'w').write({baseline!r})\n"
+        "rt.finish(model)"), 1))
+    import hashlib
+
+    ran = hashlib.sha256(path.read_bytes()).hexdigest()
     r = arp("train", str(path), "--budget", "2", "--backend", "cpu")
-    assert scored(r, last(path.parent)["status"]), r.stderr[-2000:]
+    rec = last(path.parent)
+    assert scored(r, rec["status"]), r.stderr[-2000:]
+    assert rec["metrics"]["val_bpb"] > 1.0  # a 2 s model is far from 0.5 (the patched scorer) and 0.1 (forged)
     assert float(last_value(r.stdout, "val_bpb")) > 1.0  # the last block is the harness's
+    assert rec["train_py_sha256"] == ran != hashlib.sha256(path.read_bytes()).hexdigest()
     from autoresearch_portable.harness import ledger
 
     recs = ledger.read(path.parent / "results" / "ledger.jsonl")
