@@ -64,7 +64,7 @@ DATASETS: dict[str, dict] = {
     # Its training split is sized in tokens: `arp prepare` sizes it to the device (at least
     # train_tokens, about v1's 64 MB of text), in shards of shard_docs documents (data/resume.py).
     "bundled-v2": {
-        "description": "bundled corpus v2: chronicles over a 1.1e9-bit knowledge base (offline, known entropy floor)",
+        "description": "bundled corpus v2: chronicles over a 1.15e9-bit knowledge base (offline, known entropy floor)",
         "vocab_size": 4096,
         "seq_len": 1024,
         "train_tokens": 1 << 24,

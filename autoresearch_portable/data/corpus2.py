@@ -7,7 +7,7 @@ mention names (-log2 of its Zipf probability) and which attribute it states. The
 is not a choice: it is fixed by the knowledge base, the same in every document, so it adds 0 bits.
 `bits` is therefore -log2 P(text | knowledge base), and floor_bpb = sum(bits) / sum(UTF-8 bytes) is
 the lowest bits per byte that any model reaches in expectation *if it knows the whole knowledge
-base*: a true lower bound for every model, reached only by one that has memorized all 1.2e9 bits of
+base*: a true lower bound for every model, reached only by one that has memorized all 1.15e9 bits of
 it (kb.info_bits()). A model's excess over the floor is then what it has not learned yet, and most
 of it, at scale, is the facts of rarer entities: exactly what should keep falling with more
 parameters and more tokens. (The floor of v1 is the same definition with an empty knowledge base.)
