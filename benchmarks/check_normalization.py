@@ -5,7 +5,8 @@ excess_ratio), on the same runs.
 For each device given (default: cpu, and mlx where it is importable) on this machine:
 
 1. calibrate (reuses the cached profile for this device + backend + dataset + harness version at
-   budget T, else measures it: T/4, T/2, T and --repeats more at T; a simulated device's profile
+   budget T, else measures it: T/4, T/2, 3T/4, T and --repeats more at T, the power form's schedule,
+   so that every candidate has its curve; a simulated device's profile
    lives in its own file under profiles/check/);
 2. **baseline**: the unmodified baseline at T with a seed the calibration did not use
    -> pass when |g| <= its band (2 sigma / s);
@@ -28,8 +29,10 @@ first device's scale (its profile is the reference).
         --variant WARMDOWN_FRAC=0.0 --variant MATRIX_LR=0.04 --variant MODEL_DIM=64   # item 4 of issue 12
     python benchmarks/check_normalization.py --budget 60 --devices cpu   # shorter, one device
 
-Time: per device, the calibration (3.75 T + 5 start-ups and evals with 2 repeats, T more per
-repeat, unless cached) plus (2 + edits) T of checks. Prints the tables and writes --out (JSON).
+Time: per device, the calibration (4.5 T + 6 start-ups and evals with 2 repeats, T more per
+repeat, unless cached) plus (3 + edits) T of checks (the 2 C_T run takes 2 T where the device
+calibrated, longer on a slower device trained at the first one's sizes). Prints the tables and
+writes --out (JSON).
 """
 
 from __future__ import annotations
@@ -109,7 +112,7 @@ def run_baseline(pr, plan, dataset, sizes, budget, seed, edits=None, log=print, 
     log(f"    {r.get('status')}: val_bpb {r.get('val_bpb')}, {r.get('train_flops', 0):.4g} FLOPs, "
         f"{r.get('num_steps')} steps, {time.time() - t0:.0f}s")
     if r.get("status") != "ok":
-        raise SystemExit(f"run failed: {r.get('status')}: {r.get('reason')}")
+        raise RuntimeError(f"run failed: {r.get('status')}: {r.get('reason')}")  # this device only: the others go on
     return r
 
 
@@ -139,17 +142,20 @@ def check_device(dev: dict, args, log, sizes: dict | None, reference: dict | Non
         path = paths.profiles_dir() / "check" / (cal.profile_filename(device_key(pr, plan), args.dataset)[:-5] + f"--{label}.json")
     with threads(dev["threads"]):
         log(f"== {dev['spec']}: calibration at T={args.budget:g}s")
-        profile = cal.calibrate(pr, plan, args.dataset, args.budget, args.repeats, sizes=sizes, path=path, log=log)
+        profile = cal.calibrate(pr, plan, args.dataset, args.budget, args.repeats, sizes=sizes, path=path, log=log,
+                                form="power")  # T/4, T/2, 3T/4, T: both curves, so every candidate is measured
         if cal.normalization_refusal(profile):  # its curve is not trusted: this device is not checked
             raise RuntimeError(cal.normalization_refusal(profile))
         sizes = profile["baseline_sizes"]
         ref = reference or profile
+        quarter = [p.get("num_steps") for p in profile.get("points", []) if p.get("fraction") == 0.25 and p.get("num_steps")]
         T = float(profile["budget_seconds"])
         out = dict(device=dev["spec"], backend=dev["backend"], device_name=profile.get("device_name"),
                    profile=profile.get("path"), budget_seconds=T, a=profile["a"], s=profile["s"],
                    s_stderr=profile.get("s_stderr"), sigma=profile["sigma"], power_fit=profile.get("power_fit"),
                    floor_bpb=profile.get("floor_bpb"), flops_at_budget=profile["flops_at_budget"], sizes=sizes,
-                   band_doublings=nz.BAND_SIGMAS * profile["sigma"] / profile["s"], reference=nz.profile_label(ref))
+                   band_doublings=nz.BAND_SIGMAS * profile["sigma"] / profile["s"], reference=nz.profile_label(ref),
+                   steps_at_quarter=min(quarter) if quarter else None)
         band = out["band_doublings"]
 
         log(f"== {dev['spec']}: baseline at T (seed {CHECK_SEED})")
@@ -227,11 +233,62 @@ def report(results: list[dict], agree: list[dict], budget: float) -> None:
             print(f"  {json.dumps(a['edit'])[:30]:30} {a['candidate']:13} {' vs '.join(a['devices'])}: {what}")
 
 
+def summary(agree: list[dict]) -> dict[str, dict]:
+    """Per candidate: how many edits the devices agreed on, and the mean and largest difference
+    in combined bands (lower transfers better). Pure."""
+    out = {}
+    for name in CANDIDATES:
+        rows = [a for a in agree if a["candidate"] == name]
+        measured = [a for a in rows if "error" not in a]
+        d = [a["diff_in_bands"] for a in measured]
+        out[name] = dict(edits=len(rows), measured=len(measured), agree=sum(bool(a["agree"]) for a in measured),
+                         mean_diff_in_bands=sum(d) / len(d) if d else None, max_diff_in_bands=max(d) if d else None)
+    return out
+
+
+def _cell(c: dict, digits: int = 3) -> str:
+    return "n/a" if "error" in c else f"{c['gain']:+.{digits}f} ± {c['band']:.{digits}f}"
+
+
+def markdown(results: list[dict], agree: list[dict]) -> str:
+    """The tables for benchmarks/README.md, from the numbers of one check (nothing typed by hand)."""
+    out = ["| device | steps at T/4 | s | σ | val_bpb at T (unused seed) | "
+           + " | ".join(f"{c} at T" for c in CANDIDATES) + " | val_bpb at 2·C_T | "
+           + " | ".join(f"{c} at 2·C_T" for c in CANDIDATES) + " |",
+           "|---|---:|---:|---:|---:|" + "---:|" * len(CANDIDATES) + "---:|" + "---:|" * len(CANDIDATES)]
+    for r in results:
+        steps = r.get("steps_at_quarter")
+        out.append(f"| {r['device']} | {steps if steps is not None else '?'} | {r['s']:.4f} | {r['sigma']:.4f} | "
+                   f"{r['baseline']['val_bpb']:.4f} | " + " | ".join(_cell(r["baseline"]["candidates"][c]) for c in CANDIDATES)
+                   + f" | {r['double']['val_bpb']:.4f} | "
+                   + " | ".join(_cell(r["double"]["candidates"][c]) for c in CANDIDATES) + " |")
+    out += ["", "| edit | " + " | ".join(f"val_bpb {r['device']}" for r in results) + " | candidate | gains | "
+            "difference / combined band | agree |", "|---|" + "---:|" * len(results) + "---|---|---:|---|"]
+    for a in agree:
+        i = [v["edits"] for v in results[0]["variants"]].index(a["edit"])
+        vals = " | ".join(f"{r['variants'][i]['val_bpb']:.4f}" for r in results)
+        edit = ";".join(f"{k}={v}" for k, v in a["edit"].items())
+        if "error" in a:
+            out.append(f"| `{edit}` | {vals} | {a['candidate']} | n/a ({a['error']}) | | |")
+        else:
+            gains = " vs ".join(f"{g:+.3f} ± {b:.3f}" for g, b in zip(a["gains"], a["bands"]))
+            out.append(f"| `{edit}` | {vals} | {a['candidate']} | {gains} | {a['diff_in_bands']:.2f} | "
+                       f"{'yes' if a['agree'] else '**no**'} |")
+    out += ["", "| candidate | edits agreed | mean difference / band | largest |", "|---|---:|---:|---:|"]
+    for name, m in summary(agree).items():
+        if m["measured"]:
+            out.append(f"| {name} | {m['agree']} of {m['measured']} | {m['mean_diff_in_bands']:.2f} | "
+                       f"{m['max_diff_in_bands']:.2f} |")
+        else:
+            out.append(f"| {name} | n/a | | |")
+    return "\n".join(out)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--budget", type=float, default=300)
     ap.add_argument("--repeats", type=int, default=4)
-    ap.add_argument("--dataset", default="bundled")
+    ap.add_argument("--dataset", default=None, help="default: the standard benchmark's (benchmarks/standard.json)")
     ap.add_argument("--devices", "--backends", dest="devices", default=None,
                     help="comma-separated BACKEND[:threads=N][:dtype=D] (default: cpu, and mlx when importable)")
     ap.add_argument("--variant", action="append", type=parse_variant, default=None,
@@ -241,8 +298,22 @@ def main() -> None:
                     help="how the 2x check gets twice the compute: work = exactly 2 C_T FLOPs (default), "
                          "wall = 2T seconds (includes throughput noise)")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "check_normalization.json"))
+    ap.add_argument("--report", metavar="JSON", help="print the tables (and the README's markdown) of an earlier --out, run nothing")
     args = ap.parse_args()
+    if args.report:
+        done = json.loads(Path(args.report).read_text())
+        for r in done["results"]:  # an --out written before steps_at_quarter was recorded: from its profile
+            if r.get("steps_at_quarter") is None and r.get("profile") and Path(r["profile"]).exists():
+                pts = json.loads(Path(r["profile"]).read_text()).get("points", [])
+                r["steps_at_quarter"] = min((p["num_steps"] for p in pts if p.get("fraction") == 0.25), default=None)
+        report(done["results"], done["agreement"], done["budget_seconds"])
+        print("\n" + markdown(done["results"], done["agreement"]))
+        return
     args.variant = args.variant or [{"WARMDOWN_FRAC": 0.0}]
+    if args.dataset is None:
+        from autoresearch_portable.harness.bench import definition
+
+        args.dataset = definition()["dataset"]
     if args.devices:
         devices = [parse_device(d) for d in args.devices.split(",")]
     else:
@@ -268,6 +339,8 @@ def main() -> None:
             log(f"{dev['spec']}: FAILED: {type(e).__name__}: {e}")
     agree = agreement(results) if len(results) >= 2 else []
     report(results, agree, args.budget)
+    if results:
+        print("\n" + markdown(results, agree))
     for f in failures:
         print(f"{f['device']}: not checked ({f['error']})")
     if args.out:

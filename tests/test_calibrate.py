@@ -219,6 +219,17 @@ def test_power_metric_calibrates_four_budgets_and_fits_the_asymptote(fake_data, 
     assert "free-asymptote" in cal.stale_reason(dict(p, power_fit=None), None)
 
 
+def test_a_power_form_asked_for_fits_both_curves_whatever_the_metric(fake_data):
+    """check_normalization.py calibrates with form="power" so that every candidate is measured."""
+    calls = []
+    curve = lambda c: 0.7 + 0.3 * (c / 5e10) ** -0.5  # noqa: E731
+    p = cal.calibrate(PROBE, PLAN, "bundled", 100, 2, sizes=SIZES, runner=fake_runner(curve=curve, calls=calls),
+                      log=lambda m: None, form="power")
+    assert [c["budget"] for c in calls] == [25, 50, 75, 100, 100, 100]
+    assert p["fit_form"] == "power" and p["power_fit"]["alpha"] > 0 and p["s"] > 0
+    assert p["metric"] == cal.normalize.METRIC  # the metric is still the switch's
+
+
 def test_a_stored_profile_with_too_few_steps_gives_no_normalized_results(fake_data):
     p = cal.calibrate(PROBE, PLAN, "bundled", 100, 2, sizes=SIZES, runner=fake_runner(), log=lambda m: None)
     ds_id = cal.dataset_identity(fake_data)

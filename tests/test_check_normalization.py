@@ -47,15 +47,34 @@ def test_every_candidate_on_the_same_runs_and_a_simulated_device(fake_data, monk
     for r in (first, one):
         assert set(r["baseline"]["candidates"]) == set(cn.CANDIDATES)
         assert r["double"]["g_from_compute"] == pytest.approx(1.0)
-        assert "4 distinct" in r["variants"][0]["candidates"]["power"]["error"]  # 3 budgets: no power fit
+        assert r["double"]["candidates"]["power"]["gain"] == pytest.approx(1.0, abs=0.1)  # T/4..T: 4 budgets, fitted
+        assert r["steps_at_quarter"] == 40 * 25
         d = r["variants"][0]["candidates"]["delta"]
         assert d["gain"] == pytest.approx(0.02, abs=0.01) and d["significant"]
     rows = cn.agreement([first, one])
     assert len(rows) == 2 * len(cn.CANDIDATES)
     by = {(tuple(r["edit"]), r["candidate"]): r for r in rows}
     assert by[(("WARMDOWN_FRAC",), "delta")]["agree"] is True  # both pay about 0.02
-    assert "error" in by[(("WARMDOWN_FRAC",), "power")]
-    cn.report([first, one], rows, 100.0)  # prints without failing on n/a entries
+    assert "error" not in by[(("WARMDOWN_FRAC",), "power")]
+    cn.report([first, one], rows, 100.0)
+    md = cn.markdown([first, one], rows)
+    assert "| cpu:threads=1 | 1000 |" in md and "| `WARMDOWN_FRAC=0.0` |" in md
+    summary = cn.summary(rows)
+    assert summary["delta"]["agree"] >= 1 and summary["delta"]["measured"] == 2
+    assert f"| delta | {summary['delta']['agree']} of 2 |" in md
+
+
+def test_na_candidates_are_reported_not_fatal():
+    c = dict(gain=0.1, band=0.05)
+    dev = lambda name: dict(device=name, s=0.03, sigma=0.004, steps_at_quarter=None, baseline=dict(  # noqa: E731
+        val_bpb=0.6, candidates={n: dict(c) for n in cn.CANDIDATES}), double=dict(
+        val_bpb=0.57, candidates=dict({n: dict(c) for n in cn.CANDIDATES}, power=dict(error="no fit"))),
+        variants=[dict(edits={"X": 1}, val_bpb=0.61, candidates=dict({n: dict(c) for n in cn.CANDIDATES},
+                                                                      power=dict(error="no fit")))])
+    rows = cn.agreement([dev("a"), dev("b")])
+    md = cn.markdown([dev("a"), dev("b")], rows)
+    assert "| power | n/a (no fit) |" in md.replace("`X=1` | 0.6100 | 0.6100 | ", "")
+    assert "| power | n/a | | |" in md and cn.summary(rows)["power"]["measured"] == 0
 
 
 def test_parsing_devices_and_variants():

@@ -279,10 +279,13 @@ def calibrate(
     quiet: bool = True,
     runner: Callable | None = None,
     min_steps: int = MIN_STEPS,
+    form: str | None = None,
 ) -> dict:
     """Calibrate (or reuse the stored profile). `sizes` overrides the baseline's sizing (tests);
     `path` where the profile goes (default: the device's profile in the cache); `min_steps` the
-    optimizer steps the T/4 runs must make (0: no minimum, for `arp bench --quick`)."""
+    optimizer steps the T/4 runs must make (0: no minimum, for `arp bench --quick`); `form` the
+    curve to fit (default: what normalize.METRIC needs; "power" runs one budget more and fits both
+    curves, so every candidate metric has what it needs)."""
     from autoresearch_portable import data
     from autoresearch_portable.harness.peak import device_key
 
@@ -315,7 +318,7 @@ def calibrate(
 
         log(f"sizing the baseline for {budget:g}s on this device (as `arp init` does) ...")
         sizes = size_for_device(probe, plan, dataset, budget, log=log)
-    form = normalize.fit_form()
+    form = form or normalize.fit_form()
     runs = schedule(budget, repeats, form)
     total = sum(r["budget_seconds"] for r in runs)
     log(f"calibrating {plan['backend']} on {key}: baseline depth {sizes.get('DEPTH')}, width {sizes.get('MODEL_DIM')}, "
