@@ -299,6 +299,8 @@ def bench(
     export: Optional[str] = typer.Option(None, "--export", help="write this device's result as a bundle file"),
     force: bool = typer.Option(False, "--force", help="measure again even if a result is cached"),
     verbose: bool = typer.Option(False, "--verbose", help="show the trainer's own output"),
+    matched: bool = typer.Option(False, "--matched", help="train the reference's own baseline for the reference's FLOPs at T and compare val_bpb directly (the first way to compare machines)"),
+    runs: Optional[int] = typer.Option(None, "--runs", help="with --matched: how many runs (default: the benchmark's repeats + 1)"),
 ) -> None:
     """The standard benchmark on the bundled corpus, side by side with the bundled reference results."""
     from autoresearch_portable.harness import bench as b
@@ -306,6 +308,13 @@ def bench(
     d = b.definition(quick)
     pr, plan = _plan(backend)
     _ensure_dataset(d["dataset"], pr, plan, float(d["budget_seconds"]))
+    if matched:
+        from autoresearch_portable.harness import matched as mt
+
+        m = mt.matched_bench(pr, plan, d["dataset"], runs=d["repeats"] + 1 if runs is None else runs, log=_log,
+                             quiet=not verbose)
+        typer.echo(mt.format_matched(m))
+        return
     profile = b.run_bench(pr, plan, quick=quick, force=force, log=_log, quiet=not verbose)
     typer.echo(b.report(profile))
     if export:

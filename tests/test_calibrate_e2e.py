@@ -94,7 +94,10 @@ def fake_profile(ds, cpu, sizes):
         os.unlink(p["path"])
 
 
-def test_work_mode_stops_at_the_flop_budget(ds, cpu, sizes, tmp_path):
+def test_work_mode_stops_at_the_flop_budget(ds, cpu, sizes, tmp_path, monkeypatch):
+    """...and matched comparison across simulated devices: the same train.py at the same FLOPs on
+    this CPU with one thread (a slower "device") trains the same steps and scores the same
+    val_bpb within the two runs' combined band."""
     from autoresearch_portable.harness.runner import run_training
 
     pr, plan = cpu
@@ -108,6 +111,15 @@ def test_work_mode_stops_at_the_flop_budget(ds, cpu, sizes, tmp_path):
     step_flops = r["flops_per_token"] * sizes["TOTAL_BATCH_SIZE"]
     assert r["num_steps"] >= 3  # the budget spans several steps, so "within one step" means something
     assert budget <= r["train_flops"] <= budget + step_flops, (r["train_flops"], budget, step_flops)
+
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    one = run_training(train_py, probe=pr, plan=plan, dataset="bundled", budget_seconds=2, budget_mode="work",
+                       flop_budget=budget, quiet=True)
+    assert one["status"] == "ok", one.get("reason")
+    assert one["num_steps"] == r["num_steps"] and one["train_flops"] == r["train_flops"]
+    assert one["final_train_loss"] == pytest.approx(r["final_train_loss"], abs=0.01)
+    band = 2 * (r["val_bpb_stderr"] ** 2 + one["val_bpb_stderr"] ** 2) ** 0.5
+    assert abs(one["val_bpb"] - r["val_bpb"]) <= band, (one["val_bpb"], r["val_bpb"], band)
 
 
 def test_train_work_mode_prints_normalized_metrics(workspace, fake_profile, ds):

@@ -131,6 +131,7 @@ def row(rec: dict) -> dict[str, Any]:
         num_steps=m.get("num_steps"),
         budget_seconds=m.get("budget_seconds"),
         budget_mode=m.get("budget_mode"),
+        flop_budget=m.get("flop_budget"),
         backend=m.get("backend") or (rec.get("plan") or {}).get("backend"),
         device=m.get("device"),
         node=(rec.get("cluster") or {}).get("node") if isinstance(rec.get("cluster"), dict) else None,
@@ -208,22 +209,42 @@ def results_json(records: list[dict]) -> str:
 
 # --- arp compare -------------------------------------------------------------------------------
 
+def matched_budget(groups: list[list[dict]]) -> float | None:
+    """The FLOP budget every group has an ok matched-mode run at (the largest such), or None. Pure.
+    Runs at the same matched budget trained the same compute, whatever the device: their raw
+    val_bpb compares directly."""
+    budgets = None
+    for rows in groups:
+        have = {f"{r['flop_budget']:.6g}" for r in rows if r["status"] == "ok" and r.get("budget_mode") == "matched"
+                and _finite(r.get("flop_budget")) and _finite(r["val_bpb"])}
+        budgets = have if budgets is None else budgets & have
+    return max((float(b) for b in budgets), default=None) if budgets else None
+
+
 def compare_rows(ledgers: dict[str, list[dict]]) -> list[dict]:
     """One row per ledger and device: runs, ok runs, the first ok run (usually the baseline) and
-    the best run, with their normalized columns."""
-    out = []
+    the best run, with their normalized columns. When every device has matched-mode runs at one
+    FLOP budget, those are compared on raw val_bpb (basis "matched"), the first way to compare
+    machines; otherwise the best is the lowest normalized_bpb (basis "normalized")."""
+    groups: dict[tuple, list[dict]] = {}
     for name, records in ledgers.items():
-        groups: dict[tuple, list[dict]] = {}
         for rec in records:
             r = row(rec)
-            groups.setdefault((r["device"], r["backend"]), []).append(r)
-        for (device, backend), rows in groups.items():
-            ok = [r for r in rows if r["status"] == "ok" and _finite(r["val_bpb"])]
+            groups.setdefault((name, r["device"], r["backend"]), []).append(r)
+    flops = matched_budget(list(groups.values()))
+    out = []
+    for (name, device, backend), rows in groups.items():
+        ok = [r for r in rows if r["status"] == "ok" and _finite(r["val_bpb"])]
+        if flops is not None:
+            same = [r for r in ok if r.get("budget_mode") == "matched" and f"{r['flop_budget']:.6g}" == f"{flops:.6g}"]
+            best = min(same, key=lambda r: r["val_bpb"])
+        else:
             best_norm = [r for r in ok if _finite(r["normalized_bpb"])]
             best = min(best_norm, key=lambda r: r["normalized_bpb"]) if best_norm else (
                 min(ok, key=lambda r: r["val_bpb"]) if ok else None)
-            out.append(dict(ledger=name, device=device, backend=backend, runs=len(rows), ok=len(ok),
-                            first=ok[0] if ok else None, best=best))
+        out.append(dict(ledger=name, device=device, backend=backend, runs=len(rows), ok=len(ok),
+                        first=ok[0] if ok else None, best=best, basis="matched" if flops is not None else "normalized",
+                        matched_flops=flops))
     return out
 
 
@@ -242,8 +263,13 @@ def format_compare(ledgers: dict[str, list[dict]]) -> str:
         ])
     refs = sorted({r["best"]["normalized_reference"] for r in rows if r["best"] and r["best"].get("normalized_reference")})
     notes = [note for name, recs in ledgers.items() if (note := skipped_note(recs, name))]
-    notes += ["best = lowest normalized_bpb where the device was calibrated, else lowest val_bpb; "
-             "raw val_bpb is comparable only between runs of the same device and budget"]
+    if rows and rows[0]["basis"] == "matched":
+        notes += [f"matched: every device has runs at the same {rows[0]['matched_flops']:.4g} training FLOPs "
+                  "(--budget-mode matched); best = lowest val_bpb among them, and raw val_bpb compares directly"]
+    else:
+        notes += ["best = lowest normalized_bpb where the device was calibrated, else lowest val_bpb; "
+                  "raw val_bpb is comparable only between runs of the same device and budget "
+                  "(or at the same FLOPs: run each device with --budget-mode matched)"]
     if refs:
         notes.append("normalized_bpb on the scale of: " + "; ".join(refs))
         if len(refs) > 1:
