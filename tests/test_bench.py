@@ -88,7 +88,7 @@ def test_bundled_files_are_consistent(monkeypatch):
     monkeypatch.delenv("ARP_BENCHMARKS_DIR", raising=False)
     d = bench.definition()
     q = bench.definition(quick=True)
-    assert d["dataset"] == "bundled" and d["repeats"] >= 2 and q["budget_seconds"] < d["budget_seconds"]
+    assert d["dataset"] == "bundled-v2" and d["repeats"] >= 2 and q["budget_seconds"] < d["budget_seconds"]
     for p in bench.bundled_profiles():
         ok = [pt for pt in p["points"] if pt["status"] == "ok"]
         fit = cal.normalize.fit_curve([pt["train_flops"] for pt in ok], [pt["val_bpb"] for pt in ok])
