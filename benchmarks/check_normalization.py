@@ -56,15 +56,18 @@ CANDIDATES = ("delta", "loglinear", "power", "excess_ratio")
 
 def parse_device(text: str) -> dict:
     backend, *opts = text.split(":")
-    dev = dict(spec=text, backend=backend, threads=None, dtype=None)
+    dev = dict(spec=text, backend=backend, threads=None, dtype=None, budget=None)
     for o in opts:
         k, _, v = o.partition("=")
         if k == "threads" and v.isdigit() and int(v) > 0:
             dev["threads"] = int(v)
         elif k == "dtype" and v in ("float32", "bfloat16", "float16"):
             dev["dtype"] = v
+        elif k == "budget" and v.replace(".", "", 1).isdigit() and float(v) > 0:
+            dev["budget"] = float(v)
         else:
-            raise SystemExit(f"error: a device is BACKEND[:threads=N][:dtype=float32|bfloat16|float16]; got {text!r}")
+            raise SystemExit("error: a device is BACKEND[:threads=N][:dtype=float32|bfloat16|float16][:budget=SECONDS]; "
+                             f"got {text!r}")
     return dev
 
 
@@ -116,11 +119,18 @@ def run_baseline(pr, plan, dataset, sizes, budget, seed, edits=None, log=print, 
     return r
 
 
-def scored(r: dict, profile: dict, ref: dict | None, T: float, nz) -> dict:
-    """One run's numbers and every candidate metric (against the budget-T baseline)."""
+CURVE_CANDIDATES = ("loglinear", "power")  # the ones that need the profile's curve (and its 200-step rule)
+
+
+def scored(r: dict, profile: dict, ref: dict | None, T: float, nz, refused: str | None = None) -> dict:
+    """One run's numbers and every candidate metric (against the budget-T baseline). `refused`:
+    why this profile's curve is not trusted; the curve-based candidates then say so instead."""
     cands = nz.candidates(r["val_bpb"], profile, budget_seconds=T, reference=ref)
+    if refused:
+        cands.update({c: dict(error=f"curve refused: {refused}") for c in CURVE_CANDIDATES})
+    g = cands["loglinear"].get("gain")
     return dict(val_bpb=r["val_bpb"], val_bpb_stderr=r.get("val_bpb_stderr"), train_flops=r["train_flops"],
-                num_steps=r.get("num_steps"), g=cands["loglinear"]["gain"],
+                num_steps=r.get("num_steps"), g=g,
                 g_from_compute=math.log2(r["train_flops"] / profile["flops_at_budget"]),
                 normalized_bpb=cands["loglinear"].get("normalized_bpb"), candidates=cands)
 
@@ -140,12 +150,12 @@ def check_device(dev: dict, args, log, sizes: dict | None, reference: dict | Non
     if dev["threads"] or dev["dtype"] or sizes is not None:  # a simulated device: a profile file of its own
         label = "".join(ch if ch.isalnum() or ch in "._-" else "_" for ch in dev["spec"])
         path = paths.profiles_dir() / "check" / (cal.profile_filename(device_key(pr, plan), args.dataset)[:-5] + f"--{label}.json")
+    budget = dev["budget"] or args.budget  # budget=: this machine at a shorter T is a slower device, in FLOPs
     with threads(dev["threads"]):
-        log(f"== {dev['spec']}: calibration at T={args.budget:g}s")
-        profile = cal.calibrate(pr, plan, args.dataset, args.budget, args.repeats, sizes=sizes, path=path, log=log,
+        log(f"== {dev['spec']}: calibration at T={budget:g}s")
+        profile = cal.calibrate(pr, plan, args.dataset, budget, args.repeats, sizes=sizes, path=path, log=log,
                                 form="power")  # T/4, T/2, 3T/4, T: both curves, so every candidate is measured
-        if cal.normalization_refusal(profile):  # its curve is not trusted: this device is not checked
-            raise RuntimeError(cal.normalization_refusal(profile))
+        refused = cal.normalization_refusal(profile)  # its curve is not trusted: only the curve-free candidates
         sizes = profile["baseline_sizes"]
         ref = reference or profile
         quarter = [p.get("num_steps") for p in profile.get("points", []) if p.get("fraction") == 0.25 and p.get("num_steps")]
@@ -155,12 +165,12 @@ def check_device(dev: dict, args, log, sizes: dict | None, reference: dict | Non
                    s_stderr=profile.get("s_stderr"), sigma=profile["sigma"], power_fit=profile.get("power_fit"),
                    floor_bpb=profile.get("floor_bpb"), flops_at_budget=profile["flops_at_budget"], sizes=sizes,
                    band_doublings=nz.BAND_SIGMAS * profile["sigma"] / profile["s"], reference=nz.profile_label(ref),
-                   steps_at_quarter=min(quarter) if quarter else None)
+                   steps_at_quarter=min(quarter) if quarter else None, curve_refused=refused)
         band = out["band_doublings"]
 
         log(f"== {dev['spec']}: baseline at T (seed {CHECK_SEED})")
-        r = scored(run_baseline(pr, plan, args.dataset, sizes, T, CHECK_SEED, log=log), profile, ref, T, nz)
-        out["baseline"] = dict(r, passed=abs(r["g"]) <= band)
+        r = scored(run_baseline(pr, plan, args.dataset, sizes, T, CHECK_SEED, log=log), profile, ref, T, nz, refused)
+        out["baseline"] = dict(r, passed=None if refused else abs(r["g"]) <= band)
 
         if args.double_mode == "work":
             log(f"== {dev['spec']}: baseline with 2 C_T = {2 * profile['flops_at_budget']:.4g} FLOPs (work mode)")
@@ -169,14 +179,14 @@ def check_device(dev: dict, args, log, sizes: dict | None, reference: dict | Non
         else:
             log(f"== {dev['spec']}: baseline at 2T = {2 * T:g}s wall clock")
             r = run_baseline(pr, plan, args.dataset, sizes, 2 * T, CHECK_SEED, log=log)
-        r = scored(r, profile, ref, T, nz)  # b_base at C_T, not at 2 C_T
-        out["double"] = dict(r, passed=abs(r["g"] - 1) <= band)
+        r = scored(r, profile, ref, T, nz, refused)  # b_base at C_T, not at 2 C_T
+        out["double"] = dict(r, passed=None if refused else abs(r["g"] - 1) <= band)
 
         out["variants"] = []
         for edits in args.variant:
             log(f"== {dev['spec']}: variant {edits} at T")
             r = run_baseline(pr, plan, args.dataset, sizes, T, CHECK_SEED, edits=edits, log=log)
-            out["variants"].append(dict(scored(r, profile, ref, T, nz), edits=edits))
+            out["variants"].append(dict(scored(r, profile, ref, T, nz, refused), edits=edits))
     return out, profile
 
 
@@ -211,6 +221,9 @@ def report(results: list[dict], agree: list[dict], budget: float) -> None:
     print(hdr)
     print("-" * len(hdr))
     for r in results:
+        if r.get("curve_refused"):
+            print(f"{r['device'][:22]:22} {r['s']:7.4f} {r['sigma']:7.4f} {'':7} | curve refused: {r['curve_refused']}")
+            continue
         print(f"{r['device'][:22]:22} {r['s']:7.4f} {r['sigma']:7.4f} {r['band_doublings']:7.3f} | "
               f"{r['baseline']['g']:+10.3f} {'yes' if r['baseline']['passed'] else 'NO':>3} | "
               f"{r['double']['g']:+6.3f} {r['double']['g_from_compute']:+9.3f} {'yes' if r['double']['passed'] else 'NO':>3}")
@@ -240,8 +253,9 @@ def summary(agree: list[dict]) -> dict[str, dict]:
     for name in CANDIDATES:
         rows = [a for a in agree if a["candidate"] == name]
         measured = [a for a in rows if "error" not in a]
-        d = [a["diff_in_bands"] for a in measured]
+        d = [a["diff_in_bands"] for a in measured if math.isfinite(a["diff_in_bands"])]  # an infinite gain disagrees
         out[name] = dict(edits=len(rows), measured=len(measured), agree=sum(bool(a["agree"]) for a in measured),
+                         infinite=len(measured) - len(d),
                          mean_diff_in_bands=sum(d) / len(d) if d else None, max_diff_in_bands=max(d) if d else None)
     return out
 
@@ -252,13 +266,16 @@ def _cell(c: dict, digits: int = 3) -> str:
 
 def markdown(results: list[dict], agree: list[dict]) -> str:
     """The tables for benchmarks/README.md, from the numbers of one check (nothing typed by hand)."""
-    out = ["| device | steps at T/4 | s | σ | val_bpb at T (unused seed) | "
+    out = ["| device | T (s) | steps at T/4 | s | σ | val_bpb at T (unused seed) | "
            + " | ".join(f"{c} at T" for c in CANDIDATES) + " | val_bpb at 2·C_T | "
            + " | ".join(f"{c} at 2·C_T" for c in CANDIDATES) + " |",
-           "|---|---:|---:|---:|---:|" + "---:|" * len(CANDIDATES) + "---:|" + "---:|" * len(CANDIDATES)]
+           "|---|---:|---:|---:|---:|---:|" + "---:|" * len(CANDIDATES) + "---:|" + "---:|" * len(CANDIDATES)]
     for r in results:
         steps = r.get("steps_at_quarter")
-        out.append(f"| {r['device']} | {steps if steps is not None else '?'} | {r['s']:.4f} | {r['sigma']:.4f} | "
+        if r.get("curve_refused"):
+            steps = f"{steps} (curve refused)"
+        out.append(f"| {r['device']} | {r['budget_seconds']:g} | {steps if steps is not None else '?'} | "
+                   f"{r['s']:.4f} | {r['sigma']:.4f} | "
                    f"{r['baseline']['val_bpb']:.4f} | " + " | ".join(_cell(r["baseline"]["candidates"][c]) for c in CANDIDATES)
                    + f" | {r['double']['val_bpb']:.4f} | "
                    + " | ".join(_cell(r["double"]["candidates"][c]) for c in CANDIDATES) + " |")
@@ -277,11 +294,23 @@ def markdown(results: list[dict], agree: list[dict]) -> str:
     out += ["", "| candidate | edits agreed | mean difference / band | largest |", "|---|---:|---:|---:|"]
     for name, m in summary(agree).items():
         if m["measured"]:
-            out.append(f"| {name} | {m['agree']} of {m['measured']} | {m['mean_diff_in_bands']:.2f} | "
-                       f"{m['max_diff_in_bands']:.2f} |")
+            inf = f" ({m['infinite']} infinite)" if m["infinite"] else ""
+            mean, top = (f"{m[k]:.2f}" if m[k] is not None else "" for k in ("mean_diff_in_bands", "max_diff_in_bands"))
+            out.append(f"| {name} | {m['agree']} of {m['measured']}{inf} | {mean} | {top} |")
         else:
             out.append(f"| {name} | n/a | | |")
     return "\n".join(out)
+
+
+def merged(checks: list[dict]) -> dict:
+    """Several checks' devices as one: agreement recomputed against the first file's first device.
+    Pure; the checks must have run the same edits in the same order."""
+    edits = [[v["edits"] for v in r["variants"]] for c in checks for r in c["results"]]
+    if any(e != edits[0] for e in edits):
+        raise SystemExit("error: these checks ran different edits; they cannot be compared")
+    results = [r for c in checks for r in c["results"]]
+    return dict(checks[0], results=results, agreement=agreement(results) if len(results) >= 2 else [],
+                failures=[f for c in checks for f in c.get("failures", [])])
 
 
 def main() -> None:
@@ -298,10 +327,13 @@ def main() -> None:
                     help="how the 2x check gets twice the compute: work = exactly 2 C_T FLOPs (default), "
                          "wall = 2T seconds (includes throughput noise)")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "check_normalization.json"))
-    ap.add_argument("--report", metavar="JSON", help="print the tables (and the README's markdown) of an earlier --out, run nothing")
+    ap.add_argument("--sizes-from", metavar="JSON", help="train the first device of an earlier --out's sizes, with its "
+                    "profile as the reference (to add devices to a check already run)")
+    ap.add_argument("--report", metavar="JSON", nargs="+", help="print the tables (and the README's markdown) of earlier "
+                    "--out files, run nothing; several: their devices side by side, agreement against the first file's first")
     args = ap.parse_args()
     if args.report:
-        done = json.loads(Path(args.report).read_text())
+        done = merged([json.loads(Path(f).read_text()) for f in args.report])
         for r in done["results"]:  # an --out written before steps_at_quarter was recorded: from its profile
             if r.get("steps_at_quarter") is None and r.get("profile") and Path(r["profile"]).exists():
                 pts = json.loads(Path(r["profile"]).read_text()).get("points", [])
@@ -329,6 +361,11 @@ def main() -> None:
     data.prepare(args.dataset, log=lambda m: print(m, file=sys.stderr))
     log = lambda m: print(m, file=sys.stderr, flush=True)  # noqa: E731
     results, failures, sizes, reference = [], [], None, None
+    if args.sizes_from:
+        first = json.loads(Path(args.sizes_from).read_text())["results"][0]
+        sizes = first["sizes"]
+        if first.get("profile") and Path(first["profile"]).exists():  # else normalized_bpb on each device's own scale
+            reference = json.loads(Path(first["profile"]).read_text())
     for dev in devices:
         try:
             r, profile = check_device(dev, args, log, None if args.own_sizes else sizes, reference)

@@ -58,7 +58,7 @@ def test_every_candidate_on_the_same_runs_and_a_simulated_device(fake_data, monk
     assert "error" not in by[(("WARMDOWN_FRAC",), "power")]
     cn.report([first, one], rows, 100.0)
     md = cn.markdown([first, one], rows)
-    assert "| cpu:threads=1 | 1000 |" in md and "| `WARMDOWN_FRAC=0.0` |" in md
+    assert "| cpu:threads=1 | 100 | 1000 |" in md and "| `WARMDOWN_FRAC=0.0` |" in md
     summary = cn.summary(rows)
     assert summary["delta"]["agree"] >= 1 and summary["delta"]["measured"] == 2
     assert f"| delta | {summary['delta']['agree']} of 2 |" in md
@@ -66,7 +66,7 @@ def test_every_candidate_on_the_same_runs_and_a_simulated_device(fake_data, monk
 
 def test_na_candidates_are_reported_not_fatal():
     c = dict(gain=0.1, band=0.05)
-    dev = lambda name: dict(device=name, s=0.03, sigma=0.004, steps_at_quarter=None, baseline=dict(  # noqa: E731
+    dev = lambda name: dict(device=name, budget_seconds=60.0, s=0.03, sigma=0.004, steps_at_quarter=None, baseline=dict(  # noqa: E731
         val_bpb=0.6, candidates={n: dict(c) for n in cn.CANDIDATES}), double=dict(
         val_bpb=0.57, candidates=dict({n: dict(c) for n in cn.CANDIDATES}, power=dict(error="no fit"))),
         variants=[dict(edits={"X": 1}, val_bpb=0.61, candidates=dict({n: dict(c) for n in cn.CANDIDATES},
@@ -79,7 +79,10 @@ def test_na_candidates_are_reported_not_fatal():
 
 def test_parsing_devices_and_variants():
     assert cn.parse_device("cpu:threads=1:dtype=float32") == dict(spec="cpu:threads=1:dtype=float32", backend="cpu",
-                                                                  threads=1, dtype="float32")
+                                                                  threads=1, dtype="float32", budget=None)
+    assert cn.parse_device("cpu:budget=75")["budget"] == 75.0
+    with pytest.raises(SystemExit, match="budget=SECONDS"):
+        cn.parse_device("cpu:budget=-1")
     assert cn.parse_variant("MATRIX_LR=0.04;ADAM_BETAS=[0.9, 0.95]") == {"MATRIX_LR": 0.04, "ADAM_BETAS": [0.9, 0.95]}
     with pytest.raises(SystemExit, match="BACKEND"):
         cn.parse_device("cpu:threads=0")
@@ -89,3 +92,42 @@ def test_parsing_devices_and_variants():
         c: dict(gain=0.1, band=0.05) for c in cn.CANDIDATES})]),
         dict(device="b", variants=[dict(edits={"X": 1}, candidates={c: dict(gain=0.3, band=0.05) for c in cn.CANDIDATES})])])
     assert all(r["agree"] is False and r["diff_in_bands"] == pytest.approx(0.2 / math.hypot(0.05, 0.05)) for r in rows)
+
+
+def test_a_shorter_budget_is_a_slower_device_and_a_refused_curve_keeps_the_curve_free_candidates(fake_data, monkeypatch):
+    monkeypatch.setattr(runner, "run_training", fake_training)
+    monkeypatch.setattr(workspace, "size_for_device", lambda *a, **k: dict(SIZES))
+    args = SimpleNamespace(budget=100.0, repeats=2, dataset="bundled", double_mode="work",
+                           variant=[cn.parse_variant("WARMDOWN_FRAC=0.0")])
+    log = lambda m: None  # noqa: E731
+    first, profile = cn.check_device(cn.parse_device("cpu"), args, log, None, None)
+    short, _ = cn.check_device(cn.parse_device("cpu:budget=4"), args, log, profile["baseline_sizes"], profile)
+    assert short["budget_seconds"] == 4.0 and short["flops_at_budget"] == pytest.approx(first["flops_at_budget"] / 25)
+    assert "200" in short["curve_refused"] and first["curve_refused"] is None  # T/4 = 1 s: 40 steps
+    for run in (short["baseline"], short["double"], short["variants"][0]):
+        assert run["candidates"]["loglinear"]["error"].startswith("curve refused") and "error" in run["candidates"]["power"]
+    assert short["baseline"]["passed"] is None and short["variants"][0]["candidates"]["delta"]["gain"] == pytest.approx(
+        0.02, abs=0.01)
+    # the two devices in two files, read back as one check
+    a = dict(budget_seconds=100.0, results=[first], agreement=[])
+    b = dict(budget_seconds=4.0, results=[short], agreement=[])
+    both = cn.merged([a, b])
+    assert [r["device"] for r in both["results"]] == ["cpu", "cpu:budget=4"]
+    rows = {r["candidate"]: r for r in both["agreement"]}
+    assert "error" in rows["loglinear"] and rows["delta"]["agree"] is True
+    cn.report(both["results"], both["agreement"], 100.0)
+    md = cn.markdown(both["results"], both["agreement"])
+    assert "| cpu:budget=4 | 4 | 40 (curve refused) |" in md
+    with pytest.raises(SystemExit, match="different edits"):
+        cn.merged([a, dict(b, results=[dict(short, variants=[dict(short["variants"][0], edits={"X": 1})])])])
+
+
+def test_an_infinite_gain_counts_as_a_disagreement_not_a_nan_mean():
+    c = lambda g: {n: dict(gain=g, band=0.1) for n in cn.CANDIDATES}  # noqa: E731
+    rows = cn.agreement([dict(device="a", variants=[dict(edits={"X": 1}, candidates=c(0.1)),
+                                                    dict(edits={"Y": 1}, candidates=c(0.1))]),
+                         dict(device="b", variants=[dict(edits={"X": 1}, candidates=c(math.inf)),
+                                                    dict(edits={"Y": 1}, candidates=c(0.2))])])
+    m = cn.summary(rows)["delta"]
+    assert m == dict(edits=2, measured=2, agree=1, infinite=1, mean_diff_in_bands=pytest.approx(0.1 / math.hypot(0.1, 0.1)),
+                     max_diff_in_bands=pytest.approx(0.1 / math.hypot(0.1, 0.1)))
