@@ -165,7 +165,9 @@ def check_device(dev: dict, args, log, sizes: dict | None, reference: dict | Non
                    s_stderr=profile.get("s_stderr"), sigma=profile["sigma"], power_fit=profile.get("power_fit"),
                    floor_bpb=profile.get("floor_bpb"), flops_at_budget=profile["flops_at_budget"], sizes=sizes,
                    band_doublings=nz.BAND_SIGMAS * profile["sigma"] / profile["s"], reference=nz.profile_label(ref),
-                   steps_at_quarter=min(quarter) if quarter else None, curve_refused=refused)
+                   steps_at_quarter=min(quarter) if quarter else None, curve_refused=refused,
+                   calibration=[{k: pt.get(k) for k in ("fraction", "seed", "val_bpb", "train_flops", "num_steps")}
+                                for pt in profile.get("points", []) if pt.get("status") == "ok"])  # re-analysable
         band = out["band_doublings"]
 
         log(f"== {dev['spec']}: baseline at T (seed {CHECK_SEED})")
@@ -190,6 +192,11 @@ def check_device(dev: dict, args, log, sizes: dict | None, reference: dict | Non
     return out, profile
 
 
+def label(r: dict) -> str:
+    """A device of a check, with its budget (a merged report holds `cpu` at two budgets)."""
+    return f"{r['device']} @{r['budget_seconds']:g}s" if r.get("budget_seconds") else r["device"]
+
+
 def agreement(results: list[dict]) -> list[dict]:
     """Per edit and candidate: do the first device and each other one agree within the combined band?"""
     rows = []
@@ -199,14 +206,15 @@ def agreement(results: list[dict]) -> list[dict]:
             for other in results[1:]:
                 b = other["variants"][i]["candidates"][name]
                 if "error" in a or "error" in b:
-                    rows.append(dict(edit=v["edits"], candidate=name, devices=[results[0]["device"], other["device"]],
+                    rows.append(dict(edit=v["edits"], candidate=name, devices=[label(results[0]), label(other)],
                                      error=a.get("error") or b.get("error")))
                     continue
                 diff, comb = abs(a["gain"] - b["gain"]), math.hypot(a["band"], b["band"])
-                rows.append(dict(edit=v["edits"], candidate=name, devices=[results[0]["device"], other["device"]],
+                checked = math.isfinite(diff) and math.isfinite(comb)  # an infinite gain or band proves nothing
+                rows.append(dict(edit=v["edits"], candidate=name, devices=[label(results[0]), label(other)],
                                  gains=[a["gain"], b["gain"]], bands=[a["band"], b["band"]], diff=diff, band=comb,
-                                 agree=diff <= comb if math.isfinite(diff) else False,
-                                 diff_in_bands=diff / comb if comb > 0 else math.inf))
+                                 agree=checked and diff <= comb,
+                                 diff_in_bands=diff / comb if checked and comb > 0 else math.inf))
     return rows
 
 
@@ -279,17 +287,17 @@ def markdown(results: list[dict], agree: list[dict]) -> str:
                    f"{r['baseline']['val_bpb']:.4f} | " + " | ".join(_cell(r["baseline"]["candidates"][c]) for c in CANDIDATES)
                    + f" | {r['double']['val_bpb']:.4f} | "
                    + " | ".join(_cell(r["double"]["candidates"][c]) for c in CANDIDATES) + " |")
-    out += ["", "| edit | " + " | ".join(f"val_bpb {r['device']}" for r in results) + " | candidate | gains | "
-            "difference / combined band | agree |", "|---|" + "---:|" * len(results) + "---|---|---:|---|"]
+    out += ["", "| edit | " + " | ".join(f"val_bpb {label(r)}" for r in results) + " | candidate | devices | gains | "
+            "difference / combined band | agree |", "|---|" + "---:|" * len(results) + "---|---|---|---:|---|"]
     for a in agree:
         i = [v["edits"] for v in results[0]["variants"]].index(a["edit"])
         vals = " | ".join(f"{r['variants'][i]['val_bpb']:.4f}" for r in results)
         edit = ";".join(f"{k}={v}" for k, v in a["edit"].items())
         if "error" in a:
-            out.append(f"| `{edit}` | {vals} | {a['candidate']} | n/a ({a['error']}) | | |")
+            out.append(f"| `{edit}` | {vals} | {a['candidate']} | {' vs '.join(a['devices'])} | n/a ({a['error']}) | | |")
         else:
             gains = " vs ".join(f"{g:+.3f} ± {b:.3f}" for g, b in zip(a["gains"], a["bands"]))
-            out.append(f"| `{edit}` | {vals} | {a['candidate']} | {gains} | {a['diff_in_bands']:.2f} | "
+            out.append(f"| `{edit}` | {vals} | {a['candidate']} | {' vs '.join(a['devices'])} | {gains} | {a['diff_in_bands']:.2f} | "
                        f"{'yes' if a['agree'] else '**no**'} |")
     out += ["", "| candidate | edits agreed | mean difference / band | largest |", "|---|---:|---:|---:|"]
     for name, m in summary(agree).items():

@@ -73,7 +73,7 @@ def test_na_candidates_are_reported_not_fatal():
                                                                       power=dict(error="no fit")))])
     rows = cn.agreement([dev("a"), dev("b")])
     md = cn.markdown([dev("a"), dev("b")], rows)
-    assert "| power | n/a (no fit) |" in md.replace("`X=1` | 0.6100 | 0.6100 | ", "")
+    assert "| power | a @60s vs b @60s | n/a (no fit) |" in md.replace("`X=1` | 0.6100 | 0.6100 | ", "")
     assert "| power | n/a | | |" in md and cn.summary(rows)["power"]["measured"] == 0
 
 
@@ -131,3 +131,8 @@ def test_an_infinite_gain_counts_as_a_disagreement_not_a_nan_mean():
     m = cn.summary(rows)["delta"]
     assert m == dict(edits=2, measured=2, agree=1, infinite=1, mean_diff_in_bands=pytest.approx(0.1 / math.hypot(0.1, 0.1)),
                      max_diff_in_bands=pytest.approx(0.1 / math.hypot(0.1, 0.1)))
+    # an infinite band (a curve whose asymptote the run is near) agrees with anything: it proves nothing
+    wide = {n: dict(gain=0.1, band=math.inf) for n in cn.CANDIDATES}
+    rows = cn.agreement([dict(device="a", variants=[dict(edits={"X": 1}, candidates=c(0.5))]),
+                         dict(device="b", variants=[dict(edits={"X": 1}, candidates=wide)])])
+    assert rows[0]["agree"] is False and cn.summary(rows)["power"]["infinite"] == 1
