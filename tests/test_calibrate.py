@@ -193,13 +193,13 @@ def test_too_few_steps_refuse_normalization_but_keep_the_profile(fake_data):
     from autoresearch_portable.harness import results
 
     r = results.annotate(dict(status="ok", val_bpb=1.0, budget_seconds=100), PROBE, PLAN, p["dataset"])
-    assert "compute_multiplier" not in r and r["normalization_note"] == p["normalization_refused"]
+    assert "excess_ratio" not in r and "normalized_bpb" not in r and r["normalization_note"] == p["normalization_refused"]
     assert results.flop_budget_for("work", 100, PROBE, PLAN, p["dataset"])[0] == pytest.approx(100 * p["flops_per_second"])
 
 
 def test_profile_records_its_fit_form(fake_data):
     p = cal.calibrate(PROBE, PLAN, "bundled", 100, 4, sizes=SIZES, runner=fake_runner(), log=lambda m: None)
-    assert p["fit_form"] == "loglinear" and p["metric"] == "loglinear" and p["min_steps"] == cal.MIN_STEPS
+    assert p["fit_form"] == "loglinear" and p["metric"] == "excess_ratio" and p["min_steps"] == cal.MIN_STEPS
     assert "power_fit" not in p and "got 3" in p["power_fit_note"]  # T/4, T/2, T: 3 budgets
 
 

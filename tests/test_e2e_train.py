@@ -99,7 +99,7 @@ def test_train_prints_the_summary_records_the_ledger_and_refuses_a_second_run_at
     # untrained, a model predicts ~uniformly over the vocab: log2(V) bits per token
     assert 0 < bpb < 12
     for key in ("training_seconds", "total_seconds", "peak_vram_mb", "mfu_percent", "num_steps", "backend",
-                "train_flops", "val_bpb_stderr", "compute_multiplier", "normalized_bpb", "floor_bpb"):
+                "train_flops", "val_bpb_stderr", "excess_ratio", "normalized_bpb", "floor_bpb"):
         assert re.search(rf"^{key}:", r.stdout, re.M), key
     assert float(re.search(r"^peak_vram_mb:\s+(\S+)", r.stdout, re.M).group(1)) > 0
     recs = ledger(workspace)

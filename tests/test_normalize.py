@@ -52,7 +52,7 @@ def test_sample_std():
 
 
 def test_baseline_scores_zero_doublings():
-    n = nz.normalize(1.0, PROFILE)
+    n = nz.normalize(1.0, PROFILE, metric="loglinear")
     assert n["baseline_bpb"] == pytest.approx(1.0)
     assert n["doublings"] == pytest.approx(0.0, abs=1e-12)
     assert n["compute_multiplier"] == pytest.approx(1.0)
@@ -62,14 +62,14 @@ def test_baseline_scores_zero_doublings():
 def test_curve_value_at_twice_the_compute_scores_one_doubling():
     b = nz.curve_bpb(PROFILE["a"], PROFILE["s"], 2 * PROFILE["flops_at_budget"])  # 0.9
     assert b == pytest.approx(0.9)
-    n = nz.normalize(b, PROFILE)
+    n = nz.normalize(b, PROFILE, metric="loglinear")
     assert n["doublings"] == pytest.approx(1.0)
     assert n["compute_multiplier"] == pytest.approx(2.0)
 
 
 def test_normalized_bpb_hand_computed():
     # b = 0.95: g = (1.0 - 0.95) / 0.1 = 0.5, multiplier sqrt(2); normalized = 1.16 - 0.12*0.5 = 1.10
-    n = nz.normalize(0.95, PROFILE, reference=REF)
+    n = nz.normalize(0.95, PROFILE, reference=REF, metric="loglinear")
     assert n["doublings"] == pytest.approx(0.5)
     assert n["compute_multiplier"] == pytest.approx(math.sqrt(2))
     assert n["reference_bpb"] == pytest.approx(1.16)
@@ -83,43 +83,43 @@ def test_normalized_bpb_hand_computed():
 
 
 def test_inside_the_band_is_not_significant():
-    n = nz.normalize(0.985, PROFILE, reference=REF)  # 0.015 < 0.02
+    n = nz.normalize(0.985, PROFILE, reference=REF, metric="loglinear")  # 0.015 < 0.02
     assert n["doublings"] == pytest.approx(0.15)
     assert n["significant"] is False
-    worse = nz.normalize(1.03, PROFILE)
+    worse = nz.normalize(1.03, PROFILE, metric="loglinear")
     assert worse["doublings"] == pytest.approx(-0.3) and worse["significant"] is True
 
 
 def test_other_budget_scales_the_baseline_compute():
     # T' = 600 s: the baseline gets 2 * C_T in wall and work mode -> b_base = 0.9
-    n = nz.normalize(0.9, PROFILE, budget_seconds=600)
+    n = nz.normalize(0.9, PROFILE, budget_seconds=600, metric="loglinear")
     assert n["baseline_flops"] == pytest.approx(2.0**31)
     assert n["baseline_bpb"] == pytest.approx(0.9)
     assert n["doublings"] == pytest.approx(0.0, abs=1e-12)
     # T' = 75 s: a quarter -> b_base = 1.2; a run at 1.0 is two doublings better
-    assert nz.normalize(1.0, PROFILE, budget_seconds=75)["doublings"] == pytest.approx(2.0)
+    assert nz.normalize(1.0, PROFILE, budget_seconds=75, metric="loglinear")["doublings"] == pytest.approx(2.0)
     # matched and work mode: the FLOP budget is the baseline's compute
-    m = nz.normalize(0.8, PROFILE, budget_seconds=300, budget_mode="matched", flop_budget=2.0**32)
+    m = nz.normalize(0.8, PROFILE, budget_seconds=300, budget_mode="matched", flop_budget=2.0**32, metric="loglinear")
     assert m["baseline_bpb"] == pytest.approx(0.8) and m["doublings"] == pytest.approx(0.0, abs=1e-12)
 
 
 def test_far_extrapolation_is_flagged():
-    assert "extrapolated" not in nz.normalize(1.0, PROFILE, budget_seconds=600)
-    far = nz.normalize(1.0, PROFILE, budget_seconds=3000)
-    assert "extrapolated" in far and "[extrapolated" in nz.format_multiplier(far)
+    assert "extrapolated" not in nz.normalize(1.0, PROFILE, budget_seconds=600, metric="loglinear")
+    far = nz.normalize(1.0, PROFILE, budget_seconds=3000, metric="loglinear")
+    assert "extrapolated" in far and "[extrapolated" in nz.format_gain(far)
 
 
 def test_summary_lines_with_and_without_profile():
     r = dict(val_bpb=0.95, status="ok")
     text = format_summary(r)
-    assert "compute_multiplier: n/a (run `arp calibrate`)" in text
+    assert "excess_ratio:     n/a (run `arp calibrate`)" in text  # named by the metric it would be scored with
     assert "normalized_bpb:   n/a (run `arp calibrate`)" in text
-    r.update(nz.normalize(0.95, PROFILE, reference=REF))
+    r.update(nz.normalize(0.95, PROFILE, reference=REF, metric="loglinear"))
     lines = {l.split(":")[0]: l for l in format_summary(r).splitlines()}
     assert lines["compute_multiplier"].startswith("compute_multiplier: 1.414 (doublings +0.500 ± 0.200 at 2σ: significant)")
     assert lines["normalized_bpb"] == "normalized_bpb:   1.100000 ± 0.024000 (ref: ref-device)"
     # calibrated but no reference for this dataset
-    r2 = dict(val_bpb=0.95, status="ok", **nz.normalize(0.95, PROFILE), normalized_note="no bundled reference for x")
+    r2 = dict(val_bpb=0.95, status="ok", **nz.normalize(0.95, PROFILE, metric="loglinear"), normalized_note="no bundled reference for x")
     assert "n/a (no bundled reference for x)" in format_summary(r2)
 
 
@@ -176,11 +176,14 @@ def test_candidates_say_what_is_missing():
 
 def test_the_switch_chooses_the_metric(monkeypatch):
     default = nz.normalize(0.95, PROFILE2, reference=REF2)
-    assert default["metric"] == nz.METRIC == "loglinear" and default["normalized_bpb"] == pytest.approx(1.10)
+    assert default["metric"] == nz.METRIC == "excess_ratio" and default["excess_ratio"] == pytest.approx(0.9)
+    assert nz.fit_form() == "loglinear"  # a curve-free metric needs only the baseline's value: the line gives it
+    loglinear = nz.normalize(0.95, PROFILE2, reference=REF2, metric="loglinear")
+    assert loglinear["doublings"] == pytest.approx(0.5) and loglinear["normalized_bpb"] == pytest.approx(1.10)
     ratio = nz.normalize(0.95, PROFILE2, reference=REF2, metric="excess_ratio")
     assert ratio["excess_ratio"] == pytest.approx(0.9) and ratio["normalized_bpb_band"] == pytest.approx(0.024)
     delta = nz.normalize(0.95, PROFILE2, reference=REF2, metric="delta")
-    assert delta["normalized_bpb"] == pytest.approx(1.11) and delta["delta"] == pytest.approx(-0.05)
+    assert delta["normalized_bpb"] == pytest.approx(1.11) and delta["delta_bpb"] == pytest.approx(-0.05)
     monkeypatch.setattr(nz, "METRIC", "power")
     power = nz.normalize(0.75, PROFILE2, reference=REF2)
     assert power["metric"] == "power" and nz.fit_form() == "power"
@@ -192,3 +195,30 @@ def test_the_switch_chooses_the_metric(monkeypatch):
     assert "normalized_bpb" not in missing and missing["normalized_note"].startswith("power:")
     with pytest.raises(ValueError, match="unknown normalization metric"):
         nz.normalize(0.95, PROFILE, metric="nope")
+
+
+def test_a_curve_free_metric_reports_its_own_gain_not_the_curves_doublings():
+    r = nz.normalize(0.95, PROFILE2, reference=REF2, metric="excess_ratio")
+    assert r["metric"] == "excess_ratio" and r["excess_ratio"] == pytest.approx(0.9)
+    assert r["excess_ratio_band"] == pytest.approx(0.04) and r["significant"] is True
+    assert not {"doublings", "doublings_band", "compute_multiplier"} & set(r)
+    assert nz.gain_label(r) == "excess_ratio" and nz.short_gain(r) == "-10.0%"
+    assert nz.format_gain(r) == "0.9000 ± 0.0400 (-10.0% excess over the floor vs the baseline, at 2σ: significant)"
+    # inside the band: marked, and not significant
+    near = nz.normalize(0.99, PROFILE2, reference=REF2, metric="excess_ratio")
+    assert near["significant"] is False and nz.short_gain(near) == "~-2.0%"
+    d = nz.normalize(0.95, PROFILE2, reference=REF2, metric="delta")
+    assert nz.gain_label(d) == "delta_bpb" and nz.short_gain(d) == "-0.0500"
+    assert nz.format_gain(d).startswith("-0.050000 ± 0.020000 bpb vs the baseline")
+    # a ledger line written under the log-linear metric still shows its multiplier
+    old = nz.normalize(0.95, PROFILE, metric="loglinear")
+    assert nz.gain_label(old) == "compute_multiplier" and nz.short_gain(old) == "1.414x"
+    assert nz.gain_of({}) is None and nz.short_gain({}) == "n/a"
+
+
+def test_the_excess_ratio_falls_back_to_delta_on_a_dataset_without_a_floor():
+    r = nz.normalize(0.95, PROFILE, reference=REF, metric="excess_ratio")  # no floor_bpb anywhere
+    assert r["metric"] == "delta" and r["delta_bpb"] == pytest.approx(-0.05)
+    assert "no known entropy floor" in r["metric_note"] and "delta" in r["metric_note"]
+    assert r["normalized_bpb"] == pytest.approx(1.11)
+    assert "[excess_ratio: the dataset has no known entropy floor; scored by delta instead]" in nz.format_gain(r)

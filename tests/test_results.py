@@ -60,14 +60,18 @@ def test_annotate_adds_normalized_metrics(calibrated, bundle):
     b_base = calibrated["a"] - calibrated["s"] * math.log2(calibrated["flops_at_budget"])
     r = res.annotate(dict(status="ok", val_bpb=b_base - calibrated["s"], budget_seconds=100, budget_mode="wall"),
                      PROBE, PLAN, ds_id)
-    assert r["doublings"] == pytest.approx(1.0)
-    assert r["compute_multiplier"] == pytest.approx(2.0)
-    assert r["normalized_bpb"] == pytest.approx(5.0 - 0.12 * 32 - 0.12)
+    # this fake baseline sits below the fake floor (0.5): no excess to divide, so delta scores it
+    assert b_base < calibrated["floor_bpb"] and "doublings" not in r
+    assert r["metric"] == "delta" and "not above the floor" in r["metric_note"]
+    assert r["delta_bpb"] == pytest.approx(-calibrated["s"]) and r["significant"] is True
+    assert r["normalized_bpb"] == pytest.approx(5.0 - 0.12 * 32 - calibrated["s"])  # b_ref + delta
     assert r["normalized_reference"] == "Ref CPU (cpu)"
+    ll = res.normalize.normalize(r["val_bpb"], calibrated, budget_seconds=100, metric="loglinear")
+    assert ll["doublings"] == pytest.approx(1.0) and ll["compute_multiplier"] == pytest.approx(2.0)
     # no profile: a note instead
     other = dict(PROBE, cpu_model="Another CPU")
     r2 = res.annotate(dict(status="ok", val_bpb=1.0), other, PLAN, ds_id)
-    assert "compute_multiplier" not in r2 and "arp calibrate" in r2["normalization_note"]
+    assert "excess_ratio" not in r2 and "arp calibrate" in r2["normalization_note"]
     # failed runs are left alone
     assert res.annotate(dict(status="crash"), PROBE, PLAN, ds_id) == dict(status="crash")
 
@@ -113,3 +117,19 @@ def test_compare_table_and_plot(tmp_path):
         assert msg.startswith("no plot: matplotlib is not installed")
     else:
         assert (tmp_path / "p.png").stat().st_size > 1000
+
+
+def test_the_gain_column_shows_each_run_in_the_metric_it_was_scored_with(tmp_path):
+    path = tmp_path / "results" / "ledger.jsonl"
+    ledger.append(path, _rec(0.95, "old1234", compute_multiplier=1.414, doublings=0.5, doublings_band=0.2,
+                              significant=True))  # a line written before the switch
+    ledger.append(path, _rec(0.93, "new5678", metric="excess_ratio", excess_ratio=0.95, excess_ratio_band=0.012,
+                              significant=True, normalized_bpb=0.59, normalized_bpb_band=0.004))
+    ledger.append(path, _rec(0.96, "nofloor", metric="delta", delta_bpb=0.001, delta_bpb_band=0.004, significant=False))
+    text = res.format_results(res.load_ledger(tmp_path))
+    assert text.splitlines()[0].split()[5] == "gain"
+    assert "1.414x" in text and "-5.0%" in text and "~+0.0010" in text
+    assert "excess over the entropy floor" in text and "val_bpb minus this device's baseline's" in text
+    # a hand-edited line whose gain is not a number is skipped, not shown
+    bad = dict(_rec(0.9, "bad"), metrics=dict(_rec(0.9, "bad")["metrics"], excess_ratio="0.9"))
+    assert not ledger.usable(bad)

@@ -25,11 +25,11 @@ def test_summary_keeps_the_original_lines_first_and_greppable():
     assert lines[9] == "depth:            8"
     keys = [l.split(":")[0] for l in lines[1:]]
     assert keys[9:] == ["backend", "device", "budget_mode", "train_flops", "val_bpb_stderr",
-                        "compute_multiplier", "normalized_bpb", "floor_bpb", "eval_tokens", "verified",
+                        "excess_ratio", "normalized_bpb", "floor_bpb", "eval_tokens", "verified",
                         "machine_load", "status"]
     assert lines[-1] == "status:           ok"  # always the last line, so `grep "^status:"` finds every run
     assert re.findall(r"^val_bpb:\s+(\S+)", text, re.M) == ["0.997900"]
-    assert "n/a" in [l for l in lines if l.startswith("compute_multiplier")][0]
+    assert "n/a" in [l for l in lines if l.startswith("excess_ratio")][0]
 
 
 def test_failed_runs_say_so_in_the_status_line_and_short_runs_keep_their_tokens():

@@ -195,7 +195,7 @@ def bench_row(p: dict, ref: dict | None, *, label: str | None = None) -> dict:
     )
     if ref is not None and p.get("baseline_bpb_mean") is not None:
         n = normalize.normalize(p["baseline_bpb_mean"], p, reference=ref)
-        row.update(doublings=n["doublings"], normalized_bpb=n.get("normalized_bpb"),
+        row.update(gain=normalize.short_gain(n), normalized_bpb=n.get("normalized_bpb"),
                    normalized_bpb_band=n.get("normalized_bpb_band"))
     return row
 
@@ -219,7 +219,7 @@ def format_table(rows: list[dict], ref_label: str | None, missing: list[str] | N
         ("excess", lambda r: fmt(r.get("excess_bpb"), ".4f")),
         ("s/doubling", lambda r: fmt(r["s"], ".4f")),
         ("sigma", lambda r: fmt(r["sigma"], ".4f")),
-        ("g", lambda r: fmt(r.get("doublings"), "+.3f")),
+        ("gain", lambda r: r.get("gain") or "n/a"),  # the device's own baseline against its curve: ~0 by construction
         ("normalized_bpb", lambda r: "n/a" if r.get("normalized_bpb") is None else
          f"{r['normalized_bpb']:.4f} ± {r['normalized_bpb_band']:.4f}"),
     ]

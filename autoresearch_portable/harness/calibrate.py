@@ -8,7 +8,7 @@ the data-order seed). The fit `bpb = a - s*log2(C)` over the training FLOPs C of
 the slope s (bpb per doubling of compute); with 4 or more budgets the free-asymptote fit
 `bpb = E + A*(C/c0)^-alpha` (E >= floor) is stored beside it; `fit_form` says which one the
 profile's baseline curve is (normalize.METRIC chooses). The sample standard deviation of val_bpb
-over the runs at T gives sigma. The curve is trusted for normalized results (compute_multiplier,
+over the runs at T gives sigma. The curve is trusted for normalized results (the gain,
 normalized_bpb) only if the T/4 runs made at least MIN_STEPS optimizer steps: a baseline early on
 its learning curve does not follow it. A profile that falls short says so and which T would do
 (`normalization_refused`); its FLOP/s (work mode), sigma (the verdict's band) and loss trace
@@ -370,6 +370,18 @@ def calibrate(
     return profile
 
 
+def _band_in_gain(p: dict) -> str:
+    """The noise band in the unit of the gain the metric reports (the excess ratio or doublings)."""
+    band = normalize.BAND_SIGMAS * p["sigma"]
+    excess = p["baseline_bpb_mean"] - (p.get("floor_bpb") or math.nan)
+    if normalize.METRIC == "excess_ratio" and excess > 0:
+        return f", excess over the floor ±{100 * band / excess:.1f}% ({excess:.4f} bpb above {p['floor_bpb']:.4f})"
+    if normalize.METRIC in normalize.CURVE_FREE:
+        return ""
+    g = band / p["s"]
+    return f", doublings ±{g:.3f} (compute x{2 ** -g:.2f}..x{2 ** g:.2f})"
+
+
 def format_profile(p: dict) -> str:
     """A few lines for the terminal."""
     sig = p["sigma"]
@@ -378,8 +390,7 @@ def format_profile(p: dict) -> str:
         f"  baseline curve: val_bpb = {p['a']:.4f} - {p['s']:.4f} * log2(C)   (s ± {p.get('s_stderr', float('nan')):.4f})",
         f"  at T={p['budget_seconds']:g}s: C_T = {p['flops_at_budget']:.4g} FLOPs, val_bpb {p['baseline_bpb_mean']:.4f} "
         f"(fit {p['baseline_bpb_fit']:.4f}), sigma {sig:.4f} over {p['repeats'] + 1} runs",
-        f"  noise band (±{normalize.BAND_SIGMAS:g}σ): val_bpb ±{normalize.BAND_SIGMAS * sig:.4f}, "
-        f"doublings ±{normalize.BAND_SIGMAS * sig / p['s']:.3f} (compute x{2 ** (-normalize.BAND_SIGMAS * sig / p['s']):.2f}..x{2 ** (normalize.BAND_SIGMAS * sig / p['s']):.2f})",
+        f"  noise band (±{normalize.BAND_SIGMAS:g}σ): val_bpb ±{normalize.BAND_SIGMAS * sig:.4f}" + _band_in_gain(p),
         f"  throughput: {p['tokens_per_second']:,.0f} tok/s, {p['flops_per_second']:.4g} FLOP/s"
         + (f", MFU {p['mfu_percent']:.2f}%" if p.get("mfu_percent") is not None else "")
         + (f" of {p['peak_flops']:.4g} ({p.get('peak_flops_source')})" if p.get("peak_flops") else ""),

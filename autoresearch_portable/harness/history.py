@@ -15,8 +15,8 @@ import json
 import math
 
 from autoresearch_portable.errors import UserError
-from autoresearch_portable.harness import ledger, memory, verdict
-from autoresearch_portable.harness.results import row
+from autoresearch_portable.harness import ledger, memory, normalize, verdict
+from autoresearch_portable.harness.results import _f, _short_time, _table, gain_notes, row, skipped_note
 from autoresearch_portable.harness.summary import format_summary
 
 
@@ -165,26 +165,22 @@ def show_json(s: dict) -> str:
 
 # --- the table ------------------------------------------------------------------------------------
 
-COLUMNS = ("run", "time", "commit", "status", "val_bpb", "±stderr", "multiplier", "steps", "kept", "hypothesis")
+COLUMNS = ("run", "time", "commit", "status", "val_bpb", "±stderr", "gain", "steps", "kept", "hypothesis")
 
 
 def table_cells(r: dict) -> list[str]:
     """One run_row as the table's cells (plain text, shared by the plain and the rich table)."""
-    from autoresearch_portable.harness.results import _f, _multiplier, _short_time
-
     status = r["status"] or "?"
     if status == "abandoned" and r.get("abandon_progress") is not None:
         status += f" @{100 * r['abandon_progress']:.0f}%"
     if r.get("node"):  # ran on a cluster (arp submit): which machine
         status += f" on {r['node']}"
     return [str(r["run"]), _short_time(r["time"]), r["commit"] or "-", status, _f(r["val_bpb"], ".6f"),
-            _f(r["val_bpb_stderr"], ".6f"), _multiplier(r), _f(r["num_steps"], "d"),
+            _f(r["val_bpb_stderr"], ".6f"), normalize.short_gain(r), _f(r["num_steps"], "d"),
             {True: "keep", False: "", None: "?"}[r.get("kept")], (r.get("message") or "-")[:60]]
 
 
 def notes(records: list[dict], rows: list[dict]) -> list[str]:
-    from autoresearch_portable.harness.results import skipped_note
-
     ok = [r for r in rows if r["status"] == "ok" and isinstance(r["val_bpb"], (int, float)) and math.isfinite(r["val_bpb"])]
     out = []
     allok = [rec for rec in records if memory._ok(rec)]
@@ -194,8 +190,7 @@ def notes(records: list[dict], rows: list[dict]) -> list[str]:
                    f"(run {i}, {best.get('git_commit') or '?'}); abandoned runs are never a best")
     if len(rows) < len(records):
         out.append(f"showing the last {len(rows)} ({len(ok)} ok among them)")
-    if any(r.get("compute_multiplier") is not None for r in rows):
-        out.append("~ = within the noise band (not significant)")
+    out += gain_notes(rows)
     if any(r["status"] == "untrusted" for r in rows):
         out.append("untrusted = not signed by the harness (written or edited by something else): never counted")
     note = skipped_note(records)
@@ -205,8 +200,6 @@ def notes(records: list[dict], rows: list[dict]) -> list[str]:
 
 
 def format_runs(records: list[dict], rows: list[dict]) -> str:
-    from autoresearch_portable.harness.results import _table
-
     if not records:
         return "the ledger is empty"
     body = [table_cells(r) for r in rows]

@@ -189,8 +189,9 @@ class LedgerRecords(list):
 
 _TEXT_FIELDS = ("time", "git_commit", "status", "reason")
 _METRIC_NUMBERS = ("val_bpb", "val_bpb_stderr", "compute_multiplier", "doublings", "doublings_band", "bpb_band",
+                   "excess_ratio", "excess_ratio_band", "delta_bpb", "delta_bpb_band",
                    "normalized_bpb", "normalized_bpb_band", "num_steps", "budget_seconds")
-_METRIC_TEXT = ("budget_mode", "backend", "device", "dataset", "normalized_reference")
+_METRIC_TEXT = ("budget_mode", "backend", "device", "dataset", "normalized_reference", "metric")
 
 
 def usable(rec) -> bool:

@@ -11,27 +11,30 @@ For a run with val_bpb b:
   the run's budget. For a run under the calibration's own budget T that is C_T, the mean training
   FLOPs of the calibration runs at T. For another budget T' it is C_T * T'/T in wall and work mode
   (the baseline's calibrated FLOP/s times T'), and the FLOP budget itself in matched mode;
-* g = (b_base - b) / s doublings; compute_multiplier = 2**g: how much more compute the baseline
-  would need to match the run;
-* normalized_bpb = b_ref - s_ref*g: the same gain placed on a reference device's baseline
-  (b_ref = the reference's fitted value at its own budget-T compute);
-* noise band: +-2 sigma on b (a run within 2 sigma of b_base is "not significant"), which is
-  +-2 sigma/s on g and +-2 sigma*s_ref/s on normalized_bpb.
+* the gain, by METRIC. Today the excess ratio r = (b - floor) / (b_base - floor) over the dataset's
+  entropy floor (0.95: 5% less excess than the baseline), and normalized_bpb = floor_ref +
+  (b_ref - floor_ref) * r on a reference device's baseline (b_ref: its fitted value at its own
+  budget-T compute). On a dataset without a known floor, delta = b - b_base, normalized_bpb =
+  b_ref + delta (`metric` in the result says which);
+* noise band: +-2 sigma on b (a run within 2 sigma of b_base is "not significant"), carried through
+  the formula: +-2 sigma/(b_base - floor) on r.
 
-Normalization v2 (issue 12) measures which invariant carries across machines before choosing one.
-The candidates, each computed by `candidates()` for the same run:
+The candidates measured for normalization v2 (issue 12), each computed by `candidates()` for the
+same run (benchmarks/check_normalization.py prints them side by side):
 
 * "delta": delta = b - b_base; normalized_bpb = b_ref + delta;
-* "loglinear": the g above (the metric of today);
+* "loglinear": g = (b_base - b)/s doublings, compute_multiplier = 2**g, normalized_bpb =
+  b_ref - s_ref*g (the metric before v2; its "2x compute" measured 0.5-0.9 doublings);
 * "power": a compute multiplier on the free-asymptote curve bpb = E + A*(C/c0)^-alpha, E >= floor
   (curvefit.py; the profile's `power_fit`, which needs >= 4 distinct calibration budgets):
   g = log2(C_equiv / C_base), C_equiv = the compute at which that curve reaches b;
   normalized_bpb = the reference's curve at C_ref * 2^g;
-* "excess_ratio": r = (b - floor) / (b_base - floor) over the dataset's entropy floor;
-  normalized_bpb = floor_ref + (b_ref - floor_ref) * r.
+* "excess_ratio": above.
 
-METRIC below is the one switch that says which candidate defines normalized_bpb and the band (and,
-for "power", compute_multiplier); `fit_form(METRIC)` is the curve `arp calibrate` must fit for it.
+METRIC below is the one switch that says which candidate defines the gain, normalized_bpb and the
+band; `fit_form(METRIC)` is the curve `arp calibrate` must fit for it. A curve-free metric (delta,
+excess_ratio) reports its own gain (`excess_ratio`, `delta_bpb`), not the log-linear curve's
+doublings or compute_multiplier, which measure compute only where the curve is a line.
 """
 
 from __future__ import annotations
@@ -42,10 +45,14 @@ from typing import Any, Sequence
 from autoresearch_portable.harness import curvefit
 
 BAND_SIGMAS = 2.0
-# THE switch (issue 12, item 3): which candidate defines normalized_bpb, its band and significance.
-# "loglinear" until the measured table (benchmarks/check_normalization.py) chooses another.
-METRIC = "loglinear"
+# THE switch (issue 12, item 3): which candidate defines the gain, normalized_bpb, the band and
+# significance. The excess ratio, by the measured table in benchmarks/README.md ("Normalization
+# v2"): it and delta transfer across devices alike, the log-linear g worst (its "2x compute" is
+# 0.5-0.9 doublings on corpus v2), the free-asymptote curve not at all (runs below its asymptote).
+METRIC = "excess_ratio"
 METRICS = ("delta", "loglinear", "power", "excess_ratio")
+CURVE_FREE = ("delta", "excess_ratio")  # need only the baseline's value, not the shape of its curve
+GAIN_KEY = {"delta": "delta_bpb", "excess_ratio": "excess_ratio"}  # the ledger's name of a curve-free gain
 
 
 def fit_curve(flops: Sequence[float], bpb: Sequence[float]) -> dict[str, float]:
@@ -253,28 +260,37 @@ def normalize(
             reference_s=s_ref,
         )
     if metric != "loglinear":
-        _apply_metric(out, metric, candidates(b, profile, budget_seconds=budget_seconds, budget_mode=budget_mode,
-                                              flop_budget=flop_budget, reference=reference))
+        metric = _apply_metric(out, metric, candidates(b, profile, budget_seconds=budget_seconds, budget_mode=budget_mode,
+                                                       flop_budget=flop_budget, reference=reference))
     out["metric"] = metric
     return out
 
 
-def _apply_metric(out: dict, metric: str, cands: dict) -> None:
-    """Let the chosen candidate define the normalized metrics (in place)."""
+def _apply_metric(out: dict, metric: str, cands: dict) -> str:
+    """Let the chosen candidate define the gain, its band, significance and normalized_bpb (in
+    place). Returns the metric that did: the excess ratio falls back to delta on a dataset without
+    an entropy floor (a downloaded corpus), with a note saying so."""
     c = cands[metric]
+    if "error" in c and metric == "excess_ratio" and "error" not in cands["delta"]:
+        out["metric_note"] = f"excess_ratio: {c['error']}; scored by delta instead"
+        metric, c = "delta", cands["delta"]
+    if metric in CURVE_FREE:  # the log-linear curve's g is not this metric's gain: not reported
+        for k in ("doublings", "doublings_band", "compute_multiplier"):
+            out.pop(k, None)
     if "error" in c:
         out.pop("normalized_bpb", None)
         out["normalized_note"] = f"{metric}: {c['error']}"
-        return
+        return metric
     out.update(baseline_bpb=c["baseline_bpb"], significant=c["significant"])
     if metric == "power":
         out.update(doublings=c["gain"], doublings_band=c["band"],
                    compute_multiplier=2.0 ** c["gain"] if math.isfinite(c["gain"]) else math.inf)
     else:
-        out[metric] = c["gain"]
-        out[f"{metric}_band"] = c["band"]
+        out[GAIN_KEY[metric]] = c["gain"]
+        out[f"{GAIN_KEY[metric]}_band"] = c["band"]
     if "normalized_bpb" in c:
         out.update(normalized_bpb=c["normalized_bpb"], normalized_bpb_band=c["normalized_bpb_band"])
+    return metric
 
 
 def profile_label(profile: dict) -> str:
@@ -288,11 +304,76 @@ def profile_label(profile: dict) -> str:
 
 # --- formatting for the summary block ----------------------------------------------------------
 
-def format_multiplier(r: dict) -> str:
-    """The compute_multiplier summary line's value."""
-    m = r.get("compute_multiplier")
-    if m is None:
+def gain_of(r: dict) -> tuple[str, float, float | None] | None:
+    """(ledger key, value, band) of a scored run's gain under the metric it was scored with: the
+    excess ratio, delta_bpb or (log-linear and power metrics, and ledgers written before the
+    switch) the compute multiplier. None when the run was not normalized."""
+    key = GAIN_KEY.get(r.get("metric") or "")
+    if key and isinstance(r.get(key), (int, float)):
+        return key, float(r[key]), r.get(f"{key}_band")
+    if isinstance(r.get("compute_multiplier"), (int, float)):
+        return "compute_multiplier", float(r["compute_multiplier"]), r.get("doublings_band")
+    return None
+
+
+def gain_label(r: dict) -> str:
+    """The summary line's name for the gain: what the run was scored with, else what METRIC would."""
+    g = gain_of(r)
+    return g[0] if g else GAIN_KEY.get(METRIC, "compute_multiplier")
+
+
+def short_gain(r: dict) -> str:
+    """The gain in a table cell: "-1.7%" (excess over the floor, against the baseline's), "+0.0050"
+    (bpb), "1.070x" (compute); "~" marks a run within the noise band; "n/a" when not normalized."""
+    g = gain_of(r)
+    if g is None:
+        return "n/a"
+    key, v, _ = g
+    mark = "" if r.get("significant") else "~"
+    if key == "excess_ratio":
+        return f"{mark}{_percent(v):+.1f}%"
+    if key == "delta_bpb":
+        return f"{mark}{v:+.4f}"
+    return f"{mark}{v:.3f}x"
+
+
+def _percent(ratio: float) -> float:
+    """The ratio as a change in percent, with no "-0.0"."""
+    p = 100 * (ratio - 1)
+    return 0.0 if round(p, 1) == 0 else p
+
+
+GAIN_NOTE = {
+    "excess_ratio": "gain = change of the excess over the entropy floor against this device's baseline (negative is better)",
+    "delta_bpb": "gain = val_bpb minus this device's baseline's (negative is better)",
+    "compute_multiplier": "gain = compute the baseline would need to match the run, as a multiple",
+}
+
+
+def format_gain(r: dict) -> str:
+    """The gain summary line's value (the line is named by gain_label)."""
+    g = gain_of(r)
+    if g is None:
         return f"n/a ({r.get('normalization_note') or 'run `arp calibrate`'})"
+    key, v, band = g
+    if key == "compute_multiplier":
+        return _format_multiplier(r)
+    verdict = "significant" if r.get("significant") else "not significant"
+    sig = f"at {r.get('band_sigmas', BAND_SIGMAS):g}σ: {verdict}"
+    if key == "excess_ratio":
+        text = f"{v:.4f}" + (f" ± {band:.4f}" if band is not None else "")
+        text += f" ({_percent(v):+.1f}% excess over the floor vs the baseline, {sig})"
+    else:
+        text = f"{v:+.6f}" + (f" ± {band:.6f}" if band is not None else "") + f" bpb vs the baseline ({sig})"
+    if r.get("metric_note"):
+        text += f" [{r['metric_note']}]"
+    if r.get("extrapolated"):
+        text += " [extrapolated: this budget is far from the calibration's]"
+    return text
+
+
+def _format_multiplier(r: dict) -> str:
+    m = r.get("compute_multiplier")
     if isinstance(m, str):
         return m
     g, band = r.get("doublings"), r.get("doublings_band")
@@ -309,7 +390,7 @@ def format_normalized(r: dict) -> str:
     """The normalized_bpb summary line's value."""
     nb = r.get("normalized_bpb")
     if nb is None:
-        if r.get("compute_multiplier") is not None:
+        if gain_of(r) is not None:
             return f"n/a ({r.get('normalized_note') or 'no bundled reference profile for this dataset'})"
         return f"n/a ({r.get('normalization_note') or 'run `arp calibrate`'})"
     if isinstance(nb, str):

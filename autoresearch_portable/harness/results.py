@@ -121,9 +121,14 @@ def row(rec: dict) -> dict[str, Any]:
         status="untrusted" if rec.get(ledger.UNTRUSTED) else rec.get("status"),
         val_bpb=m.get("val_bpb"),
         val_bpb_stderr=m.get("val_bpb_stderr"),
+        metric=m.get("metric"),
         compute_multiplier=m.get("compute_multiplier"),
         doublings=m.get("doublings"),
         doublings_band=m.get("doublings_band"),
+        excess_ratio=m.get("excess_ratio"),
+        excess_ratio_band=m.get("excess_ratio_band"),
+        delta_bpb=m.get("delta_bpb"),
+        delta_bpb_band=m.get("delta_bpb_band"),
         significant=m.get("significant"),
         normalized_bpb=m.get("normalized_bpb"),
         normalized_bpb_band=m.get("normalized_bpb_band"),
@@ -151,11 +156,12 @@ def _short_time(t: str | None) -> str:
         return t[:16]
 
 
-def _multiplier(r: dict) -> str:
-    if r.get("compute_multiplier") is None:
-        return "n/a"
-    mark = "" if r.get("significant") else "~"
-    return f"{mark}{r['compute_multiplier']:.3f}x"
+def gain_notes(rows: list[dict]) -> list[str]:
+    """What the gain column means for the runs shown (one line per kind of gain among them)."""
+    kinds = sorted({g[0] for r in rows if (g := normalize.gain_of(r))})
+    if not kinds:
+        return []
+    return [normalize.GAIN_NOTE[k] for k in kinds] + ["~ = within the noise band (not significant)"]
 
 
 def _normalized(r: dict) -> str:
@@ -176,17 +182,16 @@ def format_results(records: list[dict]) -> str:
     if not records:
         return "the ledger is empty" + (f" ({skipped_note(records)})" if skipped_note(records) else "")
     rows = [row(r) for r in records]
-    header = ["time", "commit", "status", "val_bpb", "±stderr", "multiplier", "normalized_bpb", "steps", "budget", "device"]
+    header = ["time", "commit", "status", "val_bpb", "±stderr", "gain", "normalized_bpb", "steps", "budget", "device"]
     body = [[
         _short_time(r["time"]), r["commit"] or "-", r["status"] or "?", _f(r["val_bpb"], ".6f"),
-        _f(r["val_bpb_stderr"], ".6f"), _multiplier(r), _normalized(r), _f(r["num_steps"], "d"),
+        _f(r["val_bpb_stderr"], ".6f"), normalize.short_gain(r), _normalized(r), _f(r["num_steps"], "d"),
         f"{_f(r['budget_seconds'], 'g')}s {r['budget_mode'] or ''}".strip(),
         f"{r['device'] or '?'} ({r['backend'] or '?'})" + (f" on {r['node']}" if r.get("node") else ""),
     ] for r in rows]
     text = _table(header, body, left={0, 1, 2, 9})
     refs = sorted({r["normalized_reference"] for r in rows if r.get("normalized_reference")})
-    notes = ["~ = within the noise band (not significant)"] if any(r.get("compute_multiplier") is not None for r in rows) else [
-        f"multiplier and normalized_bpb are n/a until this device is calibrated ({CALIBRATE_HINT})"]
+    notes = gain_notes(rows) or [f"gain and normalized_bpb are n/a until this device is calibrated ({CALIBRATE_HINT})"]
     if refs:
         notes.append("normalized_bpb on the scale of: " + "; ".join(refs))
     untrusted = sum(1 for r in rows if r["status"] == "untrusted")
@@ -250,7 +255,7 @@ def compare_rows(ledgers: dict[str, list[dict]]) -> list[dict]:
 
 def format_compare(ledgers: dict[str, list[dict]]) -> str:
     rows = compare_rows(ledgers)
-    header = ["ledger", "device", "runs", "ok", "first val_bpb", "best val_bpb", "best commit", "multiplier",
+    header = ["ledger", "device", "runs", "ok", "first val_bpb", "best val_bpb", "best commit", "gain",
               "normalized_bpb", "budget"]
     body = []
     for r in rows:
@@ -258,7 +263,7 @@ def format_compare(ledgers: dict[str, list[dict]]) -> str:
         body.append([
             r["ledger"], f"{r['device'] or '?'} ({r['backend'] or '?'})", str(r["runs"]), str(r["ok"]),
             _f(f.get("val_bpb"), ".6f"), _f(b.get("val_bpb"), ".6f"), b.get("commit") or "-",
-            _multiplier(b) if b else "-", _normalized(b) if b else "-",
+            normalize.short_gain(b) if b else "-", _normalized(b) if b else "-",
             f"{_f(b.get('budget_seconds'), 'g')}s {b.get('budget_mode') or ''}".strip() if b else "-",
         ])
     refs = sorted({r["best"]["normalized_reference"] for r in rows if r["best"] and r["best"].get("normalized_reference")})

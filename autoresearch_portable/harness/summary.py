@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from autoresearch_portable.harness.normalize import format_multiplier, format_normalized
+from autoresearch_portable.harness.normalize import format_gain, format_normalized, gain_label
 
 
 def fmt(value: Any, spec: str, na: str = "n/a") -> str:
@@ -40,7 +40,7 @@ def format_summary(r: dict[str, Any]) -> str:
         ("budget_mode", fmt(r.get("budget_mode"), "")),
         ("train_flops", fmt(r.get("train_flops"), ".4g")),
         ("val_bpb_stderr", fmt(r.get("val_bpb_stderr"), ".6f")),
-        ("compute_multiplier", format_multiplier(r)),
+        (gain_label(r), format_gain(r)),  # compute_multiplier, excess_ratio or delta_bpb: the metric's gain
         ("normalized_bpb", format_normalized(r)),
         ("floor_bpb", fmt(r.get("floor_bpb"), ".6f")),
         ("eval_tokens", fmt(r.get("eval_tokens"), "d")),
