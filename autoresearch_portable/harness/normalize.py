@@ -356,31 +356,19 @@ def format_gain(r: dict) -> str:
     if g is None:
         return f"n/a ({r.get('normalization_note') or 'run `arp calibrate`'})"
     key, v, band = g
-    if key == "compute_multiplier":
-        return _format_multiplier(r)
     verdict = "significant" if r.get("significant") else "not significant"
     sig = f"at {r.get('band_sigmas', BAND_SIGMAS):g}σ: {verdict}"
     if key == "excess_ratio":
         text = f"{v:.4f}" + (f" ± {band:.4f}" if band is not None else "")
         text += f" ({_percent(v):+.1f}% excess over the floor vs the baseline, {sig})"
-    else:
+    elif key == "delta_bpb":
         text = f"{v:+.6f}" + (f" ± {band:.6f}" if band is not None else "") + f" bpb vs the baseline ({sig})"
+    else:  # compute_multiplier: the log-linear and power metrics, and ledgers written before the switch
+        text = f"{v:.3f}"
+        if r.get("doublings") is not None and band is not None:
+            text += f" (doublings {r['doublings']:+.3f} ± {band:.3f} {sig})"
     if r.get("metric_note"):
         text += f" [{r['metric_note']}]"
-    if r.get("extrapolated"):
-        text += " [extrapolated: this budget is far from the calibration's]"
-    return text
-
-
-def _format_multiplier(r: dict) -> str:
-    m = r.get("compute_multiplier")
-    if isinstance(m, str):
-        return m
-    g, band = r.get("doublings"), r.get("doublings_band")
-    text = f"{m:.3f}"
-    if g is not None and band is not None:
-        verdict = "significant" if r.get("significant") else "not significant"
-        text += f" (doublings {g:+.3f} ± {band:.3f} at {r.get('band_sigmas', BAND_SIGMAS):g}σ: {verdict})"
     if r.get("extrapolated"):
         text += " [extrapolated: this budget is far from the calibration's]"
     return text
