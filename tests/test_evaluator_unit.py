@@ -80,3 +80,24 @@ def test_harness_digest_sees_a_changed_file(tmp_path):
     assert harness_digest(tmp_path) == before
     (tmp_path / "a.py").write_text("x = 2\n")
     assert harness_digest(tmp_path) != before
+
+
+def test_the_evaluator_process_keeps_its_large_buffers_on_the_heap(monkeypatch, tmp_path):
+    """Its scoring allocates hundreds of MB each batch; the allocator settings it is started with
+    halve the evaluation's time on glibc (benchmarks/bench_eval.py)."""
+    from autoresearch_portable.harness import runner
+
+    seen = {}
+
+    def fake_run(cmd, **kw):
+        seen.update(cmd=cmd, env=kw.get("env"))
+        raise runner.subprocess.TimeoutExpired(cmd, 1)
+
+    monkeypatch.setattr(runner.subprocess, "run", fake_run)
+    monkeypatch.setenv("ARP_SOMETHING", "kept")
+    res = runner._evaluate(dict(backend="cpu"), "bundled", tmp_path, 8, 4, quiet=True)
+    assert res["status"] == "crash" and "did not finish" in res["reason"]
+    assert "autoresearch_portable.harness.evaluator" in seen["cmd"]
+    env = seen["env"]
+    assert env["ARP_SOMETHING"] == "kept"  # the rest of the environment is passed on
+    assert int(env["MALLOC_MMAP_THRESHOLD_"]) >= 2**30 and int(env["MALLOC_TRIM_THRESHOLD_"]) >= 2**30
