@@ -89,10 +89,6 @@ def doublings(b: float, b_base: float, s: float) -> float:
     return (b_base - b) / s
 
 
-def compute_multiplier(g: float) -> float:
-    return 2.0 ** g
-
-
 def normalized_bpb(g: float, b_ref: float, s_ref: float) -> float:
     """b_ref - s_ref * g."""
     return b_ref - s_ref * g
@@ -228,22 +224,9 @@ def normalize(
     `metric` (default: the switch METRIC)."""
     metric = metric or METRIC
     fit_form(metric)  # an unknown metric is an error here, not a silent default
-    s, sigma = float(profile["s"]), float(profile["sigma"])
     c_base = baseline_compute(profile, budget_seconds, budget_mode, flop_budget)
-    b_base = curve_bpb(profile["a"], s, c_base)
-    g = doublings(b, b_base, s)
-    band_b = BAND_SIGMAS * sigma
-    out: dict[str, Any] = dict(
-        doublings=g,
-        compute_multiplier=compute_multiplier(g),
-        baseline_bpb=b_base,
-        baseline_flops=c_base,
-        bpb_band=band_b,
-        doublings_band=band_b / s,
-        band_sigmas=BAND_SIGMAS,
-        significant=abs(b_base - b) > band_b,
-        calibration=profile_label(profile),
-    )
+    out: dict[str, Any] = dict(baseline_flops=c_base, bpb_band=BAND_SIGMAS * float(profile["sigma"]),
+                               band_sigmas=BAND_SIGMAS, calibration=profile_label(profile))
     ratio = c_base / float(profile["flops_at_budget"])
     lo, hi = profile.get("flops_range") or (None, None)
     if lo and hi and not (lo / 2 <= c_base <= hi * 2):
@@ -252,45 +235,42 @@ def normalize(
             f"is far outside the calibrated range {lo:.3g}..{hi:.3g}")
     if reference is not None:
         b_ref, s_ref = reference_point(reference)
-        out.update(
-            normalized_bpb=normalized_bpb(g, b_ref, s_ref),
-            normalized_bpb_band=band_b * s_ref / s,
-            normalized_reference=profile_label(reference),
-            reference_bpb=b_ref,
-            reference_s=s_ref,
-        )
-    if metric != "loglinear":
-        metric = _apply_metric(out, metric, candidates(b, profile, budget_seconds=budget_seconds, budget_mode=budget_mode,
-                                                       flop_budget=flop_budget, reference=reference))
-    out["metric"] = metric
+        out.update(normalized_reference=profile_label(reference), reference_bpb=b_ref, reference_s=s_ref)
+    cands = candidates(b, profile, budget_seconds=budget_seconds, budget_mode=budget_mode, flop_budget=flop_budget,
+                       reference=reference)
+    out["metric"] = _apply_metric(out, metric, cands)
     return out
 
 
 def _apply_metric(out: dict, metric: str, cands: dict) -> str:
     """Let the chosen candidate define the gain, its band, significance and normalized_bpb (in
     place). Returns the metric that did: the excess ratio falls back to delta on a dataset without
-    an entropy floor (a downloaded corpus), with a note saying so."""
+    an entropy floor (a downloaded corpus), with a note saying so. A candidate that cannot be
+    computed (the power metric without its fit) leaves the log-linear gain and no normalized_bpb."""
     c = cands[metric]
     if "error" in c and metric == "excess_ratio" and "error" not in cands["delta"]:
         out["metric_note"] = f"excess_ratio: {c['error']}; scored by delta instead"
         metric, c = "delta", cands["delta"]
-    if metric in CURVE_FREE:  # the log-linear curve's g is not this metric's gain: not reported
-        for k in ("doublings", "doublings_band", "compute_multiplier"):
-            out.pop(k, None)
     if "error" in c:
-        out.pop("normalized_bpb", None)
         out["normalized_note"] = f"{metric}: {c['error']}"
-        return metric
-    out.update(baseline_bpb=c["baseline_bpb"], significant=c["significant"])
-    if metric == "power":
-        out.update(doublings=c["gain"], doublings_band=c["band"],
-                   compute_multiplier=2.0 ** c["gain"] if math.isfinite(c["gain"]) else math.inf)
+        _set_gain(out, "loglinear", dict(cands["loglinear"], normalized_bpb=None))
     else:
+        _set_gain(out, metric, c)
+    return metric
+
+
+def _set_gain(out: dict, metric: str, c: dict) -> None:
+    """One candidate's numbers under the ledger's names: doublings and compute_multiplier for the
+    curve-based metrics, the curve-free gain under its own name (GAIN_KEY)."""
+    out.update(baseline_bpb=c["baseline_bpb"], significant=c["significant"])
+    if metric in CURVE_FREE:
         out[GAIN_KEY[metric]] = c["gain"]
         out[f"{GAIN_KEY[metric]}_band"] = c["band"]
-    if "normalized_bpb" in c:
+    else:
+        out.update(doublings=c["gain"], doublings_band=c["band"],
+                   compute_multiplier=2.0 ** c["gain"] if math.isfinite(c["gain"]) else math.inf)
+    if c.get("normalized_bpb") is not None:
         out.update(normalized_bpb=c["normalized_bpb"], normalized_bpb_band=c["normalized_bpb_band"])
-    return metric
 
 
 def profile_label(profile: dict) -> str:
