@@ -1,7 +1,7 @@
 """The evaluator's own cost, timed: one short training of the baseline (`arp init` sizes it for
 --budget, so the batch and model are the ones a user gets), its hand-over kept, then the
 evaluator process scoring --rows rows of it, --repeats times each with the allocator settings the
-harness gives it (runner.EVALUATOR_MALLOC) and without them. Prints eval seconds (scoring only)
+harness gives it (runner.MALLOC_SETTINGS) and without them. Prints eval seconds (scoring only)
 and the process's wall seconds.
 
     python benchmarks/bench_eval.py [--budget 300] [--rows 64] [--repeats 2] [--backend cpu]
@@ -86,8 +86,8 @@ def main() -> None:
         job.update(eval_rows=args.rows, result_path=str(tmp / "result.json"))
         (tmp / "job.json").write_text(json.dumps(job))
         print(f"\nevaluator: {args.rows} rows, batch {job.get('batch_rows')}, {args.repeats} repeats each")
-        for name, env in (("harness allocator settings", dict(os.environ, **runner.EVALUATOR_MALLOC)),
-                          ("C library defaults", {k: v for k, v in os.environ.items() if k not in runner.EVALUATOR_MALLOC})):
+        for name, env in (("harness allocator settings", dict(os.environ, **runner.MALLOC_SETTINGS)),
+                          ("C library defaults", {k: v for k, v in os.environ.items() if k not in runner.MALLOC_SETTINGS})):
             times = [evaluate(tmp / "job.json", env) for _ in range(args.repeats)]
             print(f"  {name:28} eval {', '.join(f'{e:.2f}' for e, _ in times)} s "
                   f"(process {', '.join(f'{w:.2f}' for _, w in times)} s; mean eval {statistics.fmean(e for e, _ in times):.2f} s)")

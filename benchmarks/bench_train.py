@@ -10,7 +10,9 @@ of the given vocab and sequence length (benchmarks/synthetic.py), and prints one
 tokens/s, MFU against the plan's peak, and the harness's MFU computed the original's way
 (6·N_matmul + windowed attention, per token, against the datasheet peak) beside it, peak memory,
 start-up and eval seconds. `--plain` runs the straightforward version (fp32, eager, dense masks)
-for the "at least as fast as the obvious code" comparison. `--out FILE` also writes the JSON."""
+for the "at least as fast as the obvious code" comparison. `--libc-defaults` starts train.py
+without the harness's allocator settings, to measure what they are worth. `--out FILE` also
+writes the JSON."""
 
 from __future__ import annotations
 
@@ -47,11 +49,13 @@ def main() -> None:
     ap.add_argument("--budget", type=float, default=30.0)
     ap.add_argument("--backend", default=None)
     ap.add_argument("--plain", action="store_true", help="fp32, no compile, dense-mask attention")
+    ap.add_argument("--libc-defaults", action="store_true",
+                    help="start train.py without the harness's allocator settings (runner.MALLOC_SETTINGS)")
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
 
     from autoresearch_portable.detect import make_plan, probe
-    from autoresearch_portable.harness.runner import run_training
+    from autoresearch_portable.harness import runner
     from autoresearch_portable.harness.workspace import asset, render_template
 
     pr = probe()
@@ -69,11 +73,14 @@ def main() -> None:
         train_py.write_text(text)
         child = Path(tmp) / "train.py"
         child.write_text(CHILD.format(bench=str(ROOT / "benchmarks"), vocab=args.vocab, seq_len=args.seq_len, train=str(train_py)))
-        r = run_training(child, probe=pr.to_dict(), plan=plan.to_dict(), dataset="synthetic",
+        if args.libc_defaults:
+            runner.MALLOC_SETTINGS = {}  # read by run_training when it starts the child
+        r = runner.run_training(child, probe=pr.to_dict(), plan=plan.to_dict(), dataset="synthetic",
                          budget_seconds=args.budget, timeout=max(4 * args.budget, args.budget + 600))
     out = dict(
         status=r.get("status"), reason=r.get("reason"), backend=plan.backend, device=r.get("device"),
         dtype=plan.dtype, attention=plan.attention, compile=plan.compile, plain=args.plain,
+        allocator="C library defaults" if args.libc_defaults else "harness settings",
         config=dict(depth=args.depth, dim=args.dim, head_dim=args.head_dim, seq_len=args.seq_len, vocab=args.vocab,
                     device_batch=args.device_batch, total_batch=total, window_pattern=args.window_pattern),
         budget_seconds=args.budget, training_seconds=r.get("training_seconds"), num_steps=r.get("num_steps"),

@@ -101,3 +101,30 @@ def test_the_evaluator_process_keeps_its_large_buffers_on_the_heap(monkeypatch, 
     env = seen["env"]
     assert env["ARP_SOMETHING"] == "kept"  # the rest of the environment is passed on
     assert int(env["MALLOC_MMAP_THRESHOLD_"]) >= 2**30 and int(env["MALLOC_TRIM_THRESHOLD_"]) >= 2**30
+
+
+def test_train_py_runs_with_the_same_allocator_settings_and_cannot_relabel_its_run(tmp_path):
+    """The trainer gets the evaluator's allocator settings (2.2x CPU throughput: benchmarks/README.md);
+    what the run is compared by is the harness's to say: a report that claims another harness
+    version or budget changes neither."""
+    import json
+
+    from autoresearch_portable import HARNESS_VERSION
+    from autoresearch_portable.harness import runner
+
+    seen = tmp_path / "env.json"
+    train_py = tmp_path / "train.py"
+    train_py.write_text(
+        "import json, os\n"
+        f"json.dump(dict(os.environ), open({str(seen)!r}, 'w'))\n"
+        "cfg = json.load(open(os.environ['ARP_RUN_CONFIG']))\n"
+        "json.dump({'status': 'ok', 'harness_version': '0', 'budget_seconds': 1.0, 'budget_mode': 'work',\n"
+        "           'dataset': 'elsewhere', 'backend': 'cuda'}, open(cfg['result_path'], 'w'))\n")
+    result = runner.run_training(train_py, probe={}, plan={"backend": "cpu", "device": "cpu"}, dataset="bundled",
+                                 budget_seconds=30, quiet=True, timeout=60)
+    env = json.loads(seen.read_text())
+    for k, v in runner.MALLOC_SETTINGS.items():
+        assert env[k] == v
+    assert result["status"] == "crash"  # nothing was handed over
+    assert (result["harness_version"], result["budget_seconds"], result["budget_mode"], result["dataset"],
+            result["backend"]) == (HARNESS_VERSION, 30, "wall", "bundled", "cpu")

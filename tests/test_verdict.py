@@ -59,3 +59,15 @@ def test_same_code_is_one_group_and_untrusted_or_failed_lines_never_count():
     assert "best confirmed result" in v
     assert verdict(records, dict(run(0.9, "x"), status="crash")) is None
     assert "first ok run" in verdict([], run(1.0, "x"))
+
+
+def test_runs_of_another_harness_version_are_not_compared():
+    """Harness 3's trainer is twice as fast on CPU: an unchanged train.py would beat every earlier
+    run made with harness 2's, so those are not the bar."""
+    records = [rec(1.00, "base", harness_version="2"), rec(1.01, "base", harness_version="2")]
+    now = dict(run(0.80, "base2"), harness_version="3")
+    assert groups(records, now) == []
+    assert "nothing to beat yet" in verdict(records, now, calibrated_sigma=0.005)
+    # the ledger line's own (runner-written) version counts, even where its metrics say otherwise
+    signed = [dict(r, harness_version="3") for r in records]
+    assert "a confirmed win" in verdict(signed, now, calibrated_sigma=0.005)

@@ -51,6 +51,14 @@ from autoresearch_portable.harness.runtime import run_config
 SCORE_KEYS = ("val_bpb", "val_bpb_stderr", "causality", "floor_bpb", "excess_bpb", "excess_stderr", "eval_rows",
               "eval_tokens", "eval_bytes", "eval_seconds", "eval_source", "eval_seed", "verified")
 
+# Training and scoring allocate blocks of tens to hundreds of MB every step or batch (activations,
+# gradients, logits and their copies). Above glibc's mmap threshold each one is mapped and unmapped
+# afresh, paying page faults and zeroing every time; kept on the heap instead, a 64-row evaluation
+# took 3.2-3.7 s instead of 8.3-8.6 s and the CPU baseline trained 2.2x faster (2-core EPYC, bf16;
+# benchmarks/README.md, "The allocator"). Both processes are started with them; other C libraries
+# ignore these variables.
+MALLOC_SETTINGS = {"MALLOC_MMAP_THRESHOLD_": str(2**30), "MALLOC_TRIM_THRESHOLD_": str(2**30)}
+
 
 def harness_digest(root: Path | None = None) -> str:
     """Hash of the harness's own source files: train.py runs as the same user and could rewrite
@@ -114,7 +122,7 @@ def run_training(
         )
         config_path = Path(tmp) / "config.json"
         atomic_write_json(config_path, config)
-        env = dict(os.environ, ARP_RUN_CONFIG=str(config_path), PYTHONUNBUFFERED="1")
+        env = dict(os.environ, ARP_RUN_CONFIG=str(config_path), PYTHONUNBUFFERED="1", **MALLOC_SETTINGS)
         tail: collections.deque[str] = collections.deque(maxlen=60)
         log: collections.deque[str] = collections.deque(maxlen=40)  # stdout + stderr, for `arp show`
         # the runtime's progress reports come back on a pipe of their own (harness/abandon.py)
@@ -184,10 +192,9 @@ def run_training(
     if probe_steps is None:
         _judge_load(result, load, plan, budget_mode)
     result["total_seconds"] = time.time() - t_launch
-    result.setdefault("budget_seconds", budget_seconds)
-    result.setdefault("budget_mode", budget_mode)
-    result.setdefault("backend", plan["backend"])
-    result.setdefault("dataset", dataset)
+    # what the run is compared by (verdict.py) is the harness's to say, not train.py's report
+    result.update(harness_version=HARNESS_VERSION, budget_seconds=budget_seconds, budget_mode=budget_mode,
+                  backend=plan["backend"], dataset=dataset)
     return result
 
 
@@ -235,13 +242,6 @@ def _decide(outcome: str, code: int | None, report: dict, tail: str, limit: floa
     return dict(result, status="crash", reason=f"exit code {code}: " + _last_line(tail))
 
 
-# Scoring makes logits of rows x seq_len x vocab floats, and copies of them, every batch: hundreds
-# of MB that glibc maps and unmaps afresh each time (above its mmap threshold), paying page faults
-# and zeroing. Kept on the heap instead, a 64-row evaluation took 4.0-4.2 s instead of 8.3 s
-# (2-core EPYC, bf16). Other C libraries ignore these variables.
-EVALUATOR_MALLOC = {"MALLOC_MMAP_THRESHOLD_": str(2**30), "MALLOC_TRIM_THRESHOLD_": str(2**30)}
-
-
 def _evaluate(plan: dict, dataset: str, handover: Path, eval_rows: int, batch_rows, quiet: bool) -> dict:
     """Score the hand-over in a new process, from a folder train.py never knew (so nothing it
     left lying around can be imported)."""
@@ -252,7 +252,7 @@ def _evaluate(plan: dict, dataset: str, handover: Path, eval_rows: int, batch_ro
         try:
             run = subprocess.run([sys.executable, "-m", "autoresearch_portable.harness.evaluator", str(job_path)],
                                  cwd=tmp, stdin=subprocess.DEVNULL, capture_output=True, text=True, errors="replace",
-                                 timeout=max(300.0, 20.0 * eval_rows), env=dict(os.environ, **EVALUATOR_MALLOC))
+                                 timeout=max(300.0, 20.0 * eval_rows), env=dict(os.environ, **MALLOC_SETTINGS))
         except subprocess.TimeoutExpired:
             return dict(status="crash", reason="the evaluator did not finish in time")
         res = _read_json(out)

@@ -50,19 +50,20 @@ class Group:
 
 
 def _key(result: dict) -> tuple:
-    return (result.get("dataset"), result.get("budget_seconds"), result.get("budget_mode"),
-            result.get("backend"), result.get("device"))
+    # runs of another harness version are not comparable: its trainer or evaluator differed
+    return (result.get("harness_version"), result.get("dataset"), result.get("budget_seconds"),
+            result.get("budget_mode"), result.get("backend"), result.get("device"))
 
 
 def groups(records: list[dict], result: dict) -> list[Group]:
-    """Trusted ok runs comparable with `result` (dataset, budget, mode, device), grouped by code,
-    in order of first appearance."""
+    """Trusted ok runs comparable with `result` (harness version, dataset, budget, mode, device),
+    grouped by code, in order of first appearance."""
     found: dict[str, Group] = {}
     for rec in records:
         m = rec.get("metrics") or {}
         if rec.get("status") != "ok" or rec.get(ledger.UNTRUSTED) or not isinstance(m.get("val_bpb"), (int, float)):
             continue
-        if _key(m) != _key(result):
+        if _key(dict(m, harness_version=rec.get("harness_version", m.get("harness_version")))) != _key(result):
             continue
         code = str(rec.get("train_py_sha256") or m.get("train_py_sha256") or rec.get("git_commit") or "?")
         g = found.setdefault(code, Group(code, rec.get("git_commit")))
