@@ -210,6 +210,7 @@ def train(
     data.check_usable(dataset)
     from autoresearch_portable.harness.calibrate import dataset_identity
     from autoresearch_portable.harness.results import annotate, flop_budget_for
+    from autoresearch_portable.harness.verdict import calibrated_noise
     from autoresearch_portable.harness.verdict import verdict as judge_run
 
     ds_id = dataset_identity(data.load(dataset))
@@ -240,8 +241,7 @@ def train(
                                   eval_rows=workspace.get("eval_rows") if workspace.get("dataset", dataset) == dataset else None,
                                   overhead_seconds=workspace.get("overhead_seconds"), abandon=trace)
             annotate(result, pr, plan, ds_id)
-            sigma = result["bpb_band"] / 2 if result.get("bpb_band") is not None else None  # the band is 2σ
-            verdict = judge_run(ledger.read(ledger_path), result, sigma)
+            verdict = judge_run(ledger.read(ledger_path), result, calibrated_noise(result))
             result["verdict"] = verdict
             try:
                 note = record(ledger_path, result, train_py, pr, plan)

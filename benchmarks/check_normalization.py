@@ -9,7 +9,8 @@ For each device given (default: cpu, and mlx where it is importable) on this mac
    so that every candidate has its curve; a simulated device's profile
    lives in its own file under profiles/check/);
 2. **baseline**: the unmodified baseline at T with a seed the calibration did not use
-   -> pass when |g| <= its band (2 sigma / s);
+   -> pass when |g| <= its band (k sigma / s, k = normalize.band_sigmas: the 95% band of one run
+   for a sigma from the calibration's runs at T), and per candidate when its gain is within its band;
 3. **2x budget**: the unmodified baseline given twice the compute, scored against the budget-T
    baseline (b_base at C_T) -> pass when |g - 1| <= band. By default in work mode with a FLOP
    budget of exactly 2 C_T (`--double-mode wall`: 2T seconds of wall clock instead, which on a
@@ -164,7 +165,8 @@ def check_device(dev: dict, args, log, sizes: dict | None, reference: dict | Non
                    profile=profile.get("path"), budget_seconds=T, a=profile["a"], s=profile["s"],
                    s_stderr=profile.get("s_stderr"), sigma=profile["sigma"], power_fit=profile.get("power_fit"),
                    floor_bpb=profile.get("floor_bpb"), flops_at_budget=profile["flops_at_budget"], sizes=sizes,
-                   band_doublings=nz.BAND_SIGMAS * profile["sigma"] / profile["s"], reference=nz.profile_label(ref),
+                   band_doublings=nz.band_sigmas(profile) * profile["sigma"] / profile["s"], repeats=profile["repeats"],
+                   fit_form=profile.get("fit_form"), reference=nz.profile_label(ref),
                    steps_at_quarter=min(quarter) if quarter else None, curve_refused=refused,
                    calibration=[{k: pt.get(k) for k in ("fraction", "seed", "val_bpb", "train_flops", "num_steps")}
                                 for pt in profile.get("points", []) if pt.get("status") == "ok"])  # re-analysable
@@ -223,7 +225,8 @@ def _g(c: dict) -> str:
 
 
 def report(results: list[dict], agree: list[dict], budget: float) -> None:
-    print(f"\nself-consistency of the normalized metrics, T={budget:g}s, band = ±2σ (loglinear g: ±2σ/s doublings)")
+    print(f"\nself-consistency of the normalized metrics, T={budget:g}s, band = ±kσ, the 95% band of one run for "
+          f"σ from the calibration's n runs at T (k = t(n-1)·sqrt(1 + 1/n); loglinear g: ±kσ/s doublings)")
     hdr = (f"{'device':22} {'s':>7} {'σ':>7} {'band g':>7} | {'baseline g':>10} {'ok':>3} | {'2x g':>6} "
            f"{'(compute)':>9} {'ok':>3}")
     print(hdr)
@@ -268,6 +271,21 @@ def summary(agree: list[dict]) -> dict[str, dict]:
     return out
 
 
+NEUTRAL = {"delta": 0.0, "loglinear": 0.0, "power": 0.0, "excess_ratio": 1.0}  # the unchanged baseline's gain
+
+
+def baseline_within(results: list[dict]) -> dict[str, tuple[int, int]]:
+    """Per candidate: on how many devices the unchanged baseline (an unused seed) scored within its
+    own band of "no change", of how many it could be scored on. Pure."""
+    out = {}
+    for name in CANDIDATES:
+        cs = [r["baseline"]["candidates"][name] for r in results]
+        cs = [c for c in cs if "error" not in c]
+        # an infinite band (a curve whose asymptote the run is near) proves nothing: not within
+        out[name] = (sum(math.isfinite(c["band"]) and abs(c["gain"] - NEUTRAL[name]) <= c["band"] for c in cs), len(cs))
+    return out
+
+
 def _cell(c: dict, digits: int = 3) -> str:
     return "n/a" if "error" in c else f"{c['gain']:+.{digits}f} ± {c['band']:.{digits}f}"
 
@@ -299,15 +317,49 @@ def markdown(results: list[dict], agree: list[dict]) -> str:
             gains = " vs ".join(f"{g:+.3f} ± {b:.3f}" for g, b in zip(a["gains"], a["bands"]))
             out.append(f"| `{edit}` | {vals} | {a['candidate']} | {' vs '.join(a['devices'])} | {gains} | {a['diff_in_bands']:.2f} | "
                        f"{'yes' if a['agree'] else '**no**'} |")
-    out += ["", "| candidate | edits agreed | mean difference / band | largest |", "|---|---:|---:|---:|"]
+    out += ["", "| candidate | baseline within its band | edits agreed | mean difference / band | largest |",
+            "|---|---:|---:|---:|---:|"]
+    within = baseline_within(results)
     for name, m in summary(agree).items():
+        inside, scored_on = within[name]
+        base = f"{inside} of {scored_on}" if scored_on else "n/a"
         if m["measured"]:
             inf = f" ({m['infinite']} infinite)" if m["infinite"] else ""
             mean, top = (f"{m[k]:.2f}" if m[k] is not None else "" for k in ("mean_diff_in_bands", "max_diff_in_bands"))
-            out.append(f"| {name} | {m['agree']} of {m['measured']}{inf} | {mean} | {top} |")
+            out.append(f"| {name} | {base} | {m['agree']} of {m['measured']}{inf} | {mean} | {top} |")
         else:
-            out.append(f"| {name} | n/a | | |")
+            out.append(f"| {name} | {base} | n/a | | |")
     return "\n".join(out)
+
+
+def stored_profile(r: dict, repeats: int) -> dict:
+    """The numbers of a device's profile that scoring needs, from a check's result."""
+    return dict(a=r["a"], s=r["s"], sigma=r["sigma"], power_fit=r.get("power_fit"), floor_bpb=r.get("floor_bpb"),
+                flops_at_budget=r["flops_at_budget"], budget_seconds=r["budget_seconds"],
+                fit_form=r.get("fit_form", "power"), repeats=r.get("repeats", repeats))
+
+
+def rescored(check: dict, reference: dict | None = None) -> dict:
+    """A check's runs scored again by the harness as it is now (its bands, its metrics), from the
+    numbers the check stored; normalized_bpb on `reference`'s scale (default: the first device's).
+    Pure."""
+    from autoresearch_portable.harness import normalize as nz
+
+    out = []
+    for r in check["results"]:
+        prof = stored_profile(r, check.get("repeats", 2))
+        ref = reference or prof
+        T = float(r["budget_seconds"])
+        again = lambda run: dict(run, **scored(run, prof, ref, T, nz, r.get("curve_refused")))  # noqa: E731
+        band = nz.band_sigmas(prof) * prof["sigma"] / prof["s"]
+        base, double = again(r["baseline"]), again(r["double"])
+        refused = r.get("curve_refused")
+        out.append(dict(r, band_doublings=band, repeats=prof["repeats"],
+                        baseline=dict(base, passed=None if refused else abs(base["g"]) <= band),
+                        double=dict(double, passed=None if refused else abs(double["g"] - 1) <= band),
+                        variants=[again(v) for v in r["variants"]]))
+        reference = reference or prof
+    return dict(check, results=out)
 
 
 def merged(checks: list[dict]) -> dict:
@@ -340,8 +392,10 @@ def main() -> None:
     ap.add_argument("--report", metavar="JSON", nargs="+", help="print the tables (and the README's markdown) of earlier "
                     "--out files, run nothing; several: their devices side by side, agreement against the first file's first")
     args = ap.parse_args()
-    if args.report:
-        done = merged([json.loads(Path(f).read_text()) for f in args.report])
+    if args.report:  # scored again by the harness as it is now, every device on the first one's scale
+        checks = [json.loads(Path(f).read_text()) for f in args.report]
+        first = stored_profile(checks[0]["results"][0], checks[0].get("repeats", 2))
+        done = merged([rescored(c, first) for c in checks])
         for r in done["results"]:  # an --out written before steps_at_quarter was recorded: from its profile
             if r.get("steps_at_quarter") is None and r.get("profile") and Path(r["profile"]).exists():
                 pts = json.loads(Path(r["profile"]).read_text()).get("points", [])

@@ -61,7 +61,22 @@ def test_every_candidate_on_the_same_runs_and_a_simulated_device(fake_data, monk
     assert "| cpu:threads=1 | 100 | 1000 |" in md and "| `WARMDOWN_FRAC=0.0` |" in md
     summary = cn.summary(rows)
     assert summary["delta"]["agree"] >= 1 and summary["delta"]["measured"] == 2
-    assert f"| delta | {summary['delta']['agree']} of 2 |" in md
+    inside, scored_on = cn.baseline_within([first, one])["delta"]
+    assert scored_on == 2 and f"| delta | {inside} of 2 | {summary['delta']['agree']} of 2 |" in md
+    # read back from what the check stored, scored again by the harness: the same numbers
+    again = cn.rescored(dict(repeats=2, results=[first, one]))
+    for before, after in zip((first, one), again["results"]):
+        for run in ("baseline", "double"):
+            for c in cn.CANDIDATES:
+                assert after[run]["candidates"][c]["gain"] == pytest.approx(before[run]["candidates"][c]["gain"])
+                assert after[run]["candidates"][c]["band"] == pytest.approx(before[run]["candidates"][c]["band"])
+        assert after["baseline"]["passed"] == before["baseline"]["passed"]
+        assert after["variants"][0]["candidates"]["delta"]["normalized_bpb"] == pytest.approx(
+            before["variants"][0]["candidates"]["delta"]["normalized_bpb"])
+    # a device whose sigma came from 2 runs at T, not 3: t(1)*sqrt(3/2) against t(2)*sqrt(4/3)
+    fewer = cn.rescored(dict(repeats=2, results=[dict(first, repeats=1)]))["results"][0]
+    assert fewer["baseline"]["candidates"]["delta"]["band"] == pytest.approx(
+        first["baseline"]["candidates"]["delta"]["band"] * (12.706 * 1.5 ** 0.5) / (4.303 * (4 / 3) ** 0.5))
 
 
 def test_na_candidates_are_reported_not_fatal():
@@ -74,7 +89,14 @@ def test_na_candidates_are_reported_not_fatal():
     rows = cn.agreement([dev("a"), dev("b")])
     md = cn.markdown([dev("a"), dev("b")], rows)
     assert "| power | a @60s vs b @60s | n/a (no fit) |" in md.replace("`X=1` | 0.6100 | 0.6100 | ", "")
-    assert "| power | n/a | | |" in md and cn.summary(rows)["power"]["measured"] == 0
+    assert "| power | 0 of 2 | n/a | | |" in md and cn.summary(rows)["power"]["measured"] == 0
+    # "no change" is a gain of 0, or a ratio of 1
+    at = lambda name, g: dict(baseline=dict(candidates=dict({n: dict(error="x") for n in cn.CANDIDATES}, **{name: dict(gain=g, band=0.05)})))  # noqa: E731
+    assert cn.baseline_within([at("excess_ratio", 0.97), at("excess_ratio", 1.06)])["excess_ratio"] == (1, 2)
+    assert cn.baseline_within([at("delta", -0.04), at("delta", 0.0)])["delta"] == (2, 2)
+    assert cn.baseline_within([at("delta", 0.0)])["power"] == (0, 0)
+    wide = dict(baseline=dict(candidates={n: dict(gain=0.0, band=math.inf) for n in cn.CANDIDATES}))
+    assert cn.baseline_within([wide])["delta"] == (0, 1)
 
 
 def test_parsing_devices_and_variants():

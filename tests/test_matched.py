@@ -8,6 +8,7 @@ import pytest
 
 from autoresearch_portable.errors import UserError
 from autoresearch_portable.harness import matched as mt
+from autoresearch_portable.harness import normalize as nz
 from autoresearch_portable.harness import results as res
 
 from test_calibrate import PLAN, PROBE, FakeDataset, fake_data  # noqa: F401
@@ -38,8 +39,11 @@ def test_matched_trains_the_references_baseline_for_its_flops(fake_data, bundle)
     assert "\nSEED = 43" in calls[1]["text"]  # seeds as in a calibration
     assert m["ok"] and m["reference_n"] == 3 and m["reference_mean"] == pytest.approx(1.16)
     assert m["mean"] == pytest.approx(1.163333, abs=1e-6) and m["sigma"] == pytest.approx(0.0152753, abs=1e-6)
-    # ±2σ of a difference of means: 2*sqrt(σ²/3 + 0.02²/3)
-    assert m["band"] == pytest.approx(2 * ((0.0152753 ** 2 + 0.02 ** 2) / 3) ** 0.5, rel=1e-5) and m["agree"]
+    # the 95% band of a difference of means: t for Welch's degrees of freedom x sqrt(σ²/3 + 0.02²/3);
+    # (σ²/3 + 0.02²/3)² / ((σ²/3)²/2 + (0.02²/3)²/2) = 3.741, between t(3) = 3.182 and t(4) = 2.776
+    se = ((0.0152753 ** 2 + 0.02 ** 2) / 3) ** 0.5
+    assert 2.776 < nz.t975(3.741) < 3.182
+    assert m["band"] == pytest.approx(nz.t975(3.741) * se, rel=1e-3) and m["agree"]
     assert m["speed_vs_reference"] == pytest.approx(2.0)
     text = mt.format_matched(m)
     assert "agree" in text and "2x the reference" in text and "Ref CPU (cpu)" in text and "4.295e+09" in text
@@ -53,7 +57,8 @@ def test_a_device_that_scores_differently_disagrees():
     assert m["diff"] == pytest.approx(0.05) and not m["agree"] and m["speed_vs_reference"] == pytest.approx(0.5)
     assert "DISAGREE" in mt.format_matched(m)
     one = mt.summarize(runs[:1], ref)  # one run: its σ is the reference's
-    assert one["sigma"] == 0.01 and one["band"] == pytest.approx(2 * (0.01 ** 2 + 0.01 ** 2 / 3) ** 0.5)
+    assert one["sigma"] == 0.01  # and its 2 degrees of freedom: Welch's (4/3)² / (1/2 + (1/3)²/2) = 3.2
+    assert one["band"] == pytest.approx(nz.t975(3.2) * (0.01 ** 2 + 0.01 ** 2 / 3) ** 0.5, rel=1e-6)
     failed = mt.summarize([dict(status="timeout", reason="no training step for 150 s")], ref)
     assert not failed["ok"] and "timeout: no training step" in mt.format_matched(failed)
 

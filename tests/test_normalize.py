@@ -9,8 +9,11 @@ import pytest
 from autoresearch_portable.harness import normalize as nz
 from autoresearch_portable.harness.summary import format_summary
 
-# this device: bpb = 4.0 - 0.1*log2(C), C_T = 2^30 at T = 300 s -> b_base = 4.0 - 3.0 = 1.0
-PROFILE = dict(a=4.0, s=0.1, sigma=0.01, flops_at_budget=2.0**30, budget_seconds=300.0,
+# this device: bpb = 4.0 - 0.1*log2(C), C_T = 2^30 at T = 300 s -> b_base = 4.0 - 3.0 = 1.0;
+# 4 repeats: 5 runs at T, so the band of one run is t(4)*sqrt(1 + 1/5) = 2.776*1.0954 = 3.041 sigma,
+# and sigma is set so that the band is 0.02 bpb
+K = 2.776 * math.sqrt(1.2)
+PROFILE = dict(a=4.0, s=0.1, sigma=0.02 / K, repeats=4, flops_at_budget=2.0**30, budget_seconds=300.0,
                flops_range=[2.0**28, 2.0**30], name="this-cpu")
 # reference: bpb = 5.0 - 0.12*log2(C), C_T = 2^32 -> b_ref = 5.0 - 3.84 = 1.16
 REF = dict(a=5.0, s=0.12, sigma=0.02, flops_at_budget=2.0**32, budget_seconds=300.0, name="ref-device")
@@ -47,6 +50,24 @@ def test_fit_needs_two_distinct_computes():
         nz.fit_curve([1e9], [1.0])
 
 
+def test_the_band_of_one_run_counts_how_few_runs_measured_sigma():
+    """Student's t for sigma's degrees of freedom, and the baseline's own uncertainty: with the
+    standard benchmark's 3 runs at T a run must differ by 5 sigma, not 2, to be significant."""
+    assert nz.t975(2) == pytest.approx(4.303) and nz.t975(4) == pytest.approx(2.776) and nz.t975(30) == 2.042
+    assert nz.t975(31) == pytest.approx(2.0395, abs=1e-3) and nz.t975(1e6) == pytest.approx(1.96, abs=1e-3)
+    assert nz.t975(0) == math.inf
+    assert [nz.t975(d) for d in range(1, 60)] == sorted((nz.t975(d) for d in range(1, 60)), reverse=True)
+    assert nz.band_sigmas(dict(repeats=2)) == pytest.approx(4.303 * math.sqrt(4 / 3))  # 4.97
+    assert nz.band_sigmas(PROFILE) == pytest.approx(K)
+    # a run 3 sigma better than the baseline: significant for 5 runs at T, noise for 3
+    three = nz.normalize(1.0 - 3 * PROFILE["sigma"], PROFILE, metric="delta")
+    assert three["significant"] is False  # 3.0 < 3.041
+    assert nz.normalize(1.0 - 3.1 * PROFILE["sigma"], PROFILE, metric="delta")["significant"] is True
+    assert nz.normalize(1.0 - 4 * PROFILE["sigma"], dict(PROFILE, repeats=2), metric="delta")["significant"] is False
+    n = nz.normalize(0.99, PROFILE)
+    assert (n["calibrated_sigma"], n["calibrated_sigma_dof"], n["band_sigmas"]) == (PROFILE["sigma"], 4, pytest.approx(K))
+
+
 def test_sample_std():
     assert nz.sample_std([1.0, 1.02, 1.04]) == pytest.approx(0.02)  # deviations -0.02, 0, 0.02 -> sqrt(8e-4/2)
 
@@ -74,7 +95,7 @@ def test_normalized_bpb_hand_computed():
     assert n["compute_multiplier"] == pytest.approx(math.sqrt(2))
     assert n["reference_bpb"] == pytest.approx(1.16)
     assert n["normalized_bpb"] == pytest.approx(1.10)
-    # band: +-2 sigma = 0.02 on b, 0.02/0.1 = 0.2 doublings, 0.2*0.12 = 0.024 on normalized_bpb
+    # band: +-K sigma = 0.02 on b, 0.02/0.1 = 0.2 doublings, 0.2*0.12 = 0.024 on normalized_bpb
     assert n["bpb_band"] == pytest.approx(0.02)
     assert n["doublings_band"] == pytest.approx(0.2)
     assert n["normalized_bpb_band"] == pytest.approx(0.024)
@@ -116,7 +137,7 @@ def test_summary_lines_with_and_without_profile():
     assert "normalized_bpb:   n/a (run `arp calibrate`)" in text
     r.update(nz.normalize(0.95, PROFILE, reference=REF, metric="loglinear"))
     lines = {l.split(":")[0]: l for l in format_summary(r).splitlines()}
-    assert lines["compute_multiplier"].startswith("compute_multiplier: 1.414 (doublings +0.500 ± 0.200 at 2σ: significant)")
+    assert lines["compute_multiplier"].startswith("compute_multiplier: 1.414 (doublings +0.500 ± 0.200 at 3.04σ: significant)")
     assert lines["normalized_bpb"] == "normalized_bpb:   1.100000 ± 0.024000 (ref: ref-device)"
     # calibrated but no reference for this dataset
     r2 = dict(val_bpb=0.95, status="ok", **nz.normalize(0.95, PROFILE, metric="loglinear"), normalized_note="no bundled reference for x")
@@ -203,7 +224,7 @@ def test_a_curve_free_metric_reports_its_own_gain_not_the_curves_doublings():
     assert r["excess_ratio_band"] == pytest.approx(0.04) and r["significant"] is True
     assert not {"doublings", "doublings_band", "compute_multiplier"} & set(r)
     assert nz.gain_label(r) == "excess_ratio" and nz.short_gain(r) == "-10.0%"
-    assert nz.format_gain(r) == "0.9000 ± 0.0400 (-10.0% excess over the floor vs the baseline, at 2σ: significant)"
+    assert nz.format_gain(r) == "0.9000 ± 0.0400 (-10.0% excess over the floor vs the baseline, at 3.04σ: significant)"
     # inside the band: marked, and not significant
     near = nz.normalize(0.99, PROFILE2, reference=REF2, metric="excess_ratio")
     assert near["significant"] is False and nz.short_gain(near) == "~-2.0%"

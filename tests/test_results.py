@@ -26,7 +26,7 @@ def bundle(tmp_path, monkeypatch):
     ref = dict(name="Ref CPU (cpu)", device_name="Ref CPU", backend="cpu", harness_version=cal.HARNESS_VERSION,
                dataset=cal.dataset_identity(FakeDataset()), a=5.0, s=0.12, sigma=0.02, flops_at_budget=2.0**32,
                flops_per_second=2.0**32 / 300, budget_seconds=300.0, baseline_bpb_mean=1.16, tokens_per_second=5000.0,
-               mfu_percent=10.0, floor_bpb=0.5, baseline_sizes=dict(DEPTH=4, MODEL_DIM=256))
+               mfu_percent=10.0, floor_bpb=0.5, baseline_sizes=dict(DEPTH=4, MODEL_DIM=256), repeats=2)
     (d / "results" / "ref-cpu.json").write_text(json.dumps(ref))
     monkeypatch.setenv("ARP_BENCHMARKS_DIR", str(d))
     return ref

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from autoresearch_portable.harness.verdict import confirmed_best, groups, pooled_sigma, verdict
+from autoresearch_portable.harness.verdict import Noise, calibrated_noise, confirmed_best, groups, pooled_sigma, verdict
 
 BASE = dict(status="ok", budget_seconds=60.0, budget_mode="wall", backend="cpu", device="Fake CPU", dataset="bundled")
 
@@ -26,24 +26,34 @@ def test_a_single_lucky_run_does_not_become_the_bar():
     records = [rec(1.00, "base"), rec(1.01, "base"), rec(0.95, "lucky")]
     gs = groups(records, BASE)
     assert [g.n for g in gs] == [2, 1]
-    best = confirmed_best(gs, sigma=0.03)  # band 2*0.03*sqrt(1+1/2) = 0.073; the lead is 0.055
+    best = confirmed_best(gs, Noise(0.03, 4))  # band 2.776*0.03*sqrt(1+1/2) = 0.102; the lead is 0.055
     assert best.code == "base"
-    v = verdict(records, run(0.99, "next"), calibrated_sigma=0.03)
+    v = verdict(records, run(0.99, "next"), Noise(0.03, 4))
     assert "best confirmed 1.005000" in v and "not significant" in v
 
 
 def test_a_clear_or_repeated_win_is_confirmed():
     records = [rec(1.00, "base"), rec(1.01, "base"), rec(0.90, "better"), rec(0.91, "better")]
-    assert confirmed_best(groups(records, BASE), sigma=0.01).code == "better"
-    v = verdict(records[:2], run(0.90, "new"), calibrated_sigma=0.005)
-    assert "a confirmed win" in v
-    v = verdict(records[:2], run(0.99, "new"), calibrated_sigma=0.005)  # > band, < 2 bands
+    assert confirmed_best(groups(records, BASE), Noise(0.01, 4)).code == "better"
+    v = verdict(records[:2], run(0.90, "new"), Noise(0.005, 4))
+    assert "a confirmed win" in v and "4 degrees of freedom, band t=2.78" in v
+    v = verdict(records[:2], run(0.985, "new"), Noise(0.005, 4))  # band 2.776*0.005*sqrt(1.5) = 0.017 < 0.02 < 2 bands
     assert "confirm it with `arp train --repeat 2`" in v
+
+
+def test_sigma_from_few_runs_widens_the_band():
+    """The same lead is a win when σ is known from many runs, noise when from two."""
+    records = [rec(1.00, "base"), rec(1.01, "base")]  # mean 1.005; the lead below is 0.03
+    assert "a confirmed win" in verdict(records, run(0.975, "new"), Noise(0.005, 30))  # band 2.042*0.0061 = 0.0125
+    assert "not significant" in verdict(records, run(0.975, "new"), Noise(0.005, 1))  # band 12.706*0.0061 = 0.078
+    assert calibrated_noise(dict(calibrated_sigma=0.004, calibrated_sigma_dof=4)) == Noise(0.004, 4)
+    assert calibrated_noise(dict(bpb_band=0.008)) is None  # a line without the calibration's σ and dof
 
 
 def test_noise_from_repeats_or_unknown():
     records = [rec(1.00, "base"), rec(1.02, "base")]
-    assert pooled_sigma(groups(records, BASE)) == pytest.approx(0.0141421, rel=1e-4)
+    noise = pooled_sigma(groups(records, BASE))
+    assert noise.sigma == pytest.approx(0.0141421, rel=1e-4) and noise.dof == 1
     v = verdict(records, run(0.90, "x"))
     assert "from repeated runs in this ledger" in v
     v = verdict([rec(1.00, "base")], run(0.90, "x"))
@@ -67,7 +77,7 @@ def test_runs_of_another_harness_version_are_not_compared():
     records = [rec(1.00, "base", harness_version="2"), rec(1.01, "base", harness_version="2")]
     now = dict(run(0.80, "base2"), harness_version="3")
     assert groups(records, now) == []
-    assert "nothing to beat yet" in verdict(records, now, calibrated_sigma=0.005)
+    assert "nothing to beat yet" in verdict(records, now, Noise(0.005, 4))
     # the ledger line's own (runner-written) version counts, even where its metrics say otherwise
     signed = [dict(r, harness_version="3") for r in records]
-    assert "a confirmed win" in verdict(signed, now, calibrated_sigma=0.005)
+    assert "a confirmed win" in verdict(signed, now, Noise(0.005, 4))

@@ -92,6 +92,7 @@ def record(workspace: Path, e: queue.Entry, out: dict | None, lost_reason: str |
     """Write the experiment's ledger line (signed) and its log; returns (result, verdict)."""
     from autoresearch_portable.harness.runner import ledger_record
     from autoresearch_portable.harness.summary import format_summary
+    from autoresearch_portable.harness.verdict import calibrated_noise
     from autoresearch_portable.harness.verdict import verdict as judge_run
 
     out = out or {}
@@ -102,8 +103,7 @@ def record(workspace: Path, e: queue.Entry, out: dict | None, lost_reason: str |
     result.setdefault("budget_seconds", float(e.options["budget"]))
     result.setdefault("budget_mode", e.options.get("budget_mode", "wall"))
     path = ledger_path(workspace)
-    sigma = result["bpb_band"] / 2 if result.get("bpb_band") is not None else None  # the band is 2σ
-    verdict = judge_run(ledger.read(path), result, sigma)
+    verdict = judge_run(ledger.read(path), result, calibrated_noise(result))
     rec = ledger_record(result, Path(out.get("train_py") or f"{e.commit}/train.py"), out.get("probe") or {},
                         out.get("plan") or {})
     rec["queue"] = dict(id=e.id, submitted=e.submitted, commit=e.commit, attempts=e.attempts)

@@ -220,7 +220,7 @@ def build_profile(points: list[dict], *, budget: float, base: dict, min_steps: i
         s_stderr=fit["s_stderr"],
         fit_resid_sd=fit["resid_sd"],
         sigma=sigma,
-        band_sigmas=normalize.BAND_SIGMAS,
+        band_sigmas=normalize.band_sigmas(dict(repeats=len(at_t) - 1)),
         flops_at_budget=c_t,
         flops_per_second=c_t / budget,
         flops_range=[min(flops_all), max(flops_all)],
@@ -372,7 +372,7 @@ def calibrate(
 
 def _band_in_gain(p: dict) -> str:
     """The noise band in the unit of the gain the metric reports (the excess ratio or doublings)."""
-    band = normalize.BAND_SIGMAS * p["sigma"]
+    band = normalize.band_sigmas(p) * p["sigma"]
     excess = p["baseline_bpb_mean"] - (p.get("floor_bpb") or math.nan)
     if normalize.METRIC == "excess_ratio" and excess > 0:
         return f", excess over the floor ±{100 * band / excess:.1f}% ({excess:.4f} bpb above {p['floor_bpb']:.4f})"
@@ -390,7 +390,8 @@ def format_profile(p: dict) -> str:
         f"  baseline curve: val_bpb = {p['a']:.4f} - {p['s']:.4f} * log2(C)   (s ± {p.get('s_stderr', float('nan')):.4f})",
         f"  at T={p['budget_seconds']:g}s: C_T = {p['flops_at_budget']:.4g} FLOPs, val_bpb {p['baseline_bpb_mean']:.4f} "
         f"(fit {p['baseline_bpb_fit']:.4f}), sigma {sig:.4f} over {p['repeats'] + 1} runs",
-        f"  noise band (±{normalize.BAND_SIGMAS:g}σ): val_bpb ±{normalize.BAND_SIGMAS * sig:.4f}" + _band_in_gain(p),
+        f"  noise band of one run (±{normalize.band_sigmas(p):.2f}σ, 95% for σ from {p['repeats'] + 1} runs): "
+        f"val_bpb ±{normalize.band_sigmas(p) * sig:.4f}" + _band_in_gain(p),
         f"  throughput: {p['tokens_per_second']:,.0f} tok/s, {p['flops_per_second']:.4g} FLOP/s"
         + (f", MFU {p['mfu_percent']:.2f}%" if p.get("mfu_percent") is not None else "")
         + (f" of {p['peak_flops']:.4g} ({p.get('peak_flops_source')})" if p.get("peak_flops") else ""),

@@ -59,12 +59,12 @@ def near_misses(records: list[dict]) -> dict:
     if ref is None:
         return dict(best=None, sigma=None, sigma_source=None, near=[])
     gs = verdict.groups(records, ref)
-    band = ref.get("bpb_band")
-    sigma, source = (band / 2, "calibration") if isinstance(band, (int, float)) and math.isfinite(band) else (
-        verdict.pooled_sigma(gs), "repeated runs in this ledger")
-    if sigma is None:
+    noise, source = verdict.calibrated_noise(ref), "calibration"
+    if noise is None:
+        noise, source = verdict.pooled_sigma(gs), "repeated runs in this ledger"
+    if noise is None:
         source = "none (only the evaluation error is counted)"
-    best = verdict.confirmed_best(gs, sigma)
+    best = verdict.confirmed_best(gs, noise)
     runs_of: dict[str, list[int]] = {}
     for i, rec in enumerate(records, 1):
         code = str(rec.get("train_py_sha256") or (rec.get("metrics") or {}).get("train_py_sha256") or rec.get("git_commit") or "?")
@@ -81,18 +81,20 @@ def near_misses(records: list[dict]) -> dict:
     for g in gs:
         if g is best:
             continue
-        width = verdict.band(g, best, sigma)
+        width = verdict.band(g, best, noise)
         if g.mean - best.mean <= width:
             near.append(describe(g, width))
     near.sort(key=lambda d: d["gap"])
-    return dict(best=describe(best, None), sigma=sigma, sigma_source=source, near=near)
+    return dict(best=describe(best, None), sigma=noise.sigma if noise else None, sigma_dof=noise.dof if noise else None,
+                sigma_source=source, near=near)
 
 
 def format_near(near: dict) -> str:
     best = near["best"]
     if best is None:
         return "no ok runs yet: nothing to compare with"
-    sig = f"σ {near['sigma']:.6f} per run ({near['sigma_source']})" if near["sigma"] is not None else f"σ unknown ({near['sigma_source']})"
+    sig = (f"σ {near['sigma']:.6f} per run ({near['sigma_source']}, {near['sigma_dof']} degrees of freedom)"
+           if near["sigma"] is not None else f"σ unknown ({near['sigma_source']})")
     lines = [f"best confirmed: {best['mean_val_bpb']:.6f} over {best['n']} run(s), commit {best['commit'] or '-'}: "
              f"{best['message'] or '(no message)'}; {sig}"]
     if not near["near"]:

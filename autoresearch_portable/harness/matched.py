@@ -25,9 +25,10 @@ def reference_runs(ref: dict) -> list[float]:
 
 
 def summarize(runs: list[dict], ref: dict) -> dict:
-    """Pure: this device's matched runs against the reference's runs at T. The band is ±2σ of the
-    difference of the two means, σ each side's sample spread (the reference's profile sigma when
-    this side has one run)."""
+    """Pure: this device's matched runs against the reference's runs at T. The band is the 95% band
+    of the difference of the two means: Student's t for Welch's degrees of freedom times its
+    standard error, σ each side's sample spread (the reference's profile sigma, and its degrees of
+    freedom, when this side has one run)."""
     ok = [r for r in runs if r.get("status") == "ok" and r.get("val_bpb") is not None]
     if not ok:
         why = "; ".join(f"{r.get('status')}: {r.get('reason')}" for r in runs) or "no runs"
@@ -35,9 +36,12 @@ def summarize(runs: list[dict], ref: dict) -> dict:
     bpb = [r["val_bpb"] for r in ok]
     ref_bpb = reference_runs(ref) or [float(ref["baseline_bpb_mean"])]
     ref_sigma = float(ref["sigma"])
-    sigma = normalize.sample_std(bpb) if len(bpb) >= 2 else ref_sigma
+    ref_dof = (len(ref_bpb) if reference_runs(ref) else normalize.runs_at_budget(ref)) - 1
+    sigma, dof = (normalize.sample_std(bpb), len(bpb) - 1) if len(bpb) >= 2 else (ref_sigma, ref_dof)
     mean, ref_mean = statistics.fmean(bpb), statistics.fmean(ref_bpb)
-    band = normalize.BAND_SIGMAS * math.sqrt(sigma ** 2 / len(bpb) + ref_sigma ** 2 / len(ref_bpb))
+    var, ref_var = sigma ** 2 / len(bpb), ref_sigma ** 2 / len(ref_bpb)
+    welch = (var + ref_var) ** 2 / (var ** 2 / dof + ref_var ** 2 / ref_dof) if var + ref_var > 0 else ref_dof
+    band = normalize.t975(welch) * math.sqrt(var + ref_var)
     seconds = statistics.fmean(r.get("training_seconds") or math.nan for r in ok)
     T = float(ref["budget_seconds"])
     return dict(ok=True, runs=runs, val_bpb=bpb, mean=mean, sigma=sigma, reference_mean=ref_mean,
@@ -98,7 +102,7 @@ def format_matched(m: dict) -> str:
         + ", ".join(f"{b:.4f}" for b in m["val_bpb"]) + f"), {m['training_seconds']:.0f}s of training per run",
         f"  reference:    val_bpb {m['reference_mean']:.4f} (σ {m['reference_sigma']:.4f}, {m['reference_n']} runs), "
         f"{m['reference_seconds']:g}s",
-        f"  difference:   {m['diff']:+.4f} ± {m['band']:.4f} (2σ of the difference of means): "
+        f"  difference:   {m['diff']:+.4f} ± {m['band']:.4f} (95% band of the difference of means): "
         + ("agree: the same experiment gives the same score here" if m["agree"] else
            "DISAGREE: this device's numerics or harness differ from the reference's; its results are not "
            "comparable in matched mode"),

@@ -16,8 +16,10 @@ For a run with val_bpb b:
   (b_ref - floor_ref) * r on a reference device's baseline (b_ref: its fitted value at its own
   budget-T compute). On a dataset without a known floor, delta = b - b_base, normalized_bpb =
   b_ref + delta (`metric` in the result says which);
-* noise band: +-2 sigma on b (a run within 2 sigma of b_base is "not significant"), carried through
-  the formula: +-2 sigma/(b_base - floor) on r.
+* noise band: +-k sigma on b (a run within it of b_base is "not significant"), carried through the
+  formula: +-k sigma/(b_base - floor) on r. k = band_sigmas(profile) = t * sqrt(1 + 1/n): the
+  two-sided 95% band of one new run around a baseline measured by n runs at T, where sigma itself
+  comes from those n runs (Student's t with n-1 degrees of freedom); 5.0 for n = 3, 3.0 for n = 5.
 
 The candidates measured for normalization v2 (issue 12), each computed by `candidates()` for the
 same run (benchmarks/check_normalization.py prints them side by side):
@@ -44,7 +46,12 @@ from typing import Any, Sequence
 
 from autoresearch_portable.harness import curvefit
 
-BAND_SIGMAS = 2.0
+BAND_SIGMAS = 2.0  # for an error known from thousands of scored tokens (the evaluation's own)
+
+# Student's t, 97.5% quantile, for 1..30 degrees of freedom: a sigma measured from 3-5 runs is itself
+# uncertain, and +-2 of it would call noise "significant" far more often than 1 time in 20.
+_T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145,
+         2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042)
 # THE switch (issue 12, item 3): which candidate defines the gain, normalized_bpb, the band and
 # significance. The excess ratio, by the measured table in benchmarks/README.md ("Normalization
 # v2"): it and delta transfer across devices alike, the log-linear g worst (its "2x compute" is
@@ -73,6 +80,36 @@ def fit_curve(flops: Sequence[float], bpb: Sequence[float]) -> dict[str, float]:
 def curve_bpb(a: float, s: float, flops: float) -> float:
     """The fitted baseline val_bpb at training compute `flops`."""
     return a - s * math.log2(flops)
+
+
+def t975(dof: float) -> float:
+    """Student's t 97.5% quantile (a two-sided 95% band) for `dof` degrees of freedom (Welch's may
+    be fractional: interpolated in 1/dof); beyond the table, its Cornish-Fisher series (within
+    0.001 there). Infinite below 1: no noise estimate."""
+    if not dof >= 1:
+        return math.inf
+    if dof < len(_T975):
+        lo, hi = math.floor(dof), math.ceil(dof)
+        if lo == hi:
+            return _T975[lo - 1]
+        w = (1 / lo - 1 / dof) / (1 / lo - 1 / hi)
+        return _T975[lo - 1] + w * (_T975[hi - 1] - _T975[lo - 1])
+    if dof == len(_T975):
+        return _T975[-1]
+    z = 1.959964
+    return z + (z**3 + z) / (4 * dof) + (5 * z**5 + 16 * z**3 + 3 * z) / (96 * dof**2)
+
+
+def runs_at_budget(profile: dict) -> int:
+    """How many runs at T measured the profile's sigma (and its baseline value there)."""
+    return int(profile["repeats"]) + 1
+
+
+def band_sigmas(profile: dict) -> float:
+    """The band of one new run around the profile's baseline, in its sigma: t(n-1) * sqrt(1 + 1/n)
+    for n runs at T. sqrt(1 + 1/n): the run's own noise plus that of the baseline's value."""
+    n = runs_at_budget(profile)
+    return t975(n - 1) * math.sqrt(1 + 1 / n)
 
 
 def sample_std(values: Sequence[float]) -> float:
@@ -136,7 +173,7 @@ def candidates(b: float, profile: dict, *, budget_seconds: float | None = None, 
     baseline_bpb, normalized_bpb, normalized_bpb_band), or name -> dict(error=why) where the
     profiles lack what that candidate needs. gain: delta in bpb, g in doublings, or the ratio."""
     sigma = float(profile["sigma"])
-    band_b = BAND_SIGMAS * sigma
+    band_b = band_sigmas(profile) * sigma
     c_base = baseline_compute(profile, budget_seconds, budget_mode, flop_budget)
     c_ref = float(reference["flops_at_budget"]) if reference else None
     out: dict[str, dict] = {}
@@ -225,8 +262,10 @@ def normalize(
     metric = metric or METRIC
     fit_form(metric)  # an unknown metric is an error here, not a silent default
     c_base = baseline_compute(profile, budget_seconds, budget_mode, flop_budget)
-    out: dict[str, Any] = dict(baseline_flops=c_base, bpb_band=BAND_SIGMAS * float(profile["sigma"]),
-                               band_sigmas=BAND_SIGMAS, calibration=profile_label(profile))
+    sigma = float(profile["sigma"])
+    out: dict[str, Any] = dict(baseline_flops=c_base, calibrated_sigma=sigma, calibrated_sigma_dof=runs_at_budget(profile) - 1,
+                               bpb_band=band_sigmas(profile) * sigma, band_sigmas=band_sigmas(profile),
+                               calibration=profile_label(profile))
     ratio = c_base / float(profile["flops_at_budget"])
     lo, hi = profile.get("flops_range") or (None, None)
     if lo and hi and not (lo / 2 <= c_base <= hi * 2):
@@ -337,7 +376,7 @@ def format_gain(r: dict) -> str:
         return f"n/a ({r.get('normalization_note') or 'run `arp calibrate`'})"
     key, v, band = g
     verdict = "significant" if r.get("significant") else "not significant"
-    sig = f"at {r.get('band_sigmas', BAND_SIGMAS):g}σ: {verdict}"
+    sig = f"at {r.get('band_sigmas', BAND_SIGMAS):.3g}σ: {verdict}"
     if key == "excess_ratio":
         text = f"{v:.4f}" + (f" ± {band:.4f}" if band is not None else "")
         text += f" ({_percent(v):+.1f}% excess over the floor vs the baseline, {sig})"

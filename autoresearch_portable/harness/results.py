@@ -56,6 +56,8 @@ def annotate(result: dict, probe: dict, plan: dict, dataset_id: dict) -> dict:
     if profile is None:
         result["normalization_note"] = note
         return result
+    # its σ is the verdict's noise even where its curve is not trusted for normalized results
+    result.update(calibrated_sigma=float(profile["sigma"]), calibrated_sigma_dof=normalize.runs_at_budget(profile) - 1)
     refused = cal.normalization_refusal(profile)
     if refused:
         result["normalization_note"] = refused

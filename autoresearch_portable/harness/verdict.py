@@ -4,6 +4,8 @@ Runs of the same code (the same train.py hash) form a group: their mean is the g
 their spread measures run-to-run noise. The noise of one run, σ, comes from calibration (the
 baseline repeated at T) where there is one, else from the spread within groups that ran more
 than once; without either, only the run's evaluation error is known and the verdict says so.
+The band is Student's t (95%, two-sided) for σ's degrees of freedom times the standard error of
+the difference: σ from 3 runs is itself uncertain, and ±2σ of it would call noise a win.
 
 The best is the best *confirmed* group, walking the ledger in order: the first group is the
 starting point; a later group with a lower mean replaces it only if it ran at least twice, or if
@@ -16,8 +18,7 @@ import math
 from dataclasses import dataclass, field
 
 from autoresearch_portable.harness import ledger
-
-BAND_SIGMAS = 2.0
+from autoresearch_portable.harness.normalize import BAND_SIGMAS, t975
 
 
 @dataclass
@@ -72,47 +73,64 @@ def groups(records: list[dict], result: dict) -> list[Group]:
     return list(found.values())
 
 
-def pooled_sigma(gs: list[Group]) -> float | None:
+@dataclass(frozen=True)
+class Noise:
+    """σ of one run and the degrees of freedom it was measured with."""
+    sigma: float
+    dof: int
+
+    @property
+    def t(self) -> float:
+        return t975(self.dof)
+
+
+def pooled_sigma(gs: list[Group]) -> Noise | None:
     """Run-to-run σ from repeated code: pooled variance within groups."""
-    ss = dof = 0.0
+    ss, dof = 0.0, 0
     for g in gs:
         if g.n >= 2:
             m = g.mean
             ss += sum((v - m) ** 2 for v in g.values)
             dof += g.n - 1
-    return math.sqrt(ss / dof) if dof else None
+    return Noise(math.sqrt(ss / dof), dof) if dof else None
 
 
-def band(a: Group, b: Group, sigma: float | None) -> float:
-    """BAND_SIGMAS x the standard error of the difference of two group means."""
-    if sigma is not None:
-        var = sigma**2 * (1 / a.n + 1 / b.n)
-    else:
-        var = a.stderr**2 + b.stderr**2
-    return BAND_SIGMAS * math.sqrt(var)
+def band(a: Group, b: Group, noise: Noise | None) -> float:
+    """The 95% band of the difference of two group means: t x its standard error with σ known
+    from `noise`, else 2 x the evaluation errors alone."""
+    if noise is not None:
+        return noise.t * noise.sigma * math.sqrt(1 / a.n + 1 / b.n)
+    return BAND_SIGMAS * math.sqrt(a.stderr**2 + b.stderr**2)
 
 
-def confirmed_best(gs: list[Group], sigma: float | None) -> Group | None:
+def confirmed_best(gs: list[Group], noise: Noise | None) -> Group | None:
     best = None
     for g in gs:
         if best is None:
             best = g
-        elif g.mean < best.mean and (g.n >= 2 or best.mean - g.mean > 2 * band(g, best, sigma)):
+        elif g.mean < best.mean and (g.n >= 2 or best.mean - g.mean > 2 * band(g, best, noise)):
             best = g
     return best
 
 
-def verdict(records: list[dict], result: dict, calibrated_sigma: float | None = None) -> str | None:
+def calibrated_noise(result: dict) -> Noise | None:
+    """The calibration's σ as `results.annotate` recorded it on the run, if the device has one."""
+    sigma, dof = result.get("calibrated_sigma"), result.get("calibrated_sigma_dof")
+    if isinstance(sigma, (int, float)) and isinstance(dof, int) and dof >= 1:
+        return Noise(float(sigma), dof)
+    return None
+
+
+def verdict(records: list[dict], result: dict, calibrated: Noise | None = None) -> str | None:
     """Lines for the user after a run: this run against the best confirmed result, and what it
-    would take to be sure."""
+    would take to be sure. `calibrated`: σ from this device's calibration (calibrated_noise)."""
     if result.get("status") != "ok" or result.get("val_bpb") is None:
         return None
     before = groups(records, result)
-    sigma = calibrated_sigma
-    source = "calibration"
-    if sigma is None:
-        sigma, source = pooled_sigma(before), "repeated runs in this ledger"
-    best = confirmed_best(before, sigma)
+    noise, source = calibrated, "calibration"
+    if noise is None:
+        noise, source = pooled_sigma(before), "repeated runs in this ledger"
+    best = confirmed_best(before, noise)
     code = str(result.get("train_py_sha256") or "?")
     this = Group(code, result.get("git_commit"), [float(result["val_bpb"])], [result.get("val_bpb_stderr")])
     lines = []
@@ -121,27 +139,28 @@ def verdict(records: list[dict], result: dict, calibrated_sigma: float | None = 
         this = Group(code, this.commit, same.values + this.values, same.stderrs + this.stderrs)
         lines.append(f"same code as {same.n} earlier run(s): now {this.n} runs, mean {this.mean:.6f}"
                      + (f" ± {this.spread:.6f} (spread)" if this.spread is not None else ""))
-    noise = (f"σ {sigma:.6f} per run from {source}" if sigma is not None else
-             "run-to-run noise unknown (only the evaluation error is counted): measure it with "
-             "`arp train --repeat 3` on the baseline, or `arp calibrate`")
+    said = (f"σ {noise.sigma:.6f} per run from {source} ({noise.dof} degrees of freedom, band t={noise.t:.2f})"
+            if noise is not None else
+            "run-to-run noise unknown (only the evaluation error is counted): measure it with "
+            "`arp train --repeat 3` on the baseline, or `arp calibrate`")
     if best is None:
-        return "\n".join(lines + [f"vs ledger: first ok run at this budget on this device (nothing to beat yet); {noise}"])
+        return "\n".join(lines + [f"vs ledger: first ok run at this budget on this device (nothing to beat yet); {said}"])
     if best.code == code:
-        return "\n".join(lines + [f"vs ledger: this code is the best confirmed result ({this.n} runs); {noise}"])
+        return "\n".join(lines + [f"vs ledger: this code is the best confirmed result ({this.n} runs); {said}"])
     diff = best.mean - this.mean
-    width = band(this, best, sigma)
+    width = band(this, best, noise)
     where = f"best confirmed {best.mean:.6f} ({best.commit or '?'}, {best.n} run{'s' if best.n > 1 else ''})"
-    if sigma is None and diff > 0:
+    if noise is None and diff > 0:
         lines.append(f"vs ledger: lower than the {where} by {diff:.6f} (evaluation band {width:.6f}); not a "
-                     f"confirmed win: {noise}")
+                     f"confirmed win: {said}")
     elif diff > 2 * width or (diff > width and this.n >= 2):
-        lines.append(f"vs ledger: beats the {where} by {diff:.6f} > band {width:.6f}: a confirmed win; {noise}")
+        lines.append(f"vs ledger: beats the {where} by {diff:.6f} > band {width:.6f}: a confirmed win; {said}")
     elif diff > width:
         lines.append(f"vs ledger: beats the {where} by {diff:.6f} > band {width:.6f}, but by less than twice the band: "
-                     f"confirm it with `arp train --repeat 2` before keeping it; {noise}")
+                     f"confirm it with `arp train --repeat 2` before keeping it; {said}")
     elif diff > 0:
         lines.append(f"vs ledger: lower than the {where} by {diff:.6f}, within the band {width:.6f}: not significant "
-                     f"(noise, not a win); {noise}")
+                     f"(noise, not a win); {said}")
     else:
-        lines.append(f"vs ledger: does not beat the {where} ({diff:+.6f}; band {width:.6f}); {noise}")
+        lines.append(f"vs ledger: does not beat the {where} ({diff:+.6f}; band {width:.6f}); {said}")
     return "\n".join(lines)
