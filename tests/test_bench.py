@@ -38,7 +38,11 @@ def test_tables_show_the_excess_over_the_floor():
     assert bench.excess_over_floor(p) == pytest.approx(0.2447)
     assert bench.excess_over_floor(dict(p, floor_bpb=None)) is None
     row = next(line for line in bench.markdown_table([p]).splitlines() if "cpu.json" in line)
-    assert "| 0.5031 | 0.2584 | 0.2447 |" in row
+    assert "| 0.5031 | 0.2584 | 0.2447 |" in row and "| None (not used) |" in row
+    rows = bench.markdown_table([dict(p, harness_version="0", file="old.json"),
+                                 dict(p, harness_version=cal.HARNESS_VERSION, file="new.json")]).splitlines()
+    assert "new.json" in rows[2] and "old.json" in rows[3]  # the profiles this version uses come first
+    assert f"| {cal.HARNESS_VERSION} | 300 |" in rows[2] and "| 0 (not used) | 300 |" in rows[3]
     table = bench.format_table([bench.bench_row(p, None)], None)
     assert "excess" in table.splitlines()[0] and "0.2447" in table
 
@@ -132,7 +136,7 @@ def test_cli_calibrate_prints_the_profile(fake_data, monkeypatch, capsys):
         pr, plan, ds, budget, repeats, sizes=SIZES, runner=fake_runner(), **kw))
     code, out, err = _cli(monkeypatch, capsys, "calibrate", "--budget", "40", "--repeats", "2")
     assert code == 0, err
-    assert "baseline curve: val_bpb = " in out and "noise band (±2σ)" in out
+    assert "baseline curve: val_bpb = " in out and "noise band of one run (±4.97σ, 95% for σ from 3 runs)" in out
     assert "[5/5] budget 40s seed 2" in err  # progress on stderr
     code, out, err = _cli(monkeypatch, capsys, "calibrate", "--budget", "40", "--json")
     assert code == 0 and json.loads(out)["reused"] is True and "reusing" in err

@@ -266,19 +266,23 @@ def report(profile: dict, profiles: list[dict] | None = None) -> str:
 
 
 def markdown_table(profiles: list[dict]) -> str:
-    """The README's table of bundled reference profiles; devices not measured yet say so."""
+    """The README's table of bundled reference profiles, those this harness version uses first;
+    devices not measured yet say so."""
     lines = [
-        "| device | backend | T (s) | baseline | tokens/s | MFU % | val_bpb at T | floor | excess over floor | s (bpb/doubling) | σ | file |",
-        "|---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---|",
+        "| device | backend | dataset | harness | T (s) | baseline | tokens/s | MFU % | val_bpb at T | floor | excess over floor "
+        "| s (bpb/doubling) | σ | file |",
+        "|---|---|---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
-    for p in sorted(profiles, key=_preference):
+    for p in sorted(profiles, key=lambda p: (str(p.get("harness_version")) != HARNESS_VERSION, _preference(p))):
         sz = p.get("baseline_sizes") or {}
+        used = "" if str(p.get("harness_version")) == HARNESS_VERSION else " (not used)"
         lines.append(
-            f"| {p.get('device_name')} | {p.get('backend')} ({(p.get('plan') or {}).get('dtype', '?')}) | {p['budget_seconds']:g} | "
+            f"| {p.get('device_name')} | {p.get('backend')} ({(p.get('plan') or {}).get('dtype', '?')}) | "
+            f"{(p.get('dataset') or {}).get('name', '?')} | {p.get('harness_version')}{used} | {p['budget_seconds']:g} | "
             f"depth {sz.get('DEPTH')}, width {sz.get('MODEL_DIM')} | {fmt(p.get('tokens_per_second'), ',.0f')} | "
             f"{fmt(p.get('mfu_percent'), '.2f')} | {fmt(p.get('baseline_bpb_mean'), '.4f')} | {fmt(p.get('floor_bpb'), '.4f')} | "
             f"{fmt(excess_over_floor(p), '.4f')} | {fmt(p.get('s'), '.4f')} | {fmt(p.get('sigma'), '.4f')} | `{p.get('file')}` |")
     for m in not_measured(profiles):
         dev = m.split(":")[0]
-        lines.append(f"| {dev} | — | — | — | — | — | — | — | — | — | — | not yet measured |")
+        lines.append(f"| {dev} | — | — | — | — | — | — | — | — | — | — | — | — | not yet measured |")
     return "\n".join(lines)
