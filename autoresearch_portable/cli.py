@@ -8,6 +8,7 @@ from typing import Optional
 
 import typer
 
+from autoresearch_portable.data.common import DEFAULT_DATASET
 from autoresearch_portable.errors import UserError
 
 app = typer.Typer(
@@ -21,7 +22,7 @@ BackendOpt = typer.Option(
 )
 
 # the run options `arp train` and `arp submit` share
-DatasetOpt = typer.Option(None, "--dataset", help="default: the workspace's, else bundled")
+DatasetOpt = typer.Option(None, "--dataset", help=f"default: the workspace's (this folder's .arp.json), else {DEFAULT_DATASET}")
 BudgetOpt = typer.Option(300.0, "--budget", help="budget in seconds")
 BudgetModeOpt = typer.Option("wall", "--budget-mode", help="wall | work | matched")
 SeedOpt = typer.Option(0, "--seed", help="data order seed")
@@ -84,14 +85,14 @@ def _log(msg: str) -> None:
 
 @app.command()
 def prepare(
-    dataset: str = typer.Option("bundled", "--dataset", help="bundled | bundled-v2 | climbmix | tinystories | a .txt/.jsonl/.parquet file or folder"),
+    dataset: str = typer.Option(DEFAULT_DATASET, "--dataset", help="bundled-v2 (default) | bundled (corpus v1) | climbmix | tinystories | a .txt/.jsonl/.parquet file or folder"),
     num_shards: Optional[int] = typer.Option(None, "--num-shards", help="training shards to download (climbmix)"),
     force: bool = typer.Option(False, "--force", help="rebuild even if the dataset is already prepared"),
     train_tokens: Optional[int] = typer.Option(None, "--train-tokens", help="bundled-v2: training tokens to generate (default: what this device's baseline trains on in --budget, with margin)"),
     budget: float = typer.Option(300.0, "--budget", help="bundled-v2: the budget in seconds the training split is sized for"),
     backend: Optional[str] = BackendOpt,
 ) -> None:
-    """Data and tokenizer into the user cache. Default: the bundled corpus, offline, in seconds."""
+    """Data and tokenizer into the user cache. Default: bundled corpus v2, offline, sized to this device."""
     from autoresearch_portable import data
     from autoresearch_portable.data.common import resolve
 
@@ -123,7 +124,7 @@ def prepare(
 def init(
     directory: str = typer.Argument(..., help="the workspace folder to create"),
     backend: Optional[str] = BackendOpt,
-    dataset: str = typer.Option("bundled", "--dataset"),
+    dataset: str = typer.Option(DEFAULT_DATASET, "--dataset"),
     budget: float = typer.Option(300.0, "--budget", help="seconds the baseline is sized for"),
     force: bool = typer.Option(False, "--force", help="write into a non-empty folder"),
     depth: Optional[int] = typer.Option(None, "--depth", help="skip measuring: set all four sizes yourself"),
@@ -200,7 +201,7 @@ def train(
     workspace = _workspace_config(train_py.parent)
     if backend is None and not os.environ.get("ARP_BACKEND"):
         backend = workspace.get("backend")
-    dataset = dataset or workspace.get("dataset") or "bundled"
+    dataset = dataset or workspace.get("dataset") or DEFAULT_DATASET
     pr, plan = _plan(backend)
     _ensure_dataset(dataset, pr, plan, budget)
     check_backend(train_py, plan["backend"])  # an MLX train.py on torch (or the reverse): say so now
@@ -272,7 +273,7 @@ def train(
 @app.command()
 def calibrate(
     backend: Optional[str] = BackendOpt,
-    dataset: str = typer.Option("bundled", "--dataset"),
+    dataset: Optional[str] = DatasetOpt,
     budget: float = typer.Option(300.0, "--budget", help="T: the budget in seconds to calibrate (runs at T/4, T/2, T)"),
     repeats: int = typer.Option(4, "--repeats", help="extra runs at T with other seeds (noise band); at least 2"),
     force: bool = typer.Option(False, "--force", help="measure again even if a current profile exists"),
@@ -286,6 +287,9 @@ def calibrate(
     check_budget(budget)
     if repeats < 2:
         raise UserError("--repeats must be at least 2 (the noise band needs repeats at T)")
+    from pathlib import Path
+
+    dataset = dataset or _workspace_config(Path.cwd()).get("dataset") or DEFAULT_DATASET  # what `arp train` here trains on
     pr, plan = _plan(backend)
     _ensure_dataset(dataset, pr, plan, budget)
     profile = cal.calibrate(pr, plan, dataset, budget, repeats, force=force, log=_log, quiet=not verbose)

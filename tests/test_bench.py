@@ -4,6 +4,7 @@ export format; and the real bundled files' consistency."""
 from __future__ import annotations
 
 import json
+import sys
 
 import pytest
 
@@ -140,3 +141,30 @@ def test_cli_calibrate_prints_the_profile(fake_data, monkeypatch, capsys):
     assert "[5/5] budget 40s seed 2" in err  # progress on stderr
     code, out, err = _cli(monkeypatch, capsys, "calibrate", "--budget", "40", "--json")
     assert code == 0 and json.loads(out)["reused"] is True and "reusing" in err
+
+
+def test_calibrate_and_a_standalone_run_use_the_workspaces_dataset_else_corpus_v2(fake_data, monkeypatch, capsys, tmp_path):
+    """Corpus v2 is the default (it keeps scaling, and the reference is measured on it); inside a
+    workspace `arp calibrate` and `python train.py` use the workspace's dataset, as `arp train` does."""
+    from autoresearch_portable.data.common import DEFAULT_DATASET
+    from autoresearch_portable.harness import runtime
+
+    seen = []
+    monkeypatch.setattr(cal, "calibrate", lambda pr, plan, ds, *a, **kw: seen.append(ds) or {})
+    monkeypatch.setattr(cal, "format_profile", lambda p: "")
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    monkeypatch.chdir(tmp_path)
+    assert _cli(monkeypatch, capsys, "calibrate")[0] == 0
+    (ws / ".arp.json").write_text(json.dumps(dict(dataset="bundled")))
+    monkeypatch.chdir(ws)
+    assert _cli(monkeypatch, capsys, "calibrate")[0] == 0
+    assert _cli(monkeypatch, capsys, "calibrate", "--dataset", "climbmix")[0] == 0
+    assert seen == [DEFAULT_DATASET, "bundled", "climbmix"] and DEFAULT_DATASET == "bundled-v2"
+    monkeypatch.delenv("ARP_DATASET", raising=False)
+    monkeypatch.setattr(sys, "argv", [str(ws / "train.py")])
+    assert runtime.default_config("cpu")["dataset"] == "bundled"
+    monkeypatch.setattr(sys, "argv", [str(tmp_path / "train.py")])
+    assert runtime.default_config("cpu")["dataset"] == DEFAULT_DATASET
+    monkeypatch.setenv("ARP_DATASET", "tinystories")
+    assert runtime.default_config("cpu")["dataset"] == "tinystories"

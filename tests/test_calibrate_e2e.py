@@ -55,7 +55,7 @@ def sizes(ds):
 @pytest.fixture(scope="module")
 def workspace(ds, tmp_path_factory):
     ws = tmp_path_factory.mktemp("calib") / "ws"
-    r = arp("init", str(ws), "--budget", "4", "--backend", "cpu", "--depth", "2", "--dim", "64", "--device-batch", "2",
+    r = arp("init", str(ws), "--budget", "4", "--backend", "cpu", "--dataset", "bundled", "--depth", "2", "--dim", "64", "--device-batch", "2",
             "--total-batch", str(2 * ds.seq_len))
     assert r.returncode == 0, r.stderr
     return ws

@@ -46,7 +46,7 @@ def env(cluster):
 @pytest.fixture()
 def workspace(small_bundled, tmp_path, env):
     ws = tmp_path / "research"
-    r = arp("init", str(ws), "--budget", "4", "--backend", "cpu", "--depth", "2", "--dim", "64", "--device-batch", "2",
+    r = arp("init", str(ws), "--budget", "4", "--backend", "cpu", "--dataset", "bundled", "--depth", "2", "--dim", "64", "--device-batch", "2",
             "--total-batch", str(2 * small_bundled.seq_len), "--parallel", cwd=tmp_path, env=env)
     assert r.returncode == 0, r.stderr
     assert (ws / "program_parallel.md").is_file()

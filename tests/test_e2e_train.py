@@ -28,7 +28,7 @@ def arp(*args, cwd=None, timeout=600, env=None):
 def workspace(small_bundled, tmp_path_factory):
     ws = tmp_path_factory.mktemp("ws") / "research"
     sizes = [s if s is not None else str(2 * small_bundled.seq_len) for s in SIZES]
-    r = arp("init", str(ws), "--backend", "cpu", "--budget", "4", *sizes)
+    r = arp("init", str(ws), "--backend", "cpu", "--dataset", "bundled", "--budget", "4", *sizes)
     assert r.returncode == 0, r.stderr
     # these tests are not about the clock: a generous measured overhead keeps a slow, busy test
     # machine from turning honest runs into over_budget (tests/test_integrity.py tests the clock)
@@ -38,13 +38,15 @@ def workspace(small_bundled, tmp_path_factory):
 
 
 def variant(workspace: Path, tmp_path: Path, old: str, new: str, name="train.py") -> Path:
-    """A copy of the workspace's train.py with one edit (a broken agent change)."""
+    """A copy of the workspace's train.py with one edit (a broken agent change), beside a copy of
+    the workspace's settings (its dataset)."""
     text = (workspace / "train.py").read_text()
     assert old in text
     folder = tmp_path / "variant"
     folder.mkdir(exist_ok=True)
     path = folder / name
     path.write_text(text.replace(old, new, 1))
+    (folder / ".arp.json").write_text((workspace / ".arp.json").read_text())
     return path
 
 
@@ -65,7 +67,7 @@ def test_init_writes_a_git_workspace(workspace):
 
 
 def test_init_refuses_a_non_empty_folder(workspace):
-    r = arp("init", str(workspace), "--backend", "cpu", "--depth", "2", "--dim", "64", "--device-batch", "1", "--total-batch", "1024")
+    r = arp("init", str(workspace), "--backend", "cpu", "--dataset", "bundled", "--depth", "2", "--dim", "64", "--device-batch", "1", "--total-batch", "1024")
     assert r.returncode == 2 and "not empty" in r.stderr and "Traceback" not in r.stderr
 
 
@@ -193,7 +195,7 @@ def test_out_of_memory_is_recorded_as_oom(workspace, tmp_path):
 
 
 def test_train_py_runs_standalone_without_arp(workspace, tmp_path):
-    # `python train.py` configures the harness itself (this machine, bundled corpus) and prints
+    # `python train.py` configures the harness itself (this machine, the workspace's corpus) and prints
     # the summary; ARP_BUDGET shortens it
     env = dict(os.environ, ARP_BUDGET="2", ARP_BACKEND="cpu")
     env.pop("ARP_RUN_CONFIG", None)

@@ -35,7 +35,7 @@ def git(ws, *args):
 @pytest.fixture(scope="module")
 def ws(small_bundled, tmp_path_factory):
     ws = tmp_path_factory.mktemp("memory") / "ws"
-    r = arp("init", str(ws), "--budget", "4", "--backend", "cpu", "--depth", "2", "--dim", "64", "--device-batch", "2",
+    r = arp("init", str(ws), "--budget", "4", "--backend", "cpu", "--dataset", "bundled", "--depth", "2", "--dim", "64", "--device-batch", "2",
             "--total-batch", str(2 * small_bundled.seq_len))
     assert r.returncode == 0, r.stderr
     config = json.loads((ws / ".arp.json").read_text())  # not about the clock (see test_e2e_train)
@@ -126,7 +126,7 @@ def test_rich_table_renders_the_same_rows(ws, history):
 
 def test_near_misses(ws, history):
     near = json.loads(arp("results", "--near", "--json", cwd=ws).stdout)
-    assert set(near) == {"best", "sigma", "sigma_source", "near"}
+    assert set(near) == {"best", "sigma", "sigma_dof", "sigma_source", "near"}
     ok = [r for r in json.loads(arp("results", "--json", cwd=ws).stdout) if r["status"] == "ok"]
     if not ok:
         pytest.skip("the machine was busy: no ok run to compare with")
@@ -258,7 +258,7 @@ def test_repeat_is_a_deliberate_rerun(ws, small_bundled, tmp_path, monkeypatch, 
     monkeypatch.setattr(runner, "run_training", fake_run)
 
     def run(*args):
-        monkeypatch.setattr(sys, "argv", ["arp", "train", str(train_py), "--budget", "3", "--backend", "cpu", *args])
+        monkeypatch.setattr(sys, "argv", ["arp", "train", str(train_py), "--budget", "3", "--backend", "cpu", "--dataset", "bundled", *args])
         with pytest.raises(SystemExit) as e:
             cli.main()
         return e.value.code, capsys.readouterr()

@@ -27,7 +27,7 @@ def arp(*args, cwd=None, timeout=600):
 @pytest.fixture(scope="module")
 def workspace(small_bundled, tmp_path_factory):
     ws = tmp_path_factory.mktemp("ws") / "research"
-    r = arp("init", str(ws), "--backend", "cpu", "--depth", "2", "--dim", "64", "--device-batch", "2",
+    r = arp("init", str(ws), "--backend", "cpu", "--dataset", "bundled", "--depth", "2", "--dim", "64", "--device-batch", "2",
             "--total-batch", str(2 * small_bundled.seq_len))
     assert r.returncode == 0, r.stderr
     config = json.loads((ws / ".arp.json").read_text())

@@ -36,7 +36,7 @@ def ledger(folder: Path):
 @pytest.fixture(scope="module")
 def mlx_workspace(small_bundled, tmp_path_factory):
     ws = tmp_path_factory.mktemp("mlxws") / "research"
-    r = arp("init", str(ws), "--budget", "4", "--backend", "mlx", "--depth", "2", "--dim", "64", "--device-batch", "1",
+    r = arp("init", str(ws), "--budget", "4", "--backend", "mlx", "--dataset", "bundled", "--depth", "2", "--dim", "64", "--device-batch", "1",
             "--total-batch", str(small_bundled.seq_len))
     assert r.returncode == 0, r.stderr[-2000:]
     return ws
@@ -47,6 +47,7 @@ def variant(workspace: Path, tmp_path: Path, old: str, new: str) -> Path:
     assert old in text
     path = tmp_path / "train.py"
     path.write_text(text.replace(old, new, 1))
+    (tmp_path / ".arp.json").write_text((workspace / ".arp.json").read_text())  # the workspace's dataset
     return path
 
 

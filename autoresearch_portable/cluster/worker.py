@@ -18,6 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from autoresearch_portable.data.common import DEFAULT_DATASET
 from autoresearch_portable.errors import UserError
 
 LOG_TAIL_BYTES = 64_000  # the experiment's output that travels back (the driver writes it to its log)
@@ -67,7 +68,7 @@ def run_experiment(train_py: Path, options: dict, on_plan=None) -> tuple[dict, d
         workspace = json.loads((train_py.parent / ".arp.json").read_text())
     except (OSError, ValueError):
         workspace = {}
-    dataset = options.get("dataset") or workspace.get("dataset") or "bundled"
+    dataset = options.get("dataset") or workspace.get("dataset") or DEFAULT_DATASET
     found = probe()
     pr, plan = found.to_dict(), make_plan(found, options.get("backend") or workspace.get("backend")).to_dict()
     _ensure_dataset(dataset, pr, plan, float(options["budget"]))

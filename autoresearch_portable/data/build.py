@@ -16,7 +16,7 @@ from typing import Callable
 
 from autoresearch_portable import paths
 from autoresearch_portable.data.bundled import build_bundled, build_bundled_v2
-from autoresearch_portable.data.common import DATASETS, TRAIN_SEED, VAL_SEED, DataError, resolve, stderr_log
+from autoresearch_portable.data.common import DATASETS, DEFAULT_DATASET, TRAIN_SEED, VAL_SEED, DataError, resolve, stderr_log
 from autoresearch_portable.data.local import fingerprint
 from autoresearch_portable.data.sources import build_climbmix, build_local, build_tinystories
 from autoresearch_portable.data.staleness import stale_reason
@@ -29,7 +29,7 @@ except ImportError:  # Windows
 
 
 def prepare(
-    dataset: str = "bundled",
+    dataset: str = DEFAULT_DATASET,
     *,
     num_shards: int | None = None,
     force: bool = False,

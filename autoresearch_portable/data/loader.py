@@ -14,7 +14,7 @@ from typing import Iterator
 import numpy as np
 
 from autoresearch_portable import paths
-from autoresearch_portable.data.common import MIN_VAL_ROWS, DataError, prepare_hint, resolve
+from autoresearch_portable.data.common import DEFAULT_DATASET, MIN_VAL_ROWS, DataError, prepare_hint, resolve
 from autoresearch_portable.data.packing import BUFFER_DOCS, Packer, count_rows
 from autoresearch_portable.data.staleness import stale_reason
 from autoresearch_portable.data.store import META, TOKENIZER_FILE, read_meta
@@ -177,7 +177,7 @@ class Dataset:
         return self._val_rows[:n_rows].copy()
 
 
-def load(dataset: str = "bundled") -> Dataset:
+def load(dataset: str = DEFAULT_DATASET) -> Dataset:
     """Open a prepared dataset (a name, or the path a local dataset was prepared from)."""
     name, kind, source = resolve(dataset)
     ddir = paths.data_dir(name)
@@ -193,7 +193,7 @@ def load(dataset: str = "bundled") -> Dataset:
     return Dataset(name, ddir, meta)
 
 
-def check_usable(dataset: str = "bundled", min_val_rows: int = MIN_VAL_ROWS) -> Dataset:
+def check_usable(dataset: str = DEFAULT_DATASET, min_val_rows: int = MIN_VAL_ROWS) -> Dataset:
     """The dataset as a run needs it, checked cheaply (well under a second): prepared and intact
     (metadata, file sizes and quick checksums; for a local dataset, its source unchanged), its
     validation shards readable and in range, and at least `min_val_rows` validation rows. Raises

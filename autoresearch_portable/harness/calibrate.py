@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from autoresearch_portable import HARNESS_VERSION, __version__, paths
+from autoresearch_portable.data.common import DEFAULT_DATASET
 from autoresearch_portable.detect.plan import device_name
 from autoresearch_portable.errors import UserError
 from autoresearch_portable.fsutil import atomic_write_json
@@ -268,7 +269,7 @@ POINT_KEYS = ("status", "reason", "val_bpb", "val_bpb_stderr", "train_flops", "t
 def calibrate(
     probe: dict,
     plan: dict,
-    dataset: str = "bundled",
+    dataset: str = DEFAULT_DATASET,
     budget: float = 300.0,
     repeats: int = 4,
     *,

@@ -19,11 +19,13 @@ import sys
 import tempfile
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from autoresearch_portable import HARNESS_VERSION
+from autoresearch_portable.data.common import DEFAULT_DATASET
 from autoresearch_portable.detect.plan import device_name
 from autoresearch_portable.fsutil import atomic_write_json
 from autoresearch_portable.harness.budget import BudgetClock, eval_rows
@@ -50,12 +52,17 @@ def run_config(probe: dict, plan: dict, dataset: str, budget_seconds: float, **s
 
 
 def default_config(backend: str | None = None) -> dict[str, Any]:
-    """train.py run directly: this machine, ARP_DATASET (bundled), ARP_BUDGET seconds (300)."""
+    """train.py run directly: this machine; ARP_DATASET, else the workspace's dataset (the
+    .arp.json beside the script), else DEFAULT_DATASET; ARP_BUDGET seconds (300)."""
     from autoresearch_portable.detect import make_plan, probe
 
+    try:
+        workspace = json.loads((Path(sys.argv[0]).resolve().parent / ".arp.json").read_text())
+    except (OSError, ValueError):
+        workspace = {}
+    dataset = os.environ.get("ARP_DATASET") or workspace.get("dataset") or DEFAULT_DATASET
     pr = probe()
-    return run_config(pr.to_dict(), make_plan(pr, backend).to_dict(), os.environ.get("ARP_DATASET", "bundled"),
-                      float(os.environ.get("ARP_BUDGET", 300)))
+    return run_config(pr.to_dict(), make_plan(pr, backend).to_dict(), dataset, float(os.environ.get("ARP_BUDGET", 300)))
 
 
 class Runtime:
