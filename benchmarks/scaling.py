@@ -7,7 +7,8 @@ fitted as a power law of the excess over the corpus's entropy floor (issue 12, i
 
     python benchmarks/scaling.py --dry-run ...     # the grid, FLOPs per token and total FLOPs; no training
 
-Every point is the real baseline (train_template.py, its model, Muon/AdamW and LR schedule) rendered
+Every point is the real baseline (train_template.py, its model, Muon/AdamW and LR schedule, and the
+allocator settings the harness gives train.py: the script restarts itself with them) rendered
 with the point's depth and width and trained *in this process* (no harness subprocess, no export,
 no separate evaluator: this measures the corpus, not a train.py) on the prepared training split
 for a fixed number of tokens; the schedule's progress is the share of those tokens. FLOPs per
@@ -459,5 +460,17 @@ def main() -> None:
                           checks={k: v for k, v in c.items() if k != "last_2_doublings"}), indent=2))
 
 
+def with_harness_allocator() -> None:
+    """Train as the harness's train.py does: restart this process once with the allocator settings
+    the runner gives it (runner.MALLOC_SETTINGS; glibc reads them only at start-up)."""
+    import os
+
+    from autoresearch_portable.harness.runner import MALLOC_SETTINGS
+
+    if any(os.environ.get(k) != v for k, v in MALLOC_SETTINGS.items()):
+        os.execve(sys.executable, [sys.executable, *sys.argv], dict(os.environ, **MALLOC_SETTINGS))
+
+
 if __name__ == "__main__":
+    with_harness_allocator()
     main()
