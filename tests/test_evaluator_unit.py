@@ -128,3 +128,27 @@ def test_train_py_runs_with_the_same_allocator_settings_and_cannot_relabel_its_r
     assert result["status"] == "crash"  # nothing was handed over
     assert (result["harness_version"], result["budget_seconds"], result["budget_mode"], result["dataset"],
             result["backend"]) == (HARNESS_VERSION, 30, "wall", "bundled", "cpu")
+
+
+def test_a_report_cannot_carry_a_gain_or_the_noise_the_verdict_uses(tmp_path):
+    """The gain, normalized_bpb and the calibration's σ are computed by the harness after the run.
+    On a device without a calibration nothing overwrites them, so a report that carried them would
+    be shown as the run's gain and make the verdict's band as narrow as it liked."""
+    from autoresearch_portable.harness import normalize, runner, verdict
+
+    forged = dict(status="ok", excess_ratio=0.5, excess_ratio_band=0.001, significant=True, metric="excess_ratio",
+                  calibrated_sigma=1e-9, calibrated_sigma_dof=1000, compute_multiplier=64.0, normalized_bpb=0.1)
+    train_py = tmp_path / "train.py"
+    train_py.write_text("import json, os\ncfg = json.load(open(os.environ['ARP_RUN_CONFIG']))\n"
+                        f"json.dump({forged!r}, open(cfg['result_path'], 'w'))\n")
+    result = runner.run_training(train_py, probe={}, plan={"backend": "cpu", "device": "cpu"}, dataset="bundled",
+                                 budget_seconds=30, quiet=True, timeout=60)
+    assert not set(forged) - {"status"} & set(result)
+    assert normalize.gain_of(result) is None and verdict.calibrated_noise(result) is None
+    assert "excess_ratio" in result["reported_by_train_py"]  # what it said is still on record
+    # every key the normalization writes is one the runner drops from a report
+    profile = dict(a=4.0, s=0.1, sigma=0.01, repeats=4, flops_at_budget=2.0**30, budget_seconds=300.0, floor_bpb=0.5,
+                   flops_range=[1.0, 2.0], name="p")
+    for metric in normalize.METRICS:
+        assert set(normalize.normalize(0.9, profile, reference=profile, budget_seconds=3000, metric=metric)) <= set(
+            normalize.RESULT_KEYS), metric

@@ -58,6 +58,13 @@ _T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 
 # 0.5-0.9 doublings on corpus v2), the free-asymptote curve not at all (runs below its asymptote).
 METRIC = "excess_ratio"
 METRICS = ("delta", "loglinear", "power", "excess_ratio")
+# Every key normalize() and results.annotate() put on a run. They are the harness's, computed after
+# the run: a train.py report that carries one is not believed (runner._decide drops them).
+RESULT_KEYS = ("baseline_flops", "baseline_bpb", "calibrated_sigma", "calibrated_sigma_dof", "bpb_band", "band_sigmas",
+               "calibration", "extrapolated", "normalized_reference", "reference_bpb", "reference_s", "metric",
+               "metric_note", "normalized_note", "normalization_note", "significant", "excess_ratio",
+               "excess_ratio_band", "delta_bpb", "delta_bpb_band", "doublings", "doublings_band", "compute_multiplier",
+               "normalized_bpb", "normalized_bpb_band")
 CURVE_FREE = ("delta", "excess_ratio")  # need only the baseline's value, not the shape of its curve
 GAIN_KEY = {"delta": "delta_bpb", "excess_ratio": "excess_ratio"}  # the ledger's name of a curve-free gain
 

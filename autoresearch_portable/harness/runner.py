@@ -39,7 +39,7 @@ from autoresearch_portable import HARNESS_VERSION, __version__
 from autoresearch_portable.errors import UserError
 from autoresearch_portable.fsutil import atomic_write_json, pid_lock
 from autoresearch_portable.harness import abandon as ab
-from autoresearch_portable.harness import ledger, memory
+from autoresearch_portable.harness import ledger, memory, normalize
 from autoresearch_portable.harness.budget import eval_rows as size_eval_rows
 from autoresearch_portable.harness.limits import allowance, hang_reason, time_limit
 from autoresearch_portable.harness.load import LoadMonitor
@@ -219,7 +219,8 @@ def _decide(outcome: str, code: int | None, report: dict, tail: str, limit: floa
     """The status from what happened to the child and what it reported. The child's word is taken
     only for failures (it diverged, it failed its own in-process checks) and for unverified scores."""
     said = report.get("status")
-    result = {k: v for k, v in report.items() if k not in SCORE_KEYS or said in ("unverified", "invalid")}
+    result = {k: v for k, v in report.items()
+              if k not in normalize.RESULT_KEYS and (k not in SCORE_KEYS or said in ("unverified", "invalid"))}
     result["reported_by_train_py"] = sorted(report)
     if outcome == "timeout":
         return dict(result, status="timeout", reason=f"still running after {limit:.0f}s (budget {budget:g}s); stopped")
