@@ -136,6 +136,17 @@ def scored(r: dict, profile: dict, ref: dict | None, T: float, nz, refused: str 
                 normalized_bpb=cands["loglinear"].get("normalized_bpb"), candidates=cands)
 
 
+def band_doublings(profile: dict, nz) -> float:
+    """The log-linear g's band: the run's band in bpb (normalize.band_sigmas) over the slope."""
+    return nz.band_sigmas(profile) * profile["sigma"] / profile["s"]
+
+
+def judged(run: dict, expected_g: float, band: float, refused: str | None) -> dict:
+    """A scored run with `passed`: its log-linear g within the band of what it should be (None
+    where the curve is refused)."""
+    return dict(run, passed=None if refused else abs(run["g"] - expected_g) <= band)
+
+
 def check_device(dev: dict, args, log, sizes: dict | None, reference: dict | None) -> dict:
     from autoresearch_portable import paths
     from autoresearch_portable.detect import make_plan, probe
@@ -165,7 +176,7 @@ def check_device(dev: dict, args, log, sizes: dict | None, reference: dict | Non
                    profile=profile.get("path"), budget_seconds=T, a=profile["a"], s=profile["s"],
                    s_stderr=profile.get("s_stderr"), sigma=profile["sigma"], power_fit=profile.get("power_fit"),
                    floor_bpb=profile.get("floor_bpb"), flops_at_budget=profile["flops_at_budget"], sizes=sizes,
-                   band_doublings=nz.band_sigmas(profile) * profile["sigma"] / profile["s"], repeats=profile["repeats"],
+                   band_doublings=band_doublings(profile, nz), repeats=profile["repeats"],
                    fit_form=profile.get("fit_form"), reference=nz.profile_label(ref),
                    steps_at_quarter=min(quarter) if quarter else None, curve_refused=refused,
                    calibration=[{k: pt.get(k) for k in ("fraction", "seed", "val_bpb", "train_flops", "num_steps")}
@@ -174,7 +185,7 @@ def check_device(dev: dict, args, log, sizes: dict | None, reference: dict | Non
 
         log(f"== {dev['spec']}: baseline at T (seed {CHECK_SEED})")
         r = scored(run_baseline(pr, plan, args.dataset, sizes, T, CHECK_SEED, log=log), profile, ref, T, nz, refused)
-        out["baseline"] = dict(r, passed=None if refused else abs(r["g"]) <= band)
+        out["baseline"] = judged(r, 0.0, band, refused)
 
         if args.double_mode == "work":
             log(f"== {dev['spec']}: baseline with 2 C_T = {2 * profile['flops_at_budget']:.4g} FLOPs (work mode)")
@@ -184,7 +195,7 @@ def check_device(dev: dict, args, log, sizes: dict | None, reference: dict | Non
             log(f"== {dev['spec']}: baseline at 2T = {2 * T:g}s wall clock")
             r = run_baseline(pr, plan, args.dataset, sizes, 2 * T, CHECK_SEED, log=log)
         r = scored(r, profile, ref, T, nz, refused)  # b_base at C_T, not at 2 C_T
-        out["double"] = dict(r, passed=None if refused else abs(r["g"] - 1) <= band)
+        out["double"] = judged(r, 1.0, band, refused)
 
         out["variants"] = []
         for edits in args.variant:
@@ -345,20 +356,16 @@ def rescored(check: dict, reference: dict | None = None) -> dict:
     Pure."""
     from autoresearch_portable.harness import normalize as nz
 
+    profiles = [stored_profile(r, check.get("repeats", 2)) for r in check["results"]]
+    ref = reference or profiles[0]
     out = []
-    for r in check["results"]:
-        prof = stored_profile(r, check.get("repeats", 2))
-        ref = reference or prof
-        T = float(r["budget_seconds"])
-        again = lambda run: dict(run, **scored(run, prof, ref, T, nz, r.get("curve_refused")))  # noqa: E731
-        band = nz.band_sigmas(prof) * prof["sigma"] / prof["s"]
-        base, double = again(r["baseline"]), again(r["double"])
-        refused = r.get("curve_refused")
+    for r, prof in zip(check["results"], profiles):
+        T, refused, band = float(r["budget_seconds"]), r.get("curve_refused"), band_doublings(prof, nz)
+        again = lambda run: dict(run, **scored(run, prof, ref, T, nz, refused))  # noqa: E731
         out.append(dict(r, band_doublings=band, repeats=prof["repeats"],
-                        baseline=dict(base, passed=None if refused else abs(base["g"]) <= band),
-                        double=dict(double, passed=None if refused else abs(double["g"] - 1) <= band),
+                        baseline=judged(again(r["baseline"]), 0.0, band, refused),
+                        double=judged(again(r["double"]), 1.0, band, refused),
                         variants=[again(v) for v in r["variants"]]))
-        reference = reference or prof
     return dict(check, results=out)
 
 

@@ -221,7 +221,6 @@ def build_profile(points: list[dict], *, budget: float, base: dict, min_steps: i
         s_stderr=fit["s_stderr"],
         fit_resid_sd=fit["resid_sd"],
         sigma=sigma,
-        band_sigmas=normalize.band_sigmas(dict(repeats=len(at_t) - 1)),
         flops_at_budget=c_t,
         flops_per_second=c_t / budget,
         flops_range=[min(flops_all), max(flops_all)],
@@ -235,6 +234,7 @@ def build_profile(points: list[dict], *, budget: float, base: dict, min_steps: i
         points=points,
         **power,
     )
+    profile["band_sigmas"] = normalize.band_sigmas(profile)  # from its repeats: the band of one run, in sigma
     return profile
 
 

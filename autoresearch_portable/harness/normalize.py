@@ -269,10 +269,9 @@ def normalize(
     metric = metric or METRIC
     fit_form(metric)  # an unknown metric is an error here, not a silent default
     c_base = baseline_compute(profile, budget_seconds, budget_mode, flop_budget)
-    sigma = float(profile["sigma"])
+    sigma, k = float(profile["sigma"]), band_sigmas(profile)
     out: dict[str, Any] = dict(baseline_flops=c_base, calibrated_sigma=sigma, calibrated_sigma_dof=runs_at_budget(profile) - 1,
-                               bpb_band=band_sigmas(profile) * sigma, band_sigmas=band_sigmas(profile),
-                               calibration=profile_label(profile))
+                               bpb_band=k * sigma, band_sigmas=k, calibration=profile_label(profile))
     ratio = c_base / float(profile["flops_at_budget"])
     lo, hi = profile.get("flops_range") or (None, None)
     if lo and hi and not (lo / 2 <= c_base <= hi * 2):

@@ -54,7 +54,7 @@ SCORE_KEYS = ("val_bpb", "val_bpb_stderr", "causality", "floor_bpb", "excess_bpb
 # Training and scoring allocate blocks of tens to hundreds of MB every step or batch (activations,
 # gradients, logits and their copies). Above glibc's mmap threshold each one is mapped and unmapped
 # afresh, paying page faults and zeroing every time; kept on the heap instead, a 64-row evaluation
-# took 3.2-3.7 s instead of 8.3-8.6 s and the CPU baseline trained 2.2x faster (2-core EPYC, bf16;
+# took 3.2-3.7 s instead of 8.3-8.6 s and the CPU baseline trained 2.2-2.3x faster (2-core EPYC, bf16;
 # benchmarks/README.md, "The allocator"). Both processes are started with them; other C libraries
 # ignore these variables.
 MALLOC_SETTINGS = {"MALLOC_MMAP_THRESHOLD_": str(2**30), "MALLOC_TRIM_THRESHOLD_": str(2**30)}
