@@ -152,3 +152,25 @@ def test_a_report_cannot_carry_a_gain_or_the_noise_the_verdict_uses(tmp_path):
     for metric in normalize.METRICS:
         assert set(normalize.normalize(0.9, profile, reference=profile, budget_seconds=3000, metric=metric)) <= set(
             normalize.RESULT_KEYS), metric
+
+
+def test_a_benchmark_run_is_trained_not_scored(monkeypatch, tmp_path):
+    """bench_train.py times training on random tokens the evaluator cannot load: with
+    evaluate=False a handed-over model is not scored and the run is `trained`, not a crash; the
+    same run with evaluation on is a crash that names the dataset."""
+    from autoresearch_portable.harness import runner
+
+    train_py = tmp_path / "train.py"
+    train_py.write_text("import json, os\ncfg = json.load(open(os.environ['ARP_RUN_CONFIG']))\n"
+                        "json.dump({'status': 'handed_over', 'num_steps': 3}, open(cfg['result_path'], 'w'))\n")
+    run = dict(probe={}, plan={"backend": "cpu", "device": "cpu"}, dataset="synthetic", budget_seconds=30,
+               quiet=True, timeout=60)
+    scored = runner.run_training(train_py, **run)
+    assert scored["status"] == "crash" and "synthetic" in scored["reason"]
+
+    def no_evaluator(*a, **k):
+        raise AssertionError("the evaluator was started")
+
+    monkeypatch.setattr(runner, "_evaluate", no_evaluator)
+    trained = runner.run_training(train_py, evaluate=False, **run)
+    assert trained["status"] == "trained" and trained["num_steps"] == 3 and "val_bpb" not in trained

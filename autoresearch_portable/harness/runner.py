@@ -101,9 +101,12 @@ def run_training(
     eval_rows: int | None = None,
     overhead_seconds: float | None = None,
     abandon: list | None = None,
+    evaluate: bool = True,
 ) -> dict[str, Any]:
     """`abandon`: the calibrated baseline's loss traces (abandon.trace_for); with them, a run whose
-    training loss clearly trails the baseline's is stopped early (status `abandoned`)."""
+    training loss clearly trails the baseline's is stopped early (status `abandoned`).
+    `evaluate=False` (throughput benchmarks on tokens no evaluator can load): a model handed over
+    is not scored, and the run's status is `trained`."""
     train_py = Path(train_py).resolve()
     _remove_stale_run_folders()
     before = dict(train_py_sha256=file_sha256(train_py), git_commit=git_commit(train_py.parent),
@@ -171,6 +174,8 @@ def run_training(
                           abandon_saved_seconds=ab.saved_seconds(watch.decision, budget_seconds),
                           abandon_gap=watch.decision.gap, abandon_margin=watch.decision.margin,
                           abandon_progress=watch.decision.progress)
+        if result["status"] == "handed_over" and not evaluate:
+            result["status"] = "trained"
         if result["status"] == "handed_over":
             usable = _dataset_problem(dataset)
             if harness_digest() != harness_before:
