@@ -24,22 +24,25 @@ validation stream (generated again from the corpus generator, so the entropy flo
 the scored text is known): val_bpb, its standard error, the excess over the floor.
 
 The output (--out, rewritten after every point): floor_bpb, points (flops, params, tokens,
-val_bpb, val_bpb_stderr, excess, ...), the compute frontier (the best point at each level), fit
-(A, alpha: excess = A*C^-alpha over the frontier, C in FLOPs), excess_at_1e17 (with a 2-sigma
-range from the fit), and checks: doublings covered (>= 6), whether the excess keeps falling as the
-power law over the last 2 doublings (the fit on the earlier frontier predicts the last two
-doublings' points; a point above its prediction by more than 2 sigma of the eval noise and the
-prediction's error is flattening), and whether excess_at_1e17 >= 0.05. The noise scale is each
-point's eval standard error: rough both ways (every point scores the same rows, which makes
-differences between points more precise than that, and each point trains one seed, whose noise
-is not measured).
+val_bpb, val_bpb_stderr, excess, ...), the compute frontier (the best point at each level), and
+the analysis of benchmarks/scaling_law.py: fit (A, alpha: excess = A*C^-alpha over the frontier's
+top 4 doublings, C in FLOPs, the regime the sweep ends in), excess_at_1e17 (with a 2-sigma range),
+whole_sweep (the same law over the whole frontier, whose first doublings fall much faster), and
+checks: doublings covered (>= 6); no flattening in the last 2 doublings (the law fitted over the
+2 doublings before them predicts their points; one above its prediction by more than 2 sigma of
+its eval noise and the prediction's error is flattening) while the excess still falls across them;
+excess_at_1e17 >= 0.05 by both laws. The noise scale is each point's eval standard error: rough
+both ways (every point scores the same rows, which makes differences between points more precise
+than that, and each point trains one seed, whose noise is not measured).
 
 On bundled-v2 the JSON also holds `knowledge_bound` (data/capacity.py: the excess the knowledge
 base leaves for any model trained with C FLOPs) and `two_part`: the same checks for
 excess = bound(C) + A*C^-alpha, the law that separates the part no CPU budget learns (rare facts,
 known from the generator) from the part it does (fitted). `--reanalyse JSON` recomputes both.
 `--extend JSON --max-flops C` adds levels (e.g. one doubling above the old top) to a finished
-sweep measured with the same recipe, instead of measuring its levels again.
+sweep measured with the same recipe, instead of measuring its levels again. `--reanalyse JSON
+--held-out LATER` tests the finished sweep's law on doublings a later sweep measured (e.g. one size
+at the old top and one doubling above it, on another machine): `held_out` in JSON.
 """
 
 from __future__ import annotations
@@ -47,21 +50,17 @@ from __future__ import annotations
 import argparse
 import gc
 import json
-import math
 import sys
 import time
 from pathlib import Path
-from typing import Callable
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]
 
-from autoresearch_portable.harness import curvefit  # noqa: E402
+from scaling_law import analyse, dominated, held_out, knowledge_bound, plan_grid, relevel  # noqa: E402
 
 TEMPLATE_IMPORT = "from autoresearch_portable.harness.runtime import Runtime\n"
 HEAD_DIM = 64
-TARGET_FLOPS = 1e17
-MIN_EXCESS_AT_TARGET = 0.05
 
 
 class PointFailed(Exception):
@@ -147,136 +146,6 @@ def run_template(backend, ds, size, batch_tokens: int, tokens: int, seed: int = 
     return rt
 
 
-# --- the grid and the analysis: pure ---------------------------------------------------------------
-
-def plan_grid(sizes: list, flops_per_token: dict, max_flops: float, doublings: int, batch_tokens: int,
-              min_steps: int, max_tokens: int) -> list[dict]:
-    """The points to train, cheapest first: every size at every level C_max/2^k where it makes at
-    least min_steps steps and at most max_tokens tokens."""
-    points = []
-    for k in range(doublings + 1):
-        level = max_flops / 2**k
-        for size in sizes:
-            steps = round(level / flops_per_token[size] / batch_tokens)
-            if steps < min_steps or steps * batch_tokens > max_tokens:
-                continue
-            points.append(dict(level=k, size=f"{size[0]}x{size[1]}", depth=size[0], width=size[1], steps=steps,
-                               tokens=steps * batch_tokens, flops=steps * batch_tokens * flops_per_token[size]))
-    return sorted(points, key=lambda p: p["flops"])
-
-
-def dominated(p: dict, scored: list[dict]) -> str | None:
-    """Why training p is pointless, or None: at some lower compute level a bigger model already
-    beat p's size (the compute-optimal size only grows with compute)."""
-    for q in scored:
-        if q["level"] <= p["level"] or q["size"] != p["size"] or q.get("val_bpb") is None:
-            continue
-        for r in scored:
-            if (r["level"] == q["level"] and r.get("val_bpb") is not None and r["params"] > q["params"]
-                    and r["val_bpb"] < q["val_bpb"]):
-                return f"{r['size']} already beat {p['size']} at {q['flops']:.3g} FLOPs"
-    return None
-
-
-def relevel(points: list[dict], top: float) -> list[dict]:
-    """The points with `level` counted from the compute `top` (a sweep extended upwards or
-    downwards: levels are top/2^k whatever run measured them)."""
-    return [dict(p, level=round(math.log2(top / p["flops"]))) for p in points]
-
-
-def frontier(points: list[dict]) -> list[dict]:
-    """The best scored point at each compute level, by compute."""
-    best: dict[int, dict] = {}
-    for p in points:
-        if p.get("val_bpb") is not None and (p["level"] not in best or p["val_bpb"] < best[p["level"]]["val_bpb"]):
-            best[p["level"]] = p
-    return sorted(best.values(), key=lambda p: p["flops"])
-
-
-def law_checks(front: list[dict], value: Callable[[dict], float], target: float = TARGET_FLOPS) -> dict:
-    """A power law value = A*C^-alpha fitted over the frontier, its value at `target` (with a 2-sigma
-    range), and the checks: doublings covered, and whether the last 2 doublings follow the law
-    fitted on the earlier frontier (a point above its prediction by more than 2 sigma of its eval
-    noise and the prediction's error is flattening)."""
-    fit = curvefit.fit_power_law([p["flops"] for p in front], [value(p) for p in front])
-    at = curvefit.power_law_excess(fit, target)
-    se = curvefit.power_law_log_se(fit, target) if len(front) > 2 else float("nan")
-    span = math.log2(front[-1]["flops"] / front[0]["flops"])
-    checks: dict = dict(doublings_covered=span, at_least_6_doublings=span >= 6 - 0.01)  # counted FLOPs land a hair off the levels
-    top = front[-1]["flops"]
-    early = [p for p in front if p["flops"] < top / 4 * 0.99]
-    late = [p for p in front if p["flops"] >= top / 4 * 0.99]
-    if len(early) >= 2 and late:
-        held = curvefit.fit_power_law([p["flops"] for p in early], [value(p) for p in early])
-        rows = []
-        for p in late:
-            pred = curvefit.power_law_excess(held, p["flops"])
-            pred_se = pred * curvefit.power_law_log_se(held, p["flops"]) if len(early) > 2 else 0.0
-            noise = math.hypot(p.get("excess_stderr") or 0.0, pred_se)
-            rows.append(dict(flops=p["flops"], value=value(p), predicted=pred, noise=noise,
-                             flattening=value(p) - pred > 2 * noise))
-        first = min(late, key=lambda p: p["flops"])
-        last = front[-1]
-        fall_noise = math.hypot(first.get("excess_stderr") or 0.0, last.get("excess_stderr") or 0.0)
-        checks.update(last_2_doublings=rows, no_flattening=not any(r["flattening"] for r in rows),
-                      still_falling=value(last) < value(first) - 2 * fall_noise)
-        checks["power_law_holds"] = checks["no_flattening"] and checks["still_falling"]
-    else:
-        checks.update(power_law_holds=None, note="too few compute levels before the last 2 doublings to test them")
-    fit_out = dict(A=fit["A"], alpha=fit["alpha"], log_resid_sd=fit["log_resid_sd"], n=fit["n"])
-    rng = [at * math.exp(-2 * se), at * math.exp(2 * se)] if math.isfinite(se) else None
-    return dict(fit=fit_out, at=at, range_2sigma=rng, checks=checks)
-
-
-def analyse(points: list[dict], floor: float, target: float = TARGET_FLOPS,
-            min_excess: float = MIN_EXCESS_AT_TARGET, known: Callable[[float], float] | None = None) -> dict:
-    """Fit, extrapolation and checks over the frontier of the scored points. With `known` (the
-    knowledge-base bound at a compute, data/capacity.py) also the two-part law
-    excess = known(C) + A*C^-alpha: the power law fitted to what the bound does not explain."""
-    front = frontier(points)
-    out: dict = dict(frontier=[dict(level=p["level"], size=p["size"], flops=p["flops"], excess=p["excess"]) for p in front])
-    if len(front) < 2:
-        return dict(out, fit=None, excess_at_1e17=None, checks=dict(note="fewer than 2 compute levels scored"))
-    one = law_checks(front, lambda p: p["excess"], target)
-    checks = dict(one["checks"], excess_at_1e17_at_least_0_05=one["at"] >= min_excess)
-    checks["passed"] = bool(checks["at_least_6_doublings"] and checks["excess_at_1e17_at_least_0_05"]
-                            and checks.get("power_law_holds"))
-    out.update(fit=dict(one["fit"], law="excess = A * C^-alpha, C in training FLOPs"), excess_at_1e17=one["at"],
-               excess_at_1e17_range_2sigma=one["range_2sigma"], checks=checks)
-    if known is not None:
-        rest = {id(p): p["excess"] - known(p["flops"]) for p in front}
-        below = [dict(flops=p["flops"], excess=p["excess"], bound=known(p["flops"])) for p in front if rest[id(p)] <= 0]
-        if below:  # the measured excess went under the bound: the bound (or its capacity law) is wrong
-            out["two_part"] = dict(below_bound=below, checks=dict(passed=False, bound_holds=False))
-        else:
-            two = law_checks(front, lambda p: rest[id(p)], target)
-            at = known(target) + two["at"]
-            c2 = dict(two["checks"], bound_holds=True, excess_at_1e17_at_least_0_05=at >= min_excess)
-            c2["passed"] = bool(c2["at_least_6_doublings"] and c2["excess_at_1e17_at_least_0_05"] and c2.get("power_law_holds"))
-            out["two_part"] = dict(law="excess = bound(C) + A * C^-alpha, bound from data/capacity.py",
-                                   fit=two["fit"], bound_at_1e17=known(target), excess_at_1e17=at, checks=c2)
-    return out
-
-
-def knowledge_bound(bytes_per_token: float, levels: list[float], target: float = TARGET_FLOPS):
-    """The excess that corpus v2's knowledge base alone leaves at each compute level and at the
-    target, for any model (data/capacity.py: <= 2 bits per parameter, best split of C into N and D):
-    (the record for the JSON, the bound as a function of C)."""
-    from autoresearch_portable.data import capacity
-
-    shares = capacity.shares()
-
-    def known(c: float) -> float:
-        return capacity.excess_bound(c, shares, bytes_per_token)[0]
-
-    at = {f"{c:.4g}": dict(zip(("excess", "params"), capacity.excess_bound(c, shares, bytes_per_token)))
-          for c in sorted(set(levels) | {target})}
-    return dict(law="no model trained with C FLOPs stores more than 2 bits/param of the knowledge base "
-                    "(data/capacity.py); excess >= the popularity mass of what it cannot store",
-                bytes_per_token=bytes_per_token, bits_per_param=capacity.BITS_PER_PARAM,
-                shares=[vars(s) for s in shares], at=at, at_1e17=at[f"{target:.4g}"]["excess"]), known
-
-
 def extend(doc: dict, grid: list[dict], args) -> tuple[dict, list[dict]]:
     """An earlier sweep's JSON (--extend) with this run's settings added: its points join this
     run's (same dataset, generator, eval rows, recipe), levels are counted from the larger top,
@@ -297,8 +166,9 @@ def extend(doc: dict, grid: list[dict], args) -> tuple[dict, list[dict]]:
     return old, [p for p in relevel(grid, top) if (p["size"], p["level"]) not in done]
 
 
-def reanalyse(path: str) -> dict:
-    """Recompute the bound and the analysis of a finished sweep's JSON with the current code."""
+def reanalyse(path: str, later: str | None = None) -> dict:
+    """Recompute the bound and the analysis of a finished sweep's JSON with the current code; with
+    `later` (a sweep measured afterwards, e.g. one doubling above the top), its held-out test."""
     doc = json.loads(Path(path).read_text())
     known = None
     if doc.get("knowledge_bound"):
@@ -306,6 +176,11 @@ def reanalyse(path: str) -> dict:
         levels = [top / 2**k for k in range(max(p["level"] for p in doc["points"]) + 1)]
         doc["knowledge_bound"], known = knowledge_bound(doc["knowledge_bound"]["bytes_per_token"], levels)
     doc.update(analyse([q for q in doc["points"] if q.get("excess") is not None], doc["floor_bpb"], known=known))
+    if later:
+        other = json.loads(Path(later).read_text())
+        if (other["dataset"], other["dataset_meta"], other["eval"]) != (doc["dataset"], doc["dataset_meta"], doc["eval"]):
+            raise SystemExit(f"error: {later} was measured on another dataset or evaluation than {path}")
+        doc["held_out"] = dict(held_out(doc, other), file=Path(later).name, created=other["created"])
     write(path, doc)
     return doc
 
@@ -362,13 +237,14 @@ def main() -> None:
     ap.add_argument("--out", default=None, help="JSON result (e.g. benchmarks/measured/scaling-bundled.json)")
     ap.add_argument("--extend", metavar="JSON", help="add this run's levels to an earlier sweep's JSON (written to --out, default JSON)")
     ap.add_argument("--reanalyse", metavar="JSON", help="recompute the analysis of a finished sweep's JSON, train nothing")
+    ap.add_argument("--held-out", metavar="JSON", help="with --reanalyse: test its law on this later sweep's doublings")
     args = ap.parse_args()
     if args.extend and not args.out:
         args.out = args.extend
     if args.reanalyse:
-        doc = reanalyse(args.reanalyse)
-        print(json.dumps(dict(fit=doc.get("fit"), excess_at_1e17=doc.get("excess_at_1e17"),
-                              two_part=doc.get("two_part")), indent=2, default=str))
+        doc = reanalyse(args.reanalyse, args.held_out)
+        print(json.dumps(dict(fit=doc.get("fit"), excess_at_1e17=doc.get("excess_at_1e17"), checks=doc.get("checks"),
+                              two_part=doc.get("two_part"), held_out=doc.get("held_out")), indent=2, default=str))
         return
     log = lambda m: print(m, file=sys.stderr, flush=True)  # noqa: E731
 
