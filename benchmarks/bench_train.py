@@ -10,8 +10,8 @@ of the given vocab and sequence length (benchmarks/synthetic.py), and prints one
 tokens/s, MFU against the plan's peak, and the harness's MFU computed the original's way
 (6·N_matmul + windowed attention, per token, against the datasheet peak) beside it, peak memory
 and start-up seconds. The model is not scored (status `trained`): the evaluator loads prepared
-datasets only, and val_bpb on random tokens means nothing. `--plain` runs the straightforward version (fp32, eager, dense masks)
-for the "at least as fast as the obvious code" comparison. `--libc-defaults` starts train.py
+datasets only, and val_bpb on random tokens means nothing. `--plain` runs the straightforward
+version (fp32, eager, dense masks) for the "at least as fast as the obvious code" comparison. `--libc-defaults` starts train.py
 without the harness's allocator settings, to measure what they are worth. `--out FILE` also
 writes the JSON."""
 
