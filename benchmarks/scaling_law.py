@@ -71,8 +71,7 @@ def power_law(points: list[dict], value: Callable[[dict], float], target: float 
     alpha_se = fit["log_resid_sd"] / math.sqrt(fit["sxx"]) if len(points) > 2 else float("nan")
     return dict(fit=dict(A=fit["A"], alpha=fit["alpha"], alpha_se=alpha_se, log_resid_sd=fit["log_resid_sd"], n=fit["n"],
                          flops_range=[points[0]["flops"], points[-1]["flops"]]),
-                at=at, range_2sigma=[at * math.exp(-2 * se), at * math.exp(2 * se)] if math.isfinite(se) else None,
-                held=fit)
+                at=at, range_2sigma=[at * math.exp(-2 * se), at * math.exp(2 * se)] if math.isfinite(se) else None)
 
 
 def law_checks(front: list[dict], value: Callable[[dict], float], target: float = TARGET_FLOPS) -> dict:
@@ -90,7 +89,7 @@ def law_checks(front: list[dict], value: Callable[[dict], float], target: float 
     late = [p for p in tail if p["flops"] > top / 2**CHECKED_DOUBLINGS * 1.01]  # the points the checked doublings added
     early = [p for p in tail if p not in late]
     if len(early) >= 2 and late:
-        held = power_law(early, value)["held"]
+        held = curvefit.fit_power_law([p["flops"] for p in early], [value(p) for p in early])
         rows = []
         for p in late:
             pred = curvefit.power_law_excess(held, p["flops"])
@@ -108,7 +107,7 @@ def law_checks(front: list[dict], value: Callable[[dict], float], target: float 
         checks.update(power_law_holds=None, note=f"too few compute levels in the top {TAIL_DOUBLINGS} doublings to test the last {CHECKED_DOUBLINGS}")
     whole = power_law(front, value, target)
     law = power_law(tail, value, target) if len(tail) >= 2 else whole
-    return dict(law, whole=dict(fit=whole["fit"], at=whole["at"], range_2sigma=whole["range_2sigma"]), checks=checks)
+    return dict(law, whole=whole, checks=checks)
 
 
 def analyse(points: list[dict], floor: float, target: float = TARGET_FLOPS,
