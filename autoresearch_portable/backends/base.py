@@ -119,10 +119,15 @@ class Backend:
         perturbed: np.ndarray | None = None, cuts: np.ndarray | None = None,
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
         """row_losses, plus the causality check when `perturbed` is given: perturbed[i] is row i's
-        input (B, T) with every token from position cuts[i] on replaced. Each copy goes through
-        the model in the same batch as its row, so a causal model computes their shared prefix
-        identically; returned per row: the largest change of any logit before the cut, divided
-        by (1 + the largest logit there) so the tolerance is relative."""
+        input (B, T) with every token from position cuts[i] on replaced. The copies go through the
+        model in forward passes of their own, the same number of rows at a time as the rows
+        (so the same kernels run), never in a pass with the row they check: a row and its copy
+        share their prefix, and a model that reads a batch-mate sharing its prefix would compute
+        the same logits for both. Returned per row: the largest change of any logit before the
+        cut between the row's pass and its copy's, divided by (1 + the largest logit there) so the
+        tolerance is relative. The model gets inputs of its own (never a view of the targets).
+        A forward pass sees exactly the rows it is given: how rows are batched (which rows share
+        a pass, and that scoring does not depend on it) is the harness's (harness/evaluate.py)."""
         raise NotImplementedError
 
     # --- hand-over: the trained model leaves train.py's process as a graph + weights ---------
@@ -134,7 +139,29 @@ class Backend:
 
     def load_model(self, folder: str) -> Callable:
         """The exported model from `folder` as a callable that score_rows and forward_logits
-        accept in place of the model."""
+        accept in place of the model. Its attribute `static_batch` is the number of rows the
+        graph was traced for (None when any number of rows runs): it is padded to that, so the
+        harness passes multiples of it (harness/evaluate.py) and no row shares a pass with
+        padding made of its own copies."""
+        raise NotImplementedError
+
+    # --- the handed-over graph, as the evaluator sees it (what rt.start counted must match) ---
+    def graph_params(self, model: Any) -> int:
+        """How many numbers the parameters of a loaded graph (load_model) hold, each stored
+        tensor counted once (a weight tied to another is one weight, as count_params sees it on
+        the live model; buffers and constants, e.g. rotary tables, are not parameters)."""
+        raise NotImplementedError
+
+    def graph_matmul_flops_per_token(self, model: Any, seq_len: int, vocab_size: int) -> float | None:
+        """Forward matmul FLOPs per token of a loaded graph on full-length rows, attention left
+        out (it is counted from masks, not kernels: see train_flops_per_token). None where the
+        backend cannot count the graph's operations."""
+        raise NotImplementedError
+
+    def graph_writes(self, model: Any) -> list[str]:
+        """What a loaded graph writes when it runs (its own parameters or buffers, its input):
+        a graph with state could carry what it saw in one forward pass into the next, so rows
+        would not be scored independently. Empty for a pure function."""
         raise NotImplementedError
 
     def matmul_flops(self, n: int, dtype: str) -> float:

@@ -137,21 +137,13 @@ class TorchBackend(Backend):
         nats = np.zeros(B, dtype=np.float64)
         nbytes = np.zeros(B, dtype=np.int64)
         change = None if perturbed is None else np.zeros(B, dtype=np.float64)
-        copies = 1 if perturbed is None else 2  # a row and its perturbed copy share a batch
-        # rows per chunk so the float32 logits of one chunk stay under the bound
-        per_chunk = max(1, int(max_logit_bytes // (copies * T * vocab * 4)))
+        buffers = 1 if perturbed is None else 2  # a chunk's logits are kept while its copies' are made
+        # rows per chunk so the float32 logits alive at once stay under the bound
+        per_chunk = max(1, int(max_logit_bytes // (buffers * T * vocab * 4)))
         for s in range(0, B, per_chunk):
             x, y = self.to_device(rows[s : s + per_chunk])
             n = x.size(0)
-            if perturbed is not None:
-                xp = torch.from_numpy(np.ascontiguousarray(perturbed[s : s + n])).to(torch.long).to(self.device)
-                x = torch.cat([x, xp])
-            with self.autocast():
-                logits = model(x)
-            if tuple(logits.shape) != (x.size(0), T, vocab):
-                raise ValueError(f"the model returned logits of shape {tuple(logits.shape)}, expected {(x.size(0), T, vocab)}")
-            logits = logits.float()
-            own = logits[:n]
+            own = self._logits(model, x.clone(), T, vocab)  # a graph that wrote to its input cannot reach y
             loss = F.cross_entropy(own.reshape(-1, vocab), y.reshape(-1), reduction="none").view_as(y)
             yb = tb[y]
             loss = torch.where(yb > 0, loss, torch.zeros_like(loss))
@@ -159,14 +151,25 @@ class TorchBackend(Backend):
             nats[s : s + n] = loss.sum(1).cpu().numpy()
             nbytes[s : s + n] = yb.sum(1, dtype=torch.int32).cpu().numpy()
             if perturbed is not None:
+                xp = torch.from_numpy(np.ascontiguousarray(perturbed[s : s + n])).to(torch.long).to(self.device)
+                copy = self._logits(model, xp, T, vocab)  # a pass of its own: the row is not in it
                 cut = torch.as_tensor(np.asarray(cuts[s : s + n]), device=self.device)
                 before = torch.arange(T, device=self.device)[None, :] < cut[:, None]  # (n, T)
-                moved = (own - logits[n:]).abs().amax(-1)
+                moved = (own - copy).abs().amax(-1)
                 size = own.abs().amax(-1)
                 zero = torch.zeros_like(moved)
                 ratio = torch.where(before, moved, zero).amax(-1) / (1 + torch.where(before, size, zero).amax(-1))
                 change[s : s + n] = ratio.cpu().numpy()
+                del copy
+            del own, loss
         return nats, nbytes, change
+
+    def _logits(self, model, x, T: int, vocab: int):
+        with self.autocast():
+            logits = model(x)
+        if tuple(logits.shape) != (x.size(0), T, vocab):
+            raise ValueError(f"the model returned logits of shape {tuple(logits.shape)}, expected {(x.size(0), T, vocab)}")
+        return logits.float()
 
     # --- hand-over -------------------------------------------------------------------------
     def export_model(self, model, folder, seq_len):
@@ -200,7 +203,29 @@ class TorchBackend(Backend):
     def load_model(self, folder):
         info = json.loads((Path(folder) / "model.json").read_text())
         program = torch.export.load(str(Path(folder) / "model.pt2"))
-        return _Exported(program.module(), info.get("batch"))
+        return _Exported(program, info.get("batch"))
+
+    def graph_params(self, model) -> int:
+        # a tied weight is one tensor listed under two names (its storage is shared once loaded)
+        seen = {}
+        for _, p in model.module.named_parameters(remove_duplicate=False):
+            seen[(p.untyped_storage().data_ptr(), p.storage_offset(), tuple(p.shape))] = p.numel()
+        return int(sum(seen.values()))
+
+    def graph_matmul_flops_per_token(self, model, seq_len: int, vocab_size: int) -> float | None:
+        return torch_flops.forward_matmul_flops_per_token(model, self.device, seq_len, vocab_size, model.static_batch or 1)
+
+    def graph_writes(self, model) -> list[str]:
+        program = model.program
+        if not any(isinstance(n.target, torch._ops.OpOverload) and n.target._schema.is_mutable
+                   for n in program.graph.nodes):
+            return []  # no operator that writes anywhere: nothing to look into (the common case)
+        # An in-place operator may only write to a temporary; functionalizing the graph (what
+        # run_decompositions does, a few seconds) lifts every write that outlives the call into
+        # an output of its own: a buffer, a parameter or an input mutation, or an effect token.
+        specs = program.run_decompositions({}).graph_signature.output_specs
+        user = torch.export.graph_signature.OutputKind.USER_OUTPUT
+        return [f"{spec.kind.name.lower()} {spec.target or spec.arg}" for spec in specs if spec.kind != user]
 
     def train_flops_per_token(self, model, seq_len: int, vocab_size: int) -> dict:
         self._counting = True
@@ -245,22 +270,24 @@ class _WithAutocast(torch.nn.Module):
 
 class _Exported:
     """An exported model as a callable; a graph exported with a fixed batch gets its input
-    split and padded to that batch."""
+    split and padded to that batch (the evaluator passes whole multiples of it: see
+    Backend.load_model)."""
 
-    def __init__(self, module, batch: int | None):
-        self.module = module
-        self.batch = batch
+    def __init__(self, program, static_batch: int | None):
+        self.program = program
+        self.module = program.module()
+        self.static_batch = static_batch
 
     def __call__(self, x):
-        if self.batch is None:
+        if self.static_batch is None:
             return self.module(x)
         outs = []
-        for s in range(0, x.size(0), self.batch):
-            part = x[s : s + self.batch]
-            pad = self.batch - part.size(0)
+        for s in range(0, x.size(0), self.static_batch):
+            part = x[s : s + self.static_batch]
+            pad = self.static_batch - part.size(0)
             if pad:
                 part = torch.cat([part, part[:1].expand(pad, -1)])
-            outs.append(self.module(part)[: self.batch - pad])
+            outs.append(self.module(part)[: self.static_batch - pad])
         return torch.cat(outs)
 
     def parameters(self):

@@ -33,6 +33,10 @@ def mask_pairs(queries: int, keys: int, attn_mask=None, is_causal: bool = False)
     return float(queries * keys)
 
 
+# the Python function train.py calls, and the operator an exported graph calls
+SDPA = (F.scaled_dot_product_attention, torch.ops.aten.scaled_dot_product_attention.default)
+
+
 class _CountAttention(TorchFunctionMode):
     def __init__(self):
         super().__init__()
@@ -40,7 +44,7 @@ class _CountAttention(TorchFunctionMode):
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
-        if func is not F.scaled_dot_product_attention:
+        if func not in SDPA:
             return func(*args, **kwargs)
         return self._stand_in(*args, **kwargs)
 
@@ -71,3 +75,16 @@ def train_flops_per_token(model, device, seq_len: int, vocab_size: int) -> dict:
         matmul_flops_per_token=matmul / seq_len,
         attention_flops_per_token=attn / seq_len,
     )
+
+
+@torch.no_grad()
+def forward_matmul_flops_per_token(forward, device, seq_len: int, vocab_size: int, rows: int = 1) -> float:
+    """Matmul FLOPs per token of one forward of `forward` (an exported graph) on `rows` random
+    full-length rows, attention left out as above. FlopCounterMode counts operators, not
+    values, so random tokens cost what real ones do in a graph without control flow."""
+    x = torch.randint(0, vocab_size, (rows, seq_len), device=device)
+    counter = FlopCounterMode(display=False)
+    with counter, _CountAttention():
+        forward(x)
+    counts = counter.get_flop_counts().get("Global", {})
+    return float(sum(v for op, v in counts.items() if "attention" not in str(op))) / (rows * seq_len)

@@ -118,9 +118,10 @@ def eval_rows(
     min_rows: int = 4,
 ) -> int:
     """How many rows to score so the evaluation costs at most ~`fraction` of the budget. A
-    forward pass costs about a third of a training step (no backward); every scored row also has
-    a perturbed copy for the causality check (two forwards per row), and we keep half as margin
-    for loading the model, making the rows and computing the losses."""
-    eval_tokens_per_second = 3.0 * train_tokens_per_second * 0.5 / 2
+    forward pass costs about a third of a training step (no backward); every scored row goes
+    through three (its own, its perturbed copy's for the causality check, and once more among
+    other rows for the batch check: harness/evaluate.py score), and we keep half as margin for
+    loading the model, making the rows and computing the losses."""
+    eval_tokens_per_second = 3.0 * train_tokens_per_second * 0.5 / 3
     rows = int(fraction * budget_seconds * eval_tokens_per_second // seq_len)
     return max(min(min_rows, max_rows), min(rows, max_rows))

@@ -13,7 +13,7 @@
 Causality is checked on the scored rows themselves: each row gets a copy whose tokens from an
 unpredictable cut on are replaced by another scored row's tokens at the same positions (real
 text, so a model cannot tell the copy from a row), and the model's logits before the cut must not
-move."""
+move. The copies go through forward passes of their own (harness/evaluate.py score)."""
 
 from __future__ import annotations
 
@@ -96,13 +96,15 @@ def validation_rows(dataset, n_rows: int) -> EvalSet:
     return EvalSet(dataset.val_rows(n_rows), None, 0, f"{dataset.name} validation prefix")
 
 
-def perturbed_copies(rows: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+def perturbed_copies(rows: np.ndarray, rng: np.random.Generator, cuts: np.ndarray | None = None
+                     ) -> tuple[np.ndarray, np.ndarray]:
     """Inputs (n, T) and cuts (n,): copy i is row i's input with positions cuts[i].. replaced by
-    another row's tokens there (random tokens if there is only one row). Cuts are uniform over
-    1..T-1 and drawn from `rng`, which the evaluator seeds from the OS at evaluation time."""
+    another row's tokens there (random tokens if there is only one row). Cuts are given (the
+    evaluator draws one per forward pass: harness/evaluate.py score) or drawn uniform over
+    1..T-1, from `rng`, which the evaluator seeds from the OS at evaluation time."""
     inputs = rows[:, :-1]
     n, T = inputs.shape
-    cuts = rng.integers(1, T, size=n)
+    cuts = rng.integers(1, T, size=n) if cuts is None else np.asarray(cuts)
     copies = inputs.copy()
     if n > 1:
         donors = (np.arange(n) + rng.integers(1, n, size=n)) % n  # never the row itself

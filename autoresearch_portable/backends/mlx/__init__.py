@@ -125,26 +125,24 @@ class MLXBackend(Backend):
         nats = np.zeros(B, dtype=np.float64)
         nbytes = np.zeros(B, dtype=np.int64)
         change = None if perturbed is None else np.zeros(B, dtype=np.float64)
-        copies = 1 if perturbed is None else 2  # a row and its perturbed copy share a batch
-        # rows per chunk so the float32 logits of one chunk stay under the bound; each chunk is
-        # evaluated before the next is built, so only one logits buffer exists at a time
-        per_chunk = max(1, int(max_logit_bytes // (copies * T * vocab * 4)))
+        buffers = 1 if perturbed is None else 2  # a chunk's logits are kept while its copies' are made
+        # rows per chunk so the float32 logits alive at once stay under the bound; each chunk is
+        # evaluated before the next is built, so only one chunk's logits exist at a time
+        per_chunk = max(1, int(max_logit_bytes // (buffers * T * vocab * 4)))
         for s in range(0, B, per_chunk):
             x, y = self.to_device(rows[s : s + per_chunk])
             n = x.shape[0]
-            if perturbed is not None:
-                x = mx.concatenate([x, mx.array(np.ascontiguousarray(perturbed[s : s + n]).astype(np.int32))])
-            logits = model(x).astype(mx.float32)
-            if tuple(logits.shape) != (x.shape[0], T, vocab):
-                raise ValueError(f"the model returned logits of shape {tuple(logits.shape)}, expected {(x.shape[0], T, vocab)}")
-            own = logits[:n]
+            own = self._logits(model, x, T, vocab)
             loss = mx.logsumexp(own, axis=-1) - mx.take_along_axis(own, y[..., None], axis=-1)[..., 0]
             yb = tb[y]
             loss = mx.where(yb > 0, loss, 0.0)
             out = [loss.sum(axis=1), yb.sum(axis=1)]
             if perturbed is not None:
+                # the copies in a pass of their own (the row is not in it), evaluated in the same
+                # graph as the rows' pass: mlx is lazy, nothing runs before mx.eval below
+                copy = self._logits(model, mx.array(np.ascontiguousarray(perturbed[s : s + n]).astype(np.int32)), T, vocab)
                 before = mx.arange(T)[None, :] < mx.array(np.asarray(cuts[s : s + n]).astype(np.int32))[:, None]
-                moved = mx.where(before, mx.abs(own - logits[n:]).max(axis=-1), 0.0).max(axis=-1)
+                moved = mx.where(before, mx.abs(own - copy).max(axis=-1), 0.0).max(axis=-1)
                 size = mx.where(before, mx.abs(own).max(axis=-1), 0.0).max(axis=-1)
                 out.append(moved / (1 + size))
             mx.eval(*out)
@@ -152,8 +150,14 @@ class MLXBackend(Backend):
             nbytes[s : s + n] = np.array(out[1]).astype(np.int64)
             if perturbed is not None:
                 change[s : s + n] = np.array(out[2]).astype(np.float64)
-            del logits, own, loss
+            del own, loss, out
         return nats, nbytes, change
+
+    def _logits(self, model, x, T: int, vocab: int):
+        logits = model(x).astype(mx.float32)
+        if tuple(logits.shape) != (x.shape[0], T, vocab):
+            raise ValueError(f"the model returned logits of shape {tuple(logits.shape)}, expected {(x.shape[0], T, vocab)}")
+        return logits
 
     # --- hand-over -------------------------------------------------------------------------
     def export_model(self, model, folder, seq_len):
@@ -195,6 +199,20 @@ class MLXBackend(Backend):
     def train_flops_per_token(self, model, seq_len: int, vocab_size: int) -> dict:
         return flops.train_flops_per_token(model, seq_len)
 
+    def graph_params(self, model) -> int:
+        # the weights file holds model.parameters() flattened, what count_params counts
+        return int(sum(w.size for w in model.weights))
+
+    def graph_matmul_flops_per_token(self, model, seq_len: int, vocab_size: int) -> float | None:
+        # Not countable: an imported function is opaque. mlx has no FLOP counter, flops.py counts
+        # a live model from its modules' shapes (the exported function has none), and the only
+        # view into the function's graph, mx.export_to_dot, names its primitives without their
+        # shapes. So on mlx the evaluator checks the handed-over parameters only.
+        return None
+
+    def graph_writes(self, model) -> list[str]:
+        return []  # mx.export_function exports a pure function: the weights are inputs, never state
+
     def count_params(self, model) -> int:
         return int(sum(v.size for _, v in tree_flatten(model.parameters())))
 
@@ -218,19 +236,20 @@ EXPORT_ROWS = 8  # the batch an exported mlx graph is traced for; evaluation pad
 
 class _Exported:
     """An imported mlx function and its weights as a model: (B, T) ids -> float32 logits, the
-    input split and padded to the traced batch."""
+    input split and padded to the traced batch (the evaluator passes whole multiples of it: see
+    Backend.load_model)."""
 
-    def __init__(self, fn, weights: list, batch: int):
-        self.fn, self.weights, self.batch = fn, weights, batch
+    def __init__(self, fn, weights: list, static_batch: int):
+        self.fn, self.weights, self.static_batch = fn, weights, static_batch
 
     def __call__(self, x):
         outs = []
-        for s in range(0, x.shape[0], self.batch):
-            part = x[s : s + self.batch]
-            pad = self.batch - part.shape[0]
+        for s in range(0, x.shape[0], self.static_batch):
+            part = x[s : s + self.static_batch]
+            pad = self.static_batch - part.shape[0]
             if pad:
                 part = mx.concatenate([part, mx.repeat(part[:1], pad, axis=0)])
-            outs.append(self.fn(part, *self.weights)[0][: self.batch - pad])
+            outs.append(self.fn(part, *self.weights)[0][: self.static_batch - pad])
         return mx.concatenate(outs) if len(outs) > 1 else outs[0]
 
     def parameters(self):
