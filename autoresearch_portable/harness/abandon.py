@@ -192,6 +192,8 @@ class Watch:
     active: bool = False
     reports: int = 0
     held: str | None = None                # why a decision to abandon was not carried out
+    marks: dict = field(default_factory=dict)      # phase marks (Watcher.marks)
+    step_interval: float | None = None             # median seconds between step reports
 
     def to_dict(self) -> dict:
         return dict(active=self.active, reports=self.reports, held=self.held,
@@ -211,6 +213,7 @@ class Watcher:
     kill: Callable[[], None]
     rule: Rule = field(default_factory=Rule)
     hold: Callable[[], str | None] | None = None
+    on_mark: Callable[[str], None] | None = None   # called as each phase mark arrives (harness/phases.py)
     seen: Progress = field(default_factory=lambda: Progress(launched=time.monotonic()))
     _sums: list = field(default_factory=lambda: [0.0] * BINS)
     _counts: list = field(default_factory=lambda: [0] * BINS)
@@ -220,6 +223,9 @@ class Watcher:
     _worst: Decision | None = None
     _held: str | None = None
     _thread: threading.Thread | None = None
+    marks: dict = field(default_factory=dict)     # "start", "done", "finish": monotonic time first seen
+    _last_report: float | None = None
+    _intervals: list = field(default_factory=list)
 
     def start(self) -> "Watcher":
         if self.fd is not None:
@@ -237,8 +243,10 @@ class Watcher:
                 pass
             self.fd = None
         trace = [s / c if c else None for s, c in zip(self._sums, self._counts)]
+        steps = sorted(self._intervals)
         return Watch(trace=trace, decision=self._decision, worst=self._worst, active=self.baseline is not None,
-                     reports=self._reports, held=self._held)
+                     reports=self._reports, held=self._held, marks=dict(self.marks),
+                     step_interval=steps[len(steps) // 2] if steps else None)
 
     def _read(self) -> None:
         buf = b""
@@ -255,7 +263,20 @@ class Watcher:
             for line in lines:
                 self._report(line)
 
+    def _mark(self, name: str, now: float) -> None:
+        """The first time each phase mark is seen counts (a later copy, forged or not, changes nothing)."""
+        if name not in self.marks:
+            self.marks[name] = now
+            if self.on_mark is not None:
+                self.on_mark(name)
+
     def _report(self, line: bytes) -> None:
+        now = time.monotonic()
+        if line.startswith(b"event "):
+            name = line[6:].strip().decode("ascii", "replace")
+            if name in ("start", "finish"):
+                self._mark(name, now)
+            return
         try:
             p_text, loss_text = line.split()
             p, loss = float(p_text), float(loss_text)
@@ -264,7 +285,12 @@ class Watcher:
         if not (math.isfinite(p) and math.isfinite(loss)) or not 0.0 <= p <= 1.0:
             return
         self._reports += 1
-        advanced(self.seen, p, time.monotonic())
+        advanced(self.seen, p, now)
+        if self._last_report is not None and len(self._intervals) < 100_000:
+            self._intervals.append(now - self._last_report)
+        self._last_report = now
+        if p >= 1.0:
+            self._mark("done", now)
         i = min(BINS - 1, int(p * BINS))
         self._sums[i] += loss
         self._counts[i] += 1

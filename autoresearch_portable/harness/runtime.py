@@ -42,7 +42,7 @@ def run_config(probe: dict, plan: dict, dataset: str, budget_seconds: float, **s
     config = dict(
         probe=probe, plan=plan, dataset=dataset, budget_seconds=budget_seconds,
         budget_mode="wall", flop_budget=None, result_path=None, handover_dir=None, seed=0,
-        probe_steps=None, eval_rows=None, t0=time.time(),
+        probe_steps=None, eval_rows=None, peak=None, t0=time.time(),
     )
     unknown = sorted(set(settings) - set(config))
     if unknown:
@@ -138,6 +138,7 @@ class Runtime:
         )
         self._last_t = time.perf_counter()
         self._last_tokens = 0
+        self._event("start")  # the parent's clock: start-up ends, training begins (harness/phases.py)
 
     def step(self, loss: float) -> None:
         """Called once per optimizer step, after the step's loss is known (the device is synced)."""
@@ -171,6 +172,14 @@ class Runtime:
         except (OSError, TypeError, ValueError):
             self._progress_fd = None  # the parent stopped listening: train on
 
+    def _event(self, name: str) -> None:
+        """`event NAME` to the parent, which times the run's phases by when these arrive."""
+        if self._progress_fd is not None:
+            try:
+                os.write(self._progress_fd, f"event {name}\n".encode())
+            except OSError:
+                self._progress_fd = None
+
     def _trained_tokens(self) -> int:
         """Input tokens the model has trained on: every row fetched except the latest batch,
         which train.py fetches ahead while the device still works on the one before."""
@@ -187,6 +196,7 @@ class Runtime:
     def finish(self, model) -> dict:
         """Hand the trained model over and end the run: export it (graph + weights) for the
         evaluator and report what training did. val_bpb is computed outside this process."""
+        self._event("finish")  # the parent's clock: training ends, hand-over begins
         self.backend.synchronize()
         result = self._train_metrics(model)
         t = time.perf_counter()
@@ -236,11 +246,15 @@ class Runtime:
 
     # --- internals ------------------------------------------------------------------------
     def _train_metrics(self, model) -> dict:
-        from autoresearch_portable.harness.peak import peak_flops
+        c = self.config
+        # the peak comes from the parent (datasheet, or measured once per device in a process of
+        # its own: harness/peak.py peak_for_run): confined, this process cannot write the cache
+        peak, peak_source = c.get("peak") or (None, None)
+        if peak is None and self.standalone:
+            from autoresearch_portable.harness.peak import peak_flops
 
+            peak, peak_source = peak_flops(self.backend, c["probe"], c["plan"], at_least=self.clock.flops_per_second)
         c = self.clock
-        peak, peak_source = peak_flops(self.backend, self.config["probe"], self.config["plan"],
-                                       at_least=c.flops_per_second)
         mfu = 100 * c.flops_per_second / peak if peak else None
         return dict(
             harness_version=HARNESS_VERSION,
