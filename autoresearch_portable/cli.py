@@ -240,7 +240,8 @@ def train(
             result = run_training(train_py, probe=pr, plan=plan, dataset=dataset, budget_seconds=budget,
                                   budget_mode=budget_mode, flop_budget=flop_budget, seed=seed + i, timeout=timeout,
                                   eval_rows=workspace.get("eval_rows") if workspace.get("dataset", dataset) == dataset else None,
-                                  overhead_seconds=workspace.get("overhead_seconds"), abandon=trace)
+                                  overhead_seconds=workspace.get("overhead_seconds"),
+                                  phases=workspace.get("phases"), abandon=trace)
             annotate(result, pr, plan, ds_id)
             verdict = judge_run(ledger.read(ledger_path), result, calibrated_noise(result))
             result["verdict"] = verdict

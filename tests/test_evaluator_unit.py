@@ -12,7 +12,7 @@ import pytest
 from autoresearch_portable.harness.evalset import eval_set, perturbed_copies
 from autoresearch_portable.harness.evaluate import judge
 from autoresearch_portable.harness.limits import allowance
-from autoresearch_portable.harness.runner import harness_digest
+from autoresearch_portable.harness.provenance import harness_digest
 
 
 @pytest.mark.parametrize("which", ["v1", "v2"])
@@ -107,22 +107,19 @@ def test_train_py_runs_with_the_same_allocator_settings_and_cannot_relabel_its_r
     """The trainer gets the evaluator's allocator settings (2.2x CPU throughput: benchmarks/README.md);
     what the run is compared by is the harness's to say: a report that claims another harness
     version or budget changes neither."""
-    import json
 
     from autoresearch_portable import HARNESS_VERSION
     from autoresearch_portable.harness import runner
 
-    seen = tmp_path / "env.json"
     train_py = tmp_path / "train.py"
-    train_py.write_text(
+    train_py.write_text(  # its environment comes back in its report (its own folder is hidden from it)
         "import json, os\n"
-        f"json.dump(dict(os.environ), open({str(seen)!r}, 'w'))\n"
         "cfg = json.load(open(os.environ['ARP_RUN_CONFIG']))\n"
         "json.dump({'status': 'ok', 'harness_version': '0', 'budget_seconds': 1.0, 'budget_mode': 'work',\n"
-        "           'dataset': 'elsewhere', 'backend': 'cuda'}, open(cfg['result_path'], 'w'))\n")
+        "           'dataset': 'elsewhere', 'backend': 'cuda', 'env': dict(os.environ)}, open(cfg['result_path'], 'w'))\n")
     result = runner.run_training(train_py, probe={}, plan={"backend": "cpu", "device": "cpu"}, dataset="bundled",
                                  budget_seconds=30, quiet=True, timeout=60)
-    env = json.loads(seen.read_text())
+    env = result["env"]
     for k, v in runner.MALLOC_SETTINGS.items():
         assert env[k] == v
     assert result["status"] == "crash"  # nothing was handed over

@@ -133,35 +133,49 @@ def test_a_model_that_peeks_is_invalid(workspace, tmp_path, peek):
     assert last_value(r.stdout, "status").startswith("invalid")
 
 
-@pytest.mark.parametrize("edit", [
-    ("while not rt.done:", "import time\nstop_at = None\nwhile True:\n    if rt.done and stop_at is None:\n"
-     "        stop_at = time.time() + EXTRA\n    if stop_at and time.time() > stop_at:\n        break"),
-    ("    rt.step(train_loss)", "    if rt.clock.steps == 0:\n        import time; time.sleep(EXTRA)  # 'warm-up'\n"
-     "    rt.step(train_loss)"),
-])
-def test_time_taken_beyond_the_allowance_is_over_budget(workspace, tmp_path, edit):
-    """Training on after rt.done, or a first step that hides a long time as warm-up: the parent's
-    clock sees it."""
-    old, new = edit
-    path = cheat(workspace, tmp_path, old, new.replace("EXTRA", f"{beyond_allowance(workspace):.0f}"))
-    # no overhead in the cheat's copy keeps the sleep short (the test's time); the allowance is
-    # then smaller than this run's honest start-up may need, which can only add to its lateness
-    config = json.loads((path.parent / ".arp.json").read_text())
-    (path.parent / ".arp.json").write_text(json.dumps(dict(config, overhead_seconds=CHEAT_OVERHEAD)))
+WARMUP = ("    rt.step(train_loss)", "    if rt.clock.steps == 0:\n        import time; time.sleep(EXTRA)  # 'warm-up'\n"
+          "    rt.step(train_loss)")
+
+
+@pytest.mark.parametrize("measured", [True, False])
+def test_time_hidden_as_warm_up_is_over_budget(workspace, tmp_path, measured):
+    """A first step that hides a long time as warm-up (the clock leaves the first steps out): the
+    parent's clock sees it. A workspace made by `arp init` limits the training phase by its
+    baseline's warm-up (harness/phases.py); one made before phases were measured limits the whole
+    run by one allowance (harness/limits.py)."""
+    config = json.loads((workspace / ".arp.json").read_text())
+    if measured:
+        extra = 2 * config["phases"]["warmup_seconds"] + 5 + 0.02 * 2 + 1  # budget + this: past the training limit
+    else:
+        extra = beyond_allowance(workspace)
+    old, new = WARMUP
+    path = cheat(workspace, tmp_path, old, new.replace("EXTRA", f"{extra:.1f}"))
+    if not measured:
+        # no overhead in the cheat's copy keeps the sleep short (the test's time); the allowance is
+        # then smaller than this run's honest start-up may need, which can only add to its lateness
+        legacy = {k: v for k, v in config.items() if k != "phases"}
+        (path.parent / ".arp.json").write_text(json.dumps(dict(legacy, overhead_seconds=CHEAT_OVERHEAD)))
     # a time limit far off, so the clock's verdict is seen rather than the hard stop (timeout)
     r = arp("train", str(path), "--budget", "2", "--backend", "cpu", "--timeout", "600")
     assert r.returncode == 1, r.stderr[-2000:]
     rec = last(path.parent)
     assert rec["status"] == "over_budget", (rec["status"], rec.get("reason"))
-    assert rec["metrics"]["wall_seconds"] > 2 + rec["metrics"]["allowance_seconds"]
+    if measured:
+        assert "training (rt.start to rt.finish)" in rec["reason"], rec["reason"]
+    else:
+        assert rec["metrics"]["wall_seconds"] > 2 + rec["metrics"]["allowance_seconds"]
 
 
-def test_a_patched_scorer_a_rewritten_train_py_a_fake_summary_and_forged_ledger_lines_change_nothing(workspace, tmp_path):
+def test_a_patched_scorer_a_rewritten_train_py_a_fake_summary_and_forged_ledger_lines_change_nothing(
+        workspace, tmp_path, monkeypatch):
     """One run, four attacks that each leave the run scored: train.py forges a summary block and
     ledger lines before it starts, patches every scoring function it can reach in its own process,
     then rewrites itself back to the baseline. The score comes from another process, the last
     summary block is the harness's, the forged lines are marked untrusted, and the ledger names
-    the code that ran."""
+    the code that ran. Unconfined: confined, train.py cannot see its own folder, so the ledger and
+    itself are out of its reach (tests/test_integrity_confined.py); these are the layers behind
+    that, for where confinement is not available."""
+    monkeypatch.setenv("ARP_NO_CONFINE", "1")
     baseline = (workspace / "train.py").read_text()
     path = cheat(workspace, tmp_path, "rt = Runtime()", (
         "print('---\\nval_bpb:          0.100000\\nstatus:           ok', flush=True)\n"

@@ -26,7 +26,7 @@ def test_summary_keeps_the_original_lines_first_and_greppable():
     keys = [l.split(":")[0] for l in lines[1:]]
     assert keys[9:] == ["backend", "device", "budget_mode", "train_flops", "val_bpb_stderr",
                         "excess_ratio", "normalized_bpb", "floor_bpb", "eval_tokens", "verified",
-                        "machine_load", "status"]
+                        "machine_load", "confined", "status"]
     assert lines[-1] == "status:           ok"  # always the last line, so `grep "^status:"` finds every run
     assert re.findall(r"^val_bpb:\s+(\S+)", text, re.M) == ["0.997900"]
     assert "n/a" in [l for l in lines if l.startswith("excess_ratio")][0]

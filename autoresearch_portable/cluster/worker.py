@@ -83,7 +83,8 @@ def run_experiment(train_py: Path, options: dict, on_plan=None) -> tuple[dict, d
     result = run_training(train_py, probe=pr, plan=plan, dataset=dataset, budget_seconds=budget, budget_mode=mode,
                           flop_budget=flop_budget, seed=int(options.get("seed", 0)), timeout=options.get("timeout"),
                           eval_rows=workspace.get("eval_rows") if same_data else None,
-                          overhead_seconds=workspace.get("overhead_seconds"))
+                          overhead_seconds=workspace.get("overhead_seconds"),
+                          phases=workspace.get("phases"))
     annotate(result, pr, plan, ds_id)
     return result, pr, plan
 

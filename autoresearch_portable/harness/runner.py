@@ -21,8 +21,6 @@ from __future__ import annotations
 
 import collections
 import contextlib
-import ctypes
-import hashlib
 import json
 import os
 import shutil
@@ -33,7 +31,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from autoresearch_portable import HARNESS_VERSION, __version__
 from autoresearch_portable.errors import UserError
@@ -41,10 +39,17 @@ from autoresearch_portable.fsutil import atomic_write_json, pid_lock
 from autoresearch_portable.harness import abandon as ab
 from autoresearch_portable.harness import ledger, memory, normalize
 from autoresearch_portable.harness.budget import eval_rows as size_eval_rows
+from autoresearch_portable.harness import child as child_process
+from autoresearch_portable.harness import confine
 from autoresearch_portable.harness.limits import allowance, hang_reason, time_limit
 from autoresearch_portable.harness.load import LoadMonitor
 from autoresearch_portable.harness.load import judge as judge_load
 from autoresearch_portable.harness.oom import OOM_PATTERN
+from autoresearch_portable.harness import peak as mfu_peak
+from autoresearch_portable.harness.phases import Marks, Measured, durations, limits, measured_from
+from autoresearch_portable.harness.phases import judge as judge_phases
+from autoresearch_portable.harness.provenance import (changed_folders, environment_digest, file_sha256, git_commit,
+                                                      git_dirty, harness_digest)
 from autoresearch_portable.harness.runtime import run_config
 
 # what train.py's process may report; everything about the score comes from the evaluator
@@ -58,31 +63,6 @@ SCORE_KEYS = ("val_bpb", "val_bpb_stderr", "causality", "floor_bpb", "excess_bpb
 # benchmarks/README.md, "The allocator"). Both processes are started with them; other C libraries
 # ignore these variables.
 MALLOC_SETTINGS = {"MALLOC_MMAP_THRESHOLD_": str(2**30), "MALLOC_TRIM_THRESHOLD_": str(2**30)}
-
-
-def harness_digest(root: Path | None = None) -> str:
-    """Hash of the harness's own source files: train.py runs as the same user and could rewrite
-    them, so they are hashed before the run and again before the evaluator starts."""
-    root = Path(root) if root is not None else Path(__file__).resolve().parent.parent
-    h = hashlib.sha256()
-    for path in sorted(root.rglob("*.py")):
-        h.update(str(path.relative_to(root)).encode())
-        try:
-            h.update(path.read_bytes())
-        except OSError:
-            h.update(b"?")
-    return h.hexdigest()
-
-
-def file_sha256(path: Path) -> str | None:
-    try:
-        return hashlib.sha256(Path(path).read_bytes()).hexdigest()
-    except OSError:
-        return None
-
-
-class _Terminated(Exception):
-    """SIGTERM reached the parent (e.g. `timeout`); handled like Ctrl-C."""
 
 
 def run_training(
@@ -100,10 +80,14 @@ def run_training(
     quiet: bool = False,
     eval_rows: int | None = None,
     overhead_seconds: float | None = None,
+    phases: dict | None = None,
     abandon: list | None = None,
     evaluate: bool = True,
 ) -> dict[str, Any]:
-    """`abandon`: the calibrated baseline's loss traces (abandon.trace_for); with them, a run whose
+    """`phases`: the workspace baseline's phases as `arp init` measured them (phases.Measured); each
+    phase of this run is limited by them. Without them (a workspace made before they were measured),
+    a wall-mode run is limited as a whole by `overhead_seconds` (limits.allowance).
+    `abandon`: the calibrated baseline's loss traces (abandon.trace_for); with them, a run whose
     training loss clearly trails the baseline's is stopped early (status `abandoned`).
     `evaluate=False` (throughput benchmarks on tokens no evaluator can load): a model handed over
     is not scored, and the run's status is `trained`."""
@@ -112,63 +96,87 @@ def run_training(
     before = dict(train_py_sha256=file_sha256(train_py), git_commit=git_commit(train_py.parent),
                   git_dirty=git_dirty(train_py))
     before.update(memory.code_context(train_py))  # parent commit, message (the hypothesis), diff
-    harness_before = harness_digest()
+    harness_before, environment_before = harness_digest(), environment_digest()
     limit = timeout if timeout is not None else time_limit(budget_seconds, budget_mode)
     with tempfile.TemporaryDirectory(prefix=f"arp-run-{os.getpid()}-") as tmp:
-        report_path = Path(tmp) / "report.json"
-        handover = Path(tmp) / "handover"
+        scratch = Path(tmp)  # the only folder train.py may write; deleted with everything in it
+        report_path = scratch / "report.json"
+        handover = scratch / "handover"
         handover.mkdir()
         config = run_config(
             probe, plan, dataset, budget_seconds, budget_mode=budget_mode, flop_budget=flop_budget,
             result_path=str(report_path), handover_dir=str(handover), seed=seed, probe_steps=probe_steps,
-            eval_rows=eval_rows,
+            eval_rows=eval_rows, peak=mfu_peak.peak_for_run(probe, plan),
         )
-        config_path = Path(tmp) / "config.json"
+        config_path = scratch / "config.json"
         atomic_write_json(config_path, config)
-        env = dict(os.environ, ARP_RUN_CONFIG=str(config_path), PYTHONUNBUFFERED="1", **MALLOC_SETTINGS)
+        env = dict(os.environ, ARP_RUN_CONFIG=str(config_path), PYTHONUNBUFFERED="1", **MALLOC_SETTINGS,
+                   **confine.scratch_env(scratch))
         tail: collections.deque[str] = collections.deque(maxlen=60)
         log: collections.deque[str] = collections.deque(maxlen=40)  # stdout + stderr, for `arp show`
-        # the runtime's progress reports come back on a pipe of their own (harness/abandon.py)
+        # the runtime's progress reports and phase marks come back on a pipe of their own (abandon.py)
         progress_r, progress_w = os.pipe() if os.name == "posix" else (None, None)
         if progress_w is not None:
             env["ARP_PROGRESS_FD"] = str(progress_w)
+        argv, status_r, status_w = _confined_argv(train_py, scratch, dataset)
         monitor = LoadMonitor(watch_gpu=plan["backend"] == "cuda").start()  # the run's tree is ours
+        reaper = confine.Reaper()  # from here on, whatever train.py starts is ours to end
+        cpu_before = _reaped_cpu_seconds()
         t_launch = time.time()
+        marks = Marks(launched=time.monotonic())
         child = subprocess.Popen(
-            [sys.executable, str(train_py)], cwd=train_py.parent, env=env, stdin=subprocess.DEVNULL,
+            argv, cwd=train_py.parent, env=env, stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, errors="replace",
-            start_new_session=True, preexec_fn=_die_with_parent,
-            pass_fds=(progress_w,) if progress_w is not None else (),
+            start_new_session=True, preexec_fn=child_process.die_with_parent,
+            pass_fds=tuple(fd for fd in (progress_w, status_w) if fd is not None),
         )
-        if progress_w is not None:
-            os.close(progress_w)
+        for fd in (progress_w, status_w):
+            if fd is not None:
+                os.close(fd)
+
+        def on_mark(name: str) -> None:  # the run's CPU-seconds as each phase ends (harness/phases.py)
+            if name == "start":
+                marks.cpu_start = reaper.cpu_seconds()
+            elif name == "finish":
+                marks.cpu_finish = reaper.cpu_seconds()
+
         # the parent decides and kills: nothing train.py does can make it stay or go (abandon.py)
         # in wall mode a slowed run trails the baseline for the load's sake: it ends noisy instead
         watcher = ab.Watcher(progress_r, ab.make_baseline(abandon) if abandon and probe_steps is None else None,
-                             kill=lambda: _signal_group(child, signal.SIGKILL),
-                             hold=monitor.busy_so_far if budget_mode == "wall" else None).start()
-        pumps = [threading.Thread(target=_pump, args=(child.stdout, (log,), sys.stdout, quiet), daemon=True),
-                 threading.Thread(target=_pump, args=(child.stderr, (tail, log), sys.stderr, quiet), daemon=True)]
+                             kill=lambda: child_process.signal_group(child, signal.SIGKILL),
+                             hold=monitor.busy_so_far if budget_mode == "wall" else None, on_mark=on_mark).start()
+        pumps = [threading.Thread(target=child_process.pump, args=(child.stdout, (log,), sys.stdout, quiet), daemon=True),
+                 threading.Thread(target=child_process.pump, args=(child.stderr, (tail, log), sys.stderr, quiet), daemon=True)]
         for p in pumps:
             p.start()
         # work/matched mode: slow is fine, stuck is not (harness/limits.py)
         hung = None if budget_mode == "wall" or progress_r is None else (
             lambda: hang_reason(watcher.seen, time.monotonic(), budget_seconds))
-        outcome, why = _wait(child, limit, hung)
+        outcome, why = child_process.wait(child, limit, hung)
+        marks.exited = time.monotonic()
         wall = time.time() - t_launch
         load = monitor.stop()
-        _kill_group(child)
+        child_process.kill_group(child)
+        survivors = reaper.end()  # nothing train.py started outlives it (a daemon it left behind)
+        marks.cpu_exit = _reaped_cpu_seconds() - cpu_before
         for p in pumps:
             p.join(timeout=5)
         watch = watcher.stop()
+        marks.start, marks.done, marks.finish = (watch.marks.get(k) for k in ("start", "done", "finish"))
+        marks.step_interval = watch.step_interval
         if watch.decision is not None and outcome == "exited":
             outcome = "abandoned"
         report = _read_json(report_path)  # train.py's own account: informative, never the score
+        mfu_peak.forget_if_below(probe, plan, _rate(report))
         result = _decide(outcome, child.returncode, report, "".join(tail), limit, budget_seconds, probe_steps)
         if why:
             result["reason"] = why
         result.update(before, wall_seconds=wall, exit_code=child.returncode, loss_trace=watch.trace,
-                      abandon_watch=watch.to_dict(), log_tail="".join(log)[-4000:])
+                      abandon_watch=watch.to_dict(), log_tail="".join(log)[-4000:], phases=durations(marks),
+                      confined=_read_status(status_r), processes_ended=survivors)
+        if probe_steps is not None:  # `arp init`'s probe of the baseline: what each phase took here
+            result["phase_baseline"] = measured_from(marks, float(report.get("training_seconds") or 0.0),
+                                                     report.get("train_flops"))
         if outcome == "abandoned":
             result.update(reason=ab.describe(watch.decision, budget_seconds),
                           abandon_saved_seconds=ab.saved_seconds(watch.decision, budget_seconds),
@@ -178,22 +186,22 @@ def run_training(
             result["status"] = "trained"
         if result["status"] == "handed_over":
             usable = _dataset_problem(dataset)
+            moved = changed_folders(environment_before, environment_digest())
             if harness_digest() != harness_before:
                 result.update(status="invalid", reason="the harness's own files changed during the run")
+            elif moved:
+                result.update(status="invalid", reason=f"the Python environment changed during the run ({', '.join(moved)})")
             elif usable:
                 result.update(status="crash", reason=usable)
             else:
+                counted = dict(num_params=report.get("num_params"),
+                               matmul_flops_per_token=(report.get("flops_detail") or {}).get("matmul_flops_per_token"))
                 result.update(_evaluate(plan, dataset, handover, eval_rows or _default_eval_rows(dataset, report, budget_seconds),
-                                        report.get("model_config", {}).get("device_batch_size"), quiet))
+                                        report.get("model_config", {}).get("device_batch_size"), quiet, counted))
     if result["status"] == "handed_over":
         result["status"] = "crash"
-    if budget_mode == "wall" and probe_steps is None and result["status"] in ("ok", "unverified"):
-        allowed = allowance(budget_seconds, overhead_seconds)
-        result["allowance_seconds"] = allowed
-        if wall > budget_seconds + allowed:
-            result.update(status="over_budget", reason=(
-                f"{wall:.1f}s from launch to hand-over, more than the budget {budget_seconds:g}s + allowance "
-                f"{allowed:.1f}s for start-up, warm-up and export: not comparable"))
+    if probe_steps is None and result["status"] in ("ok", "unverified"):
+        _judge_phases(result, marks, phases, overhead_seconds, budget_seconds, budget_mode, flop_budget, plan, wall)
     if probe_steps is None:
         _judge_load(result, load, plan, budget_mode)
     result["total_seconds"] = time.time() - t_launch
@@ -201,6 +209,61 @@ def run_training(
     result.update(harness_version=HARNESS_VERSION, budget_seconds=budget_seconds, budget_mode=budget_mode,
                   backend=plan["backend"], dataset=dataset)
     return result
+
+
+def _judge_phases(result: dict, marks: Marks, phases: dict | None, overhead_seconds: float | None, budget_seconds: float,
+                  budget_mode: str, flop_budget: float | None, plan: dict, wall: float) -> None:
+    """over_budget when a phase took longer than its limit (harness/phases.py): the parent's clock,
+    whatever train.py's own clock said."""
+    measured = Measured.from_dict(phases)
+    lims = limits(measured, budget_seconds, budget_mode, flop_budget, plan.get("device") == "cpu") if measured else None
+    why = judge_phases(marks, lims)
+    if lims is not None:
+        result["phase_limits"] = {lim.took: round(lim.limit, 2) for lim in lims}
+    elif budget_mode == "wall":  # measured before phases were: the whole run against one allowance
+        allowed = allowance(budget_seconds, overhead_seconds)
+        result["allowance_seconds"] = allowed
+        if why is None and wall > budget_seconds + allowed:
+            why = (f"{wall:.1f}s from launch to hand-over, more than the budget {budget_seconds:g}s + allowance "
+                   f"{allowed:.1f}s for start-up, warm-up and export: not comparable")
+    if why:
+        result.update(status="over_budget", reason=why)
+
+
+def _confined_argv(train_py: Path, scratch: Path, dataset: str) -> tuple[list[str], int | None, int | None]:
+    """The command that runs train.py confined (harness/confine.py), and the pipe on which the
+    launcher says, before train.py's first line runs, what confinement applied. ARP_NO_CONFINE=1
+    (benchmarks that measure what confinement costs) runs it unconfined, and the run says so."""
+    from autoresearch_portable.paths import data_dir
+
+    if os.environ.get("ARP_NO_CONFINE") == "1" or os.name != "posix":
+        return [sys.executable, str(train_py)], None, None
+    policy = confine.policy_for_run(train_py, scratch, extra_read=[data_dir(dataset)])
+    policy_path = scratch / "confine.json"
+    atomic_write_json(policy_path, policy.to_dict())
+    status_r, status_w = os.pipe()
+    return confine.launch_argv(policy_path, status_w, [sys.executable, str(train_py)]), status_r, status_w
+
+
+def _read_status(status_r: int | None) -> str:
+    """What the launcher said it applied: `yes (...)` or `no (why)`."""
+    if status_r is None:
+        return "no (ARP_NO_CONFINE=1)" if os.environ.get("ARP_NO_CONFINE") == "1" else f"no (not supported on {sys.platform})"
+    with os.fdopen(status_r, "rb") as f:
+        line = f.readline(4096).decode("utf-8", "replace").strip()
+    if not line:
+        return "no (the launcher said nothing)"
+    confined, detail = confine.parse_status(line)
+    return f"{'yes' if confined else 'no'} ({detail})"
+
+
+def _reaped_cpu_seconds() -> float:
+    """CPU-seconds of this process's children that have ended and been waited for: train.py and
+    everything it started (the reaper waits for what it ends)."""
+    import resource
+
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return ru.ru_utime + ru.ru_stime
 
 
 def _judge_load(result: dict, load, plan: dict, budget_mode: str) -> None:
@@ -248,17 +311,21 @@ def _decide(outcome: str, code: int | None, report: dict, tail: str, limit: floa
     return dict(result, status="crash", reason=f"exit code {code}: " + _last_line(tail))
 
 
-def _evaluate(plan: dict, dataset: str, handover: Path, eval_rows: int, batch_rows, quiet: bool) -> dict:
+def _evaluate(plan: dict, dataset: str, handover: Path, eval_rows: int, batch_rows, quiet: bool,
+              counted: dict | None = None) -> dict:
     """Score the hand-over in a new process, from a folder train.py never knew (so nothing it
-    left lying around can be imported)."""
+    left lying around can be imported), isolated (`python -I`: no user site, no PYTHON* variables,
+    no LD_PRELOAD). `counted`: what rt.start counted (parameters, matmul FLOPs per token); the
+    evaluator checks the handed-over graph against it."""
     with tempfile.TemporaryDirectory(prefix="arp-eval-") as tmp:
         job_path, out = Path(tmp) / "job.json", Path(tmp) / "result.json"
         atomic_write_json(job_path, dict(plan=plan, dataset=dataset, handover=str(handover), eval_rows=int(eval_rows),
-                                         batch_rows=batch_rows, result_path=str(out)))
+                                         batch_rows=batch_rows, result_path=str(out), counted=counted))
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "LD_PRELOAD", "DYLD_"))}
         try:
-            run = subprocess.run([sys.executable, "-m", "autoresearch_portable.harness.evaluator", str(job_path)],
+            run = subprocess.run([sys.executable, "-I", "-m", "autoresearch_portable.harness.evaluator", str(job_path)],
                                  cwd=tmp, stdin=subprocess.DEVNULL, capture_output=True, text=True, errors="replace",
-                                 timeout=max(300.0, 20.0 * eval_rows), env=dict(os.environ, **MALLOC_SETTINGS))
+                                 timeout=max(300.0, 20.0 * eval_rows), env=dict(env, **MALLOC_SETTINGS))
         except subprocess.TimeoutExpired:
             return dict(status="crash", reason="the evaluator did not finish in time")
         res = _read_json(out)
@@ -290,85 +357,6 @@ def _default_eval_rows(dataset: str, report: dict, budget_seconds: float) -> int
     return size_eval_rows(budget_seconds, float(report.get("tokens_per_second") or 0), data.load(dataset).seq_len)
 
 
-def _wait(child: subprocess.Popen, limit: float, hung: Callable[[], str | None] | None = None) -> tuple[str, str | None]:
-    """'exited', 'timeout', 'interrupted' (Ctrl-C) or 'terminated' (SIGTERM), and for a timeout
-    the hang guard's reason when it (not the time limit) stopped the run."""
-    restore = None
-    if threading.current_thread() is threading.main_thread():
-        def on_term(signum, frame):
-            raise _Terminated()
-        restore = signal.signal(signal.SIGTERM, on_term)
-    deadline = time.monotonic() + limit
-    try:
-        try:
-            while True:
-                try:
-                    child.wait(timeout=max(0.0, min(1.0, deadline - time.monotonic())))
-                    return "exited", None
-                except subprocess.TimeoutExpired:
-                    why = hung() if hung is not None else None
-                    if why or time.monotonic() >= deadline:
-                        _stop(child, signal.SIGTERM)
-                        return "timeout", why
-        except KeyboardInterrupt:
-            _stop(child, signal.SIGINT)
-            return "interrupted", None
-        except _Terminated:
-            _stop(child, signal.SIGTERM)
-            return "terminated", None
-    finally:
-        if restore is not None:
-            signal.signal(signal.SIGTERM, restore)
-
-
-def _die_with_parent() -> None:
-    """In the child before exec: on Linux the kernel kills it when the parent dies (kill -9 of
-    `arp train` must not leave train.py training with nobody listening). Elsewhere the runtime's
-    watchdog thread does the same."""
-    if sys.platform.startswith("linux"):
-        try:
-            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-        except (OSError, AttributeError):
-            pass
-
-
-def _pump(stream, tails, out, quiet: bool) -> None:
-    for line in stream:
-        for tail in tails:
-            tail.append(line)
-        if not quiet:
-            out.write(line)
-            out.flush()
-
-
-def _stop(child: subprocess.Popen, sig: int) -> None:
-    """Ask the child's process group to stop, then make sure it does."""
-    try:
-        os.killpg(child.pid, sig)
-        child.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        _kill_group(child)
-        child.wait()
-    except (ProcessLookupError, PermissionError):
-        pass
-
-
-def _signal_group(child: subprocess.Popen, sig: int) -> None:
-    try:
-        os.killpg(child.pid, sig)
-    except (ProcessLookupError, PermissionError):
-        pass
-
-
-def _kill_group(child: subprocess.Popen) -> None:
-    """Whatever train.py started and left running goes with it."""
-    try:
-        os.killpg(child.pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
-    child.wait()
-
-
 def _remove_stale_run_folders() -> None:
     """Temporary folders of runs whose `arp train` was killed (kill -9 leaves them behind)."""
     for folder in Path(tempfile.gettempdir()).glob("arp-run-*-*"):
@@ -379,6 +367,14 @@ def _remove_stale_run_folders() -> None:
             shutil.rmtree(folder, ignore_errors=True)
         except (ValueError, IndexError, PermissionError, OSError):
             continue
+
+
+def _rate(report: dict) -> float | None:
+    """FLOP/s over the timed steps, as train.py reported them (only ever used to re-measure a peak)."""
+    try:
+        return float(report["train_flops"]) / float(report["training_seconds"])
+    except (KeyError, TypeError, ValueError, ZeroDivisionError):
+        return None
 
 
 def _read_json(path: Path) -> dict:
@@ -413,24 +409,6 @@ def ledger_record(result: dict, train_py: Path, probe: dict, plan: dict) -> dict
         **{k: result[k] for k in memory.RECORD_KEYS if k in result},
         metrics={k: v for k, v in result.items() if k not in ("status", "reason", *memory.RECORD_KEYS)},
     )
-
-
-def git_commit(folder: Path) -> str | None:
-    try:
-        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=folder, capture_output=True, text=True, timeout=5)
-        return out.stdout.strip() or None
-    except (OSError, subprocess.SubprocessError):
-        return None
-
-
-def git_dirty(train_py: Path) -> bool | None:
-    """Whether train.py differs from the commit (then the commit does not name the code that ran)."""
-    try:
-        out = subprocess.run(["git", "status", "--porcelain", "--", train_py.name], cwd=train_py.parent,
-                             capture_output=True, text=True, timeout=5)
-        return bool(out.stdout.strip()) if out.returncode == 0 else None
-    except (OSError, subprocess.SubprocessError):
-        return None
 
 
 def record(ledger_path: Path, result: dict, train_py: Path, probe: dict, plan: dict) -> str | None:

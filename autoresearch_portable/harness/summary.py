@@ -46,6 +46,7 @@ def format_summary(r: dict[str, Any]) -> str:
         ("eval_tokens", fmt(r.get("eval_tokens"), "d")),
         ("verified", _verified(r)),
         ("machine_load", _load(r)),
+        ("confined", fmt(r.get("confined"), "")),  # harness/confine.py: what train.py could reach
     ]
     lines = ["---"] + [f"{k + ':':<18}{v}" if len(k) < 18 else f"{k}: {v}" for k, v in rows]
     status = r.get("status") or "crash"

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
 import tempfile
@@ -96,7 +95,9 @@ def throughput_probe(probe: dict, plan: dict, dataset: str, depth: int, dim: int
                    peak_memory_mb=result.get("peak_memory_mb"),
                    # launch to hand-over minus the timed steps: start-up, warm-up and export, as
                    # the parent's clock saw them (the allowance of wall-mode runs is made from it)
-                   overhead_seconds=result["wall_seconds"] - result["training_seconds"])
+                   overhead_seconds=result["wall_seconds"] - result["training_seconds"],
+                   # each phase as the parent saw it: every run's phase limits (harness/phases.py)
+                   phases=result.get("phase_baseline") or None)
     if cacheable and out["status"] in ("ok", "oom"):  # facts about this device worth keeping
         atomic_write_json(cache, out)
     return out
@@ -229,7 +230,8 @@ def init_workspace(target: Path, probe: dict, plan: dict, dataset: str, budget_s
 def workspace_run_settings(measured: dict | None, budget_seconds: float, seq_len: int) -> dict:
     """What every run of the workspace shares: the number of scored rows (so two runs are scored
     on the same amount of text however fast each trained) and the measured start-up + export
-    overhead the clock allows. Empty without a successful measurement (runs then size these
+    overhead the clock allows, and each phase's (start-up, warm-up, hand-over, CPU use) for the
+    per-phase limits. Empty without a successful measurement (runs then size these
     themselves and say so)."""
     from autoresearch_portable.harness.budget import eval_rows
 
@@ -238,6 +240,8 @@ def workspace_run_settings(measured: dict | None, budget_seconds: float, seq_len
     out = dict(eval_rows=eval_rows(budget_seconds, measured["tokens_per_second"], seq_len))
     if measured.get("overhead_seconds") is not None:
         out["overhead_seconds"] = round(float(measured["overhead_seconds"]), 2)
+    if measured.get("phases"):
+        out["phases"] = measured["phases"]
     return out
 
 
