@@ -8,7 +8,7 @@ import sys
 import time
 
 from autoresearch_portable.harness import abandon as ab
-from autoresearch_portable.harness import runner
+from autoresearch_portable.harness import child as child_process
 from autoresearch_portable.harness.limits import Progress, advanced, hang_reason, stall_seconds
 
 
@@ -66,13 +66,13 @@ def test_the_watcher_records_progress_from_the_pipe():
 def test_wait_stops_a_child_when_the_guard_says_hung():
     child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"], start_new_session=True)
     t0 = time.monotonic()
-    outcome, why = runner._wait(child, 30.0, lambda: "stuck" if time.monotonic() - t0 > 0.5 else None)
+    outcome, why = child_process.wait(child, 30.0, lambda: "stuck" if time.monotonic() - t0 > 0.5 else None)
     assert (outcome, why) == ("timeout", "stuck")
     assert child.poll() is not None and time.monotonic() - t0 < 15
 
 
 def test_wait_lets_a_child_finish_and_keeps_the_time_limit():
     child = subprocess.Popen([sys.executable, "-c", "pass"], start_new_session=True)
-    assert runner._wait(child, 30.0, lambda: None) == ("exited", None)
+    assert child_process.wait(child, 30.0, lambda: None) == ("exited", None)
     child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"], start_new_session=True)
-    assert runner._wait(child, 1.0) == ("timeout", None)
+    assert child_process.wait(child, 1.0) == ("timeout", None)
