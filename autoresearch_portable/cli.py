@@ -23,8 +23,8 @@ BackendOpt = typer.Option(
 
 # the run options `arp train` and `arp submit` share
 DatasetOpt = typer.Option(None, "--dataset", help=f"default: the workspace's (this folder's .arp.json), else {DEFAULT_DATASET}")
-BudgetOpt = typer.Option(300.0, "--budget", help="budget in seconds")
-BudgetModeOpt = typer.Option("wall", "--budget-mode", help="wall | work | matched")
+BudgetOpt = typer.Option(None, "--budget", help="budget in seconds (default: what the workspace was made for, else 300)")
+BudgetModeOpt = typer.Option(None, "--budget-mode", help="wall | work | matched (default: the workspace's, else wall)")
 SeedOpt = typer.Option(0, "--seed", help="data order seed")
 
 
@@ -32,11 +32,6 @@ SeedOpt = typer.Option(0, "--seed", help="data order seed")
 def _root() -> None:
     """autoresearch-portable: the autoresearch loop on any hardware, with comparable results."""
     # A callback keeps `arp doctor` a subcommand even while doctor is the only command.
-
-
-def _fail(message: str, code: int = 2) -> None:
-    typer.echo(f"error: {message}", err=True)
-    raise typer.Exit(code)
 
 
 @app.command()
@@ -173,8 +168,8 @@ def train(
     file: str = typer.Argument("train.py", help="the train.py to run"),
     backend: Optional[str] = BackendOpt,
     dataset: Optional[str] = DatasetOpt,
-    budget: float = BudgetOpt,
-    budget_mode: str = BudgetModeOpt,
+    budget: Optional[float] = BudgetOpt,
+    budget_mode: Optional[str] = BudgetModeOpt,
     seed: int = SeedOpt,
     timeout: Optional[float] = typer.Option(None, "--timeout", help="stop the run after this many seconds (default: 2x budget in wall mode, at least budget+60; work/matched mode: 30x, and a run with no training step for max(120 s, budget/2) stops sooner)"),
     repeat: int = typer.Option(1, "--repeat", help="run the same train.py N times (data seeds seed..seed+N-1) and report mean ± spread"),
@@ -182,73 +177,30 @@ def train(
     no_abandon: bool = typer.Option(False, "--no-abandon", help="never stop the run early, even if its loss trails the calibrated baseline's"),
 ) -> None:
     """Run train.py under the harness for the budget; print the summary; append to the ledger."""
-    import os
     from pathlib import Path
 
-    from autoresearch_portable.harness.budget import BUDGET_MODES, check_budget
-    from autoresearch_portable.harness.runner import exclusive_run, record, run_training
-    from autoresearch_portable.harness.workspace import check_backend
+    from autoresearch_portable.harness import experiment, ledger
+    from autoresearch_portable.harness.runner import exclusive_run
     from autoresearch_portable.harness.summary import format_summary
 
-    train_py = Path(file)
-    if not train_py.is_file():
-        raise UserError(f"{file} not found (run `arp init DIR` to create a workspace)")
-    check_budget(budget)
-    if timeout is not None:
-        check_budget(timeout, "--timeout")
-    if budget_mode not in BUDGET_MODES:
-        raise UserError(f"unknown --budget-mode {budget_mode!r} (choose {', '.join(BUDGET_MODES)})")
-    workspace = _workspace_config(train_py.parent)
-    if backend is None and not os.environ.get("ARP_BACKEND"):
-        backend = workspace.get("backend")
-    dataset = dataset or workspace.get("dataset") or DEFAULT_DATASET
-    pr, plan = _plan(backend)
-    _ensure_dataset(dataset, pr, plan, budget)
-    check_backend(train_py, plan["backend"])  # an MLX train.py on torch (or the reverse): say so now
-    from autoresearch_portable import data
-    from autoresearch_portable.harness import ledger
-
-    data.check_usable(dataset)
-    from autoresearch_portable.harness.calibrate import dataset_identity
-    from autoresearch_portable.harness.results import annotate, flop_budget_for
-    from autoresearch_portable.harness.verdict import calibrated_noise
-    from autoresearch_portable.harness.verdict import verdict as judge_run
-
-    ds_id = dataset_identity(data.load(dataset))
-    flop_budget, how = flop_budget_for(budget_mode, budget, pr, plan, ds_id)  # one-line error without a profile
-    if flop_budget:
-        _log(f"budget {how} = {flop_budget:.4g} FLOPs")
-    ledger_path = train_py.parent / "results" / "ledger.jsonl"
-    ledger.check_writable(ledger_path)  # fail now, not after the whole budget
     if repeat < 1:
         raise UserError("--repeat must be at least 1")
-    from autoresearch_portable.harness import abandon, memory
-    from autoresearch_portable.harness.calibrate import find_profile
-    from autoresearch_portable.harness.ledger import parse_ledger
-
-    # memory: the same code already ran under these settings? say what came of it first
-    memory.check_duplicate(ledger_path, train_py, dict(dataset=ds_id["name"], budget_seconds=budget, budget_mode=budget_mode,
-                                                       backend=plan["backend"]), again=again or repeat > 1, log=_log)
-    trace, why = (None, "off (--no-abandon)") if no_abandon else abandon.trace_for(
-        find_profile(pr, plan, ds_id)[0], budget, budget_mode, workspace.get("sizing"))
-    _log(f"early abandonment: {why}")
+    train_py = Path(file)
+    options = experiment.Options(budget, budget_mode, dataset, backend, seed, timeout, abandon=not no_abandon)
+    spec = experiment.plan(train_py, options, _log)
+    folder = train_py.parent
+    ledger.check_writable(experiment.ledger_path(folder))  # fail now, not after the whole budget
+    # the same code already ran under these settings? say what came of it first
+    experiment.check_new(experiment.ledger_path(folder), train_py.read_bytes(), spec.settings,
+                         again=again or repeat > 1, log=_log)
     values = []
-    with exclusive_run(train_py.parent / "results"):
+    with exclusive_run(folder / "results"):
         for i in range(repeat):
             if repeat > 1:
                 _log(f"run {i + 1} of {repeat} (seed {seed + i})")
-            result = run_training(train_py, probe=pr, plan=plan, dataset=dataset, budget_seconds=budget,
-                                  budget_mode=budget_mode, flop_budget=flop_budget, seed=seed + i, timeout=timeout,
-                                  eval_rows=workspace.get("eval_rows") if workspace.get("dataset", dataset) == dataset else None,
-                                  overhead_seconds=workspace.get("overhead_seconds"),
-                                  phases=workspace.get("phases"), abandon=trace)
-            annotate(result, pr, plan, ds_id)
-            verdict = judge_run(ledger.read(ledger_path), result, calibrated_noise(result))
-            result["verdict"] = verdict
+            result = experiment.execute(spec, seed=seed + i)
             try:
-                note = record(ledger_path, result, train_py, pr, plan)
-                if workspace:  # an `arp init` workspace: results.tsv in the original's format
-                    memory.write_results_tsv(train_py.parent, parse_ledger(ledger_path.read_bytes()))
+                note, verdict = experiment.record(folder, result, train_py, spec.probe, spec.plan)
             finally:
                 # the harness's summary comes last, after everything train.py printed
                 typer.echo(format_summary(result))
@@ -275,22 +227,24 @@ def train(
 def calibrate(
     backend: Optional[str] = BackendOpt,
     dataset: Optional[str] = DatasetOpt,
-    budget: float = typer.Option(300.0, "--budget", help="T: the budget in seconds to calibrate (runs at T/4, T/2, T)"),
+    budget: Optional[float] = typer.Option(None, "--budget", help="T: the budget in seconds to calibrate (runs at T/4, T/2, T; default: this workspace's, else 300)"),
     repeats: int = typer.Option(4, "--repeats", help="extra runs at T with other seeds (noise band); at least 2"),
     force: bool = typer.Option(False, "--force", help="measure again even if a current profile exists"),
     verbose: bool = typer.Option(False, "--verbose", help="show the trainer's own output"),
     as_json: bool = typer.Option(False, "--json", help="print the profile as JSON"),
 ) -> None:
     """Measure this device: its baseline's compute curve and noise (for work mode and normalized results)."""
-    from autoresearch_portable.harness import calibrate as cal
-    from autoresearch_portable.harness.budget import check_budget
-
-    check_budget(budget)
-    if repeats < 2:
-        raise UserError("--repeats must be at least 2 (the noise band needs repeats at T)")
     from pathlib import Path
 
-    dataset = dataset or _workspace_config(Path.cwd()).get("dataset") or DEFAULT_DATASET  # what `arp train` here trains on
+    from autoresearch_portable.harness import calibrate as cal
+    from autoresearch_portable.harness.experiment import Options, resolve
+    from autoresearch_portable.harness.settings import Workspace
+
+    # what `arp train` here trains on, for as long
+    t, dataset = resolve(Options(budget=budget, dataset=dataset), Workspace.load(Path.cwd()))
+    budget = t.seconds
+    if repeats < 2:
+        raise UserError("--repeats must be at least 2 (the noise band needs repeats at T)")
     pr, plan = _plan(backend)
     _ensure_dataset(dataset, pr, plan, budget)
     profile = cal.calibrate(pr, plan, dataset, budget, repeats, force=force, log=_log, quiet=not verbose)
@@ -365,7 +319,7 @@ def results(
 
 @app.command()
 def show(
-    run: str = typer.Argument(..., help="a run number from `arp results` (or last, -1, -2 ...) or a commit"),
+    run: str = typer.Argument(..., help="a run number from `arp results` (or last, -1, -2 ...) or a git revision (HEAD, HEAD~1, a commit prefix)"),
     file: str = typer.Option("results/ledger.jsonl", "--ledger", help="a ledger file or a workspace folder"),
     as_json: bool = typer.Option(False, "--json", help="machine-readable output"),
 ) -> None:
@@ -373,7 +327,7 @@ def show(
     from autoresearch_portable.harness import history
     from autoresearch_portable.harness import results as res
 
-    found = history.show(res.load_ledger(file), run)
+    found = history.show(res.load_ledger(file), history.revision(res.workspace_folder(file), run))
     typer.echo(history.show_json(found) if as_json else history.format_show(found))
 
 
@@ -399,11 +353,13 @@ def submit(
     commits: list[str] = typer.Argument(None, help="commits to run (default HEAD)"),
     backend: Optional[str] = BackendOpt,
     dataset: Optional[str] = DatasetOpt,
-    budget: float = BudgetOpt,
-    budget_mode: str = BudgetModeOpt,
+    budget: Optional[float] = BudgetOpt,
+    budget_mode: Optional[str] = BudgetModeOpt,
     seed: int = SeedOpt,
     timeout: Optional[float] = typer.Option(None, "--timeout", help="stop a run after this many seconds"),
     repeat: int = typer.Option(1, "--repeat", help="run each commit N times (seeds seed..seed+N-1)"),
+    again: bool = typer.Option(False, "--again", help="queue a commit whose train.py already ran (same code, same settings) once more"),
+    no_abandon: bool = typer.Option(False, "--no-abandon", help="never stop a run early, even if its loss trails the calibrated baseline's"),
     address: Optional[str] = typer.Option(None, "--address", help="the Ray cluster to join (remembered for the workspace; default $RAY_ADDRESS, else a local cluster)"),
     cpus_per_slot: Optional[int] = typer.Option(None, "--cpus-per-slot", help="CPU-only clusters: cores per experiment (default: a whole node)"),
 ) -> None:
@@ -411,9 +367,11 @@ def submit(
     from pathlib import Path
 
     from autoresearch_portable.cluster import client
+    from autoresearch_portable.harness.experiment import Options
 
-    options = client.options_for(budget, budget_mode, seed, timeout, backend, dataset)
-    new = client.submit(Path("."), commits or [], options, repeat=repeat, address=address, cpus_per_slot=cpus_per_slot, log=_log)
+    options = Options(budget, budget_mode, dataset, backend, seed, timeout, abandon=not no_abandon)
+    new = client.submit(Path("."), commits or [], options, repeat=repeat, again=again, address=address,
+                        cpus_per_slot=cpus_per_slot, log=_log)
     for e in new:
         typer.echo(f"{e.id} {e.short}: queued")
     typer.echo("results land in results/ledger.jsonl; `arp wait --any` prints each as it lands, `arp queue` shows where they run")
@@ -447,13 +405,6 @@ def wait(
 
     if not client.wait(Path("."), any_=any_, timeout=timeout, log=typer.echo):
         typer.echo("nothing pending and no new results (arp submit queues experiments)")
-
-
-def _workspace_config(folder) -> dict:
-    try:
-        return json.loads((folder / ".arp.json").read_text())
-    except (OSError, ValueError):
-        return {}
 
 
 def main() -> None:

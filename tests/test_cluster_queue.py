@@ -13,6 +13,7 @@ import pytest
 
 from autoresearch_portable.cluster import client, driver, engine, queue
 from autoresearch_portable.errors import UserError
+from autoresearch_portable.harness.experiment import Options
 
 
 def entries_after_submit(n=3):
@@ -114,18 +115,18 @@ def git(ws, *args):
 def test_submit_refuses_what_it_cannot_run(tmp_path):
     pytest.importorskip("ray")
     with pytest.raises(UserError, match="not a workspace"):
-        client.submit(tmp_path, ["HEAD"], dict(budget=60, seed=0))
+        client.submit(tmp_path, ["HEAD"], Options(budget=60))
     git(tmp_path, "init", "-q")
     (tmp_path / "notes.txt").write_text("x")
     git(tmp_path, "add", "notes.txt")
     git(tmp_path, "commit", "-qm", "no train.py")
     with pytest.raises(UserError, match="has no train.py"):
-        client.submit(tmp_path, ["HEAD"], dict(budget=60, seed=0))
+        client.submit(tmp_path, ["HEAD"], Options(budget=60))
     with pytest.raises(UserError, match="not a commit"):
-        client.submit(tmp_path, ["nope"], dict(budget=60, seed=0))
+        client.submit(tmp_path, ["nope"], Options(budget=60))
     assert queue.load(tmp_path) == []  # nothing queued
     with pytest.raises(UserError, match="budget-mode"):
-        client.options_for(60, "fast", 0, None, None, None)
+        client.options_for(tmp_path, Options(budget=60, budget_mode="fast"))
 
 
 def test_cli_bad_input_is_one_line(tmp_path):
@@ -180,10 +181,10 @@ def test_a_driver_that_died_after_writing_the_ledger_does_not_run_it_again(tmp_p
     assert again == [forged.id] and forged.state == "queued"
 
 
-def test_the_backend_is_checked_when_submitting(monkeypatch):
+def test_the_backend_is_checked_when_submitting(monkeypatch, tmp_path):
     monkeypatch.delenv("ARP_BACKEND", raising=False)
     with pytest.raises(UserError, match="unknown backend"):
-        client.options_for(60, "wall", 0, None, "tpu", None)
-    assert client.options_for(60, "wall", 0, None, None, None)["backend"] is None  # the workspace's
+        client.options_for(tmp_path, Options(budget=60, backend="tpu"))
+    assert client.options_for(tmp_path, Options(budget=60))["backend"] is None  # the workspace's
     monkeypatch.setenv("ARP_BACKEND", "cpu")
-    assert client.options_for(60, "wall", 0, None, None, None)["backend"] == "cpu"
+    assert client.options_for(tmp_path, Options(budget=60))["backend"] == "cpu"

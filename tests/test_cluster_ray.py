@@ -17,9 +17,11 @@ import pytest
 ray = pytest.importorskip("ray")
 from conftest import SCORED  # noqa: E402
 
+from autoresearch_portable.harness import confine  # noqa: E402
+
 pytestmark = pytest.mark.slow
 
-BUDGET = "3"
+BUDGET = "3"  # the workspace is made for it: `arp submit` takes it from there
 
 
 def arp(*args, cwd, env, timeout=600):
@@ -46,7 +48,7 @@ def env(cluster):
 @pytest.fixture()
 def workspace(small_bundled, tmp_path, env):
     ws = tmp_path / "research"
-    r = arp("init", str(ws), "--budget", "4", "--backend", "cpu", "--dataset", "bundled", "--depth", "2", "--dim", "64", "--device-batch", "2",
+    r = arp("init", str(ws), "--budget", BUDGET, "--backend", "cpu", "--dataset", "bundled", "--depth", "2", "--dim", "64", "--device-batch", "2",
             "--total-batch", str(2 * small_bundled.seq_len), "--parallel", cwd=tmp_path, env=env)
     assert r.returncode == 0, r.stderr
     assert (ws / "program_parallel.md").is_file()
@@ -106,9 +108,11 @@ def until(what, check, timeout=240):
 
 def test_three_commits_on_two_slots_survive_a_driver_restart(workspace, env):
     shas = commits(workspace, 3)
-    r = arp("submit", *shas, "--budget", BUDGET, "--cpus-per-slot", "1", cwd=workspace, env=env)
+    r = arp("submit", *shas, "--cpus-per-slot", "1", cwd=workspace, env=env)
     assert r.returncode == 0, r.stderr
     assert r.stdout.count("queued") >= 3
+    again = arp("submit", shas[0], cwd=workspace, env=env)  # already queued with these settings
+    assert again.returncode == 2 and "already queued" in again.stderr, again.stderr
     # both slots busy, then the driver dies (kill -9): its Ray tasks die with it
     running = until("two experiments running", lambda: [e for e in entries(workspace) if e.state == "running"][1:] and
                     [e for e in entries(workspace) if e.state == "running"])
@@ -126,6 +130,8 @@ def test_three_commits_on_two_slots_survive_a_driver_restart(workspace, env):
         assert rec["status"] in SCORED, (rec["status"], rec.get("reason"))
         assert rec["cluster"]["slot"] == "1 cpu" and rec["cluster"]["node"] and rec["cluster"]["device_key"]
         assert rec["cluster"]["threads"] == 1 and not rec.get("untrusted")
+        assert rec["metrics"]["budget_seconds"] == float(BUDGET)  # the workspace's
+        assert rec["metrics"]["confined"].startswith("yes") or confine.landlock_abi() == 0
     done = entries(workspace)
     assert all(e.state == "done" for e in done)
     assert any("driver restarted" in " ".join(e.notes) for e in done)
@@ -137,6 +143,8 @@ def test_three_commits_on_two_slots_survive_a_driver_restart(workspace, env):
     shown = arp("results", cwd=workspace, env=env).stdout
     assert all(s in shown for s in shas) and done[0].node in shown
     assert "nothing pending" in arp("wait", "--any", cwd=workspace, env=env).stdout
+    tsv = (workspace / "results.tsv").read_text()  # written by the driver, as `arp train` writes it
+    assert all(s in tsv for s in shas)
 
 
 def test_a_worker_killed_twice_is_retried_then_lost(workspace, env):

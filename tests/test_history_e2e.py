@@ -239,6 +239,31 @@ def test_a_run_trailing_the_baseline_is_abandoned_by_the_parent(ws, history, low
     assert ledger.read(ws / "results" / "ledger.jsonl")[-1]["status"] in SCORED, r3.stderr[-1500:]
 
 
+def test_a_cluster_run_goes_through_the_same_steps_as_arp_train(ws, history, low_baseline):
+    """What a Ray task runs (cluster/worker.py run_experiment) and what the driver records
+    (cluster/driver.py record), without Ray: the submitted options are settled from the workspace,
+    the run is watched against the node's calibrated baseline (abandoned here: it trails it), and
+    the driver's signed line lands in results.tsv as an `arp train` run's does."""
+    from autoresearch_portable.cluster import client, driver, queue, worker
+    from autoresearch_portable.harness import ledger
+    from autoresearch_portable.harness.experiment import Options
+
+    options = client.options_for(ws, Options(budget=ABANDON_BUDGET, backend="cpu", seed=5))
+    assert options["dataset"] == "bundled" and options["abandon"]  # the workspace's dataset
+    result, pr, plan = worker.run_experiment(ws / "train.py", options)
+    assert result["status"] == "abandoned" and result["budget_seconds"] == ABANDON_BUDGET, (result["status"], result.get("reason"))
+    head = git(ws, "rev-parse", "HEAD")
+    (e,) = queue.add([], [head], [options], now=1.0)
+    before = len(ledger.read(ws / "results" / "ledger.jsonl"))
+    recorded, _ = driver.record(ws, e, dict(result=result, probe=pr, plan=plan, train_py=str(ws / "train.py"), node="n1",
+                                            slot="2 cpu"))
+    recs = ledger.read(ws / "results" / "ledger.jsonl")
+    assert len(recs) == before + 1 and recs[-1]["queue"]["id"] == e.id and not recs[-1].get(ledger.UNTRUSTED)
+    assert recs[-1]["status"] == "abandoned" and recs[-1]["cluster"]["node"] == "n1"
+    tsv = (ws / "results.tsv").read_text().splitlines()
+    assert len(tsv) == len(recs) + 1 and tsv[-1].split("\t")[3] == "crash"  # the header, then one row per run
+
+
 def test_repeat_is_a_deliberate_rerun(ws, small_bundled, tmp_path, monkeypatch, capsys):
     """`--repeat N` runs code that already ran (the duplicate check only prints the earlier result);
     a plain rerun is refused. In process, with the training itself faked (the check is the CLI's)."""

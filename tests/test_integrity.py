@@ -27,7 +27,7 @@ def arp(*args, cwd=None, timeout=600):
 @pytest.fixture(scope="module")
 def workspace(small_bundled, tmp_path_factory):
     ws = tmp_path_factory.mktemp("ws") / "research"
-    r = arp("init", str(ws), "--backend", "cpu", "--dataset", "bundled", "--depth", "2", "--dim", "64", "--device-batch", "2",
+    r = arp("init", str(ws), "--budget", "2", "--backend", "cpu", "--dataset", "bundled", "--depth", "2", "--dim", "64", "--device-batch", "2",
             "--total-batch", str(2 * small_bundled.seq_len))
     assert r.returncode == 0, r.stderr
     config = json.loads((ws / ".arp.json").read_text())
@@ -73,8 +73,9 @@ def last_value(stdout: str, key: str) -> str:
 
 
 def test_an_honest_run_is_verified_ok(workspace):
-    r = arp("train", "--budget", "2", "--backend", "cpu", cwd=workspace)
+    r = arp("train", "--backend", "cpu", cwd=workspace)  # the workspace's budget: 2 s
     rec = last(workspace)
+    assert rec["metrics"]["budget_seconds"] == 2 and "sized for" not in r.stderr
     assert scored(r, rec["status"]), r.stderr[-2000:]
     assert last_value(r.stdout, "status").split()[0] == rec["status"]
     assert last_value(r.stdout, "verified").startswith("yes")

@@ -10,7 +10,9 @@ from pathlib import Path
 
 from autoresearch_portable.cluster import driver, engine, queue
 from autoresearch_portable.errors import UserError
-from autoresearch_portable.harness.budget import BUDGET_MODES, check_budget
+from autoresearch_portable.harness.budget import check_budget
+from autoresearch_portable.harness.experiment import Options, resolve
+from autoresearch_portable.harness.settings import Workspace
 
 
 def _git(workspace: Path, *args: str) -> subprocess.CompletedProcess:
@@ -36,22 +38,47 @@ def resolve_commits(workspace: Path, names: list[str]) -> list[str]:
     return out
 
 
-def options_for(budget: float, budget_mode: str, seed: int, timeout: float | None, backend: str | None,
-                dataset: str | None) -> dict:
-    check_budget(budget)
-    if timeout is not None:
-        check_budget(timeout, "--timeout")
-    if budget_mode not in BUDGET_MODES:
-        raise UserError(f"unknown --budget-mode {budget_mode!r} (choose {', '.join(BUDGET_MODES)})")
+def options_for(workspace: Path, options: Options) -> dict:
+    """The queue's form of an experiment's options: budget, mode and dataset decided now, from the
+    flags and the workspace (harness/experiment.py resolve), so `arp queue` shows what will run
+    and a workspace made for N s runs N s. The backend: --backend, else $ARP_BACKEND here, else
+    each node takes the workspace's."""
+    budget, dataset = resolve(options, Workspace.load(workspace))
+    if options.timeout is not None:
+        check_budget(options.timeout, "--timeout")
     from autoresearch_portable.detect.plan import resolve_backend
 
-    chosen, _ = resolve_backend(backend)  # --backend, else $ARP_BACKEND here; else the workspace's
-    backend = None if chosen == "auto" and not backend else chosen
-    return dict(budget=budget, budget_mode=budget_mode, seed=seed, timeout=timeout, backend=backend, dataset=dataset)
+    chosen, _ = resolve_backend(options.backend)
+    backend = None if chosen == "auto" and not options.backend else chosen
+    return dict(Options(budget.seconds, budget.mode, dataset, backend, int(options.seed), options.timeout,
+                        options.abandon).to_dict())
 
 
-def submit(workspace: Path, names: list[str], options: dict, repeat: int = 1, address: str | None = None,
-           cpus_per_slot: int | None = None, log=print) -> list[queue.Entry]:
+def check_new(workspace: Path, commits: list[str], options: dict, log=print) -> None:
+    """The duplicate check of `arp train`, at submit time: a commit whose train.py already ran
+    with these settings is refused (one line) unless --again."""
+    from autoresearch_portable import data
+    from autoresearch_portable.harness import experiment
+    from autoresearch_portable.harness.calibrate import dataset_identity
+
+    try:
+        name = dataset_identity(data.load(options["dataset"]))["name"]
+    except data.DataError:
+        name = options["dataset"]  # not prepared here (it may be on the nodes): the name it was given
+    backend = options["backend"] or Workspace.load(workspace).backend
+    settings = dict(dataset=name, budget_seconds=options["budget"], budget_mode=options["budget_mode"], backend=backend)
+    waiting = {e.commit for e in queue.pending(queue.load(workspace))
+               if all(e.options.get(k) == options[k] for k in ("budget", "budget_mode", "dataset"))}
+    for sha in dict.fromkeys(commits):
+        if sha in waiting:
+            raise UserError(f"{sha[:7]} is already queued with these settings (arp queue); pass --again to queue it once more")
+        code = _git(workspace, "show", f"{sha}:train.py").stdout.encode()
+        experiment.check_new(driver.ledger_path(workspace), code, settings, again=False,
+                             log=lambda m, c=sha[:7]: log(f"{c}: {m}"))
+
+
+def submit(workspace: Path, names: list[str], options: Options, repeat: int = 1, again: bool = False,
+           address: str | None = None, cpus_per_slot: int | None = None, log=print) -> list[queue.Entry]:
     """Queue the commits (each `repeat` times, data seeds seed, seed+1, ...) and make sure the
     driver runs. Fails (one line) before anything is queued."""
     engine.require_ray()
@@ -62,11 +89,17 @@ def submit(workspace: Path, names: list[str], options: dict, repeat: int = 1, ad
     from autoresearch_portable.harness import ledger
 
     ledger.check_writable(driver.ledger_path(workspace))
+    settled = options_for(workspace, options)
+    note = Workspace.load(workspace).budget_note(settled["budget"])
+    if note:
+        log(note)
+    if not (again or repeat > 1):
+        check_new(workspace, commits, settled, log=log)
     if address is not None or cpus_per_slot is not None:
         engine.save_settings(workspace, address, cpus_per_slot)
     if _git(workspace, "status", "--porcelain", "--", "train.py").stdout.strip():
         log("note: train.py has uncommitted changes; the committed version runs (commit to submit them)")
-    runs = [(c, dict(options, seed=options["seed"] + i)) for c in commits for i in range(repeat)]
+    runs = [(c, dict(settled, seed=settled["seed"] + i)) for c in commits for i in range(repeat)]
     with queue.locked(workspace) as entries:
         new = queue.add(entries, [c for c, _ in runs], [o for _, o in runs], time.time())
         for e in new:  # keeps the commit alive even if the branch is reset before it runs

@@ -23,6 +23,7 @@ from pathlib import Path
 from autoresearch_portable.cluster import engine, queue
 from autoresearch_portable.fsutil import atomic_write_text, pid_lock
 from autoresearch_portable.harness import ledger
+from autoresearch_portable.harness.experiment import ledger_path
 
 try:
     import fcntl
@@ -30,10 +31,6 @@ except ImportError:
     fcntl = None
 
 POLL_SECONDS = 1.0
-
-
-def ledger_path(workspace: Path) -> Path:
-    return Path(workspace) / "results" / "ledger.jsonl"
 
 
 def log_path(workspace: Path, entry_id: str) -> Path:
@@ -89,11 +86,10 @@ def landed(workspace: Path) -> dict[str, dict]:
 
 
 def record(workspace: Path, e: queue.Entry, out: dict | None, lost_reason: str | None = None) -> tuple[dict, str | None]:
-    """Write the experiment's ledger line (signed) and its log; returns (result, verdict)."""
-    from autoresearch_portable.harness.runner import ledger_record
+    """Record the experiment as `arp train` does (harness/experiment.py record: verdict, signed
+    ledger line with where it ran, results.tsv), and write its log; returns (result, verdict)."""
+    from autoresearch_portable.harness import experiment
     from autoresearch_portable.harness.summary import format_summary
-    from autoresearch_portable.harness.verdict import calibrated_noise
-    from autoresearch_portable.harness.verdict import verdict as judge_run
 
     out = out or {}
     result = dict(out.get("result") or {})
@@ -102,17 +98,14 @@ def record(workspace: Path, e: queue.Entry, out: dict | None, lost_reason: str |
     result.setdefault("git_commit", e.short)
     result.setdefault("budget_seconds", float(e.options["budget"]))
     result.setdefault("budget_mode", e.options.get("budget_mode", "wall"))
-    path = ledger_path(workspace)
-    verdict = judge_run(ledger.read(path), result, calibrated_noise(result))
-    rec = ledger_record(result, Path(out.get("train_py") or f"{e.commit}/train.py"), out.get("probe") or {},
-                        out.get("plan") or {})
-    rec["queue"] = dict(id=e.id, submitted=e.submitted, commit=e.commit, attempts=e.attempts)
-    rec["cluster"] = dict(node=out.get("node") or e.node, slot=out.get("slot") or e.slot,
-                          device_key=out.get("device") or e.device, node_ip=out.get("node_ip"),
-                          node_id=out.get("node_id"), threads=out.get("threads"), worker_pid=out.get("worker_pid"),
-                          started=out.get("started") or e.started, finished=out.get("finished"),
-                          checkout_seconds=out.get("checkout_seconds"))
-    ledger.append(path, rec)
+    where = dict(queue=dict(id=e.id, submitted=e.submitted, commit=e.commit, attempts=e.attempts),
+                 cluster=dict(node=out.get("node") or e.node, slot=out.get("slot") or e.slot,
+                              device_key=out.get("device") or e.device, node_ip=out.get("node_ip"),
+                              node_id=out.get("node_id"), threads=out.get("threads"), worker_pid=out.get("worker_pid"),
+                              started=out.get("started") or e.started, finished=out.get("finished"),
+                              checkout_seconds=out.get("checkout_seconds")))
+    _, verdict = experiment.record(workspace, result, Path(out.get("train_py") or f"{e.commit}/train.py"),
+                                   out.get("probe") or {}, out.get("plan") or {}, extra=where)
     text = (out.get("output") or "") + "\n" + format_summary(result) + "\n" + (verdict or "") + "\n"
     atomic_write_text(log_path(workspace, e.id), text)
     return result, verdict

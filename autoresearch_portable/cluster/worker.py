@@ -1,7 +1,7 @@
-"""One experiment inside a Ray task: check out its commit, run it exactly as `arp train` does
-(harness/runner.py: the parent's clock, the separate evaluator, load watch, statuses), add the
-normalized metrics from *this* device's calibration, and return the result. It writes no ledger:
-the driver is the only writer, and signs the line.
+"""One experiment inside a Ray task: check out its commit, run it through the same steps as
+`arp train` (harness/experiment.py: plan and execute; the driver records), with *this* device's
+calibration for early abandonment and the normalized metrics, and return the result. It writes no
+ledger: the driver is the only writer, and signs the line.
 
 The checkout is a fresh git repository in a temporary folder, filled from a bundle of the commit
 the driver sends with the task, so it works on a node that does not share the workspace's disk,
@@ -9,7 +9,6 @@ and `git rev-parse HEAD` in it names exactly the submitted commit."""
 
 from __future__ import annotations
 
-import json
 import os
 import socket
 import subprocess
@@ -18,7 +17,6 @@ import tempfile
 import time
 from pathlib import Path
 
-from autoresearch_portable.data.common import DEFAULT_DATASET
 from autoresearch_portable.errors import UserError
 
 LOG_TAIL_BYTES = 64_000  # the experiment's output that travels back (the driver writes it to its log)
@@ -40,53 +38,22 @@ def checkout(bundle: bytes, ref: str, commit: str, folder: Path) -> Path:
     return folder / "train.py"
 
 
-def _ensure_dataset(dataset: str, pr: dict, plan: dict, budget: float) -> None:
-    """A generated corpus (bundled, bundled-v2) is generated on a node that lacks it (offline;
-    bundled-v2 sized to the node's device); any other dataset must have been prepared there
-    (`arp prepare` on each node)."""
-    from autoresearch_portable import data
-    from autoresearch_portable.harness.datasize import ensure_prepared
-
-    try:
-        ensure_prepared(dataset, pr, plan, budget, log=lambda m: None)
-    except data.DataError:
-        raise UserError(f"dataset {dataset!r} is not prepared on {socket.gethostname()} (run `arp prepare "
-                        f"--dataset {dataset}` there)") from None
-
-
 def run_experiment(train_py: Path, options: dict, on_plan=None) -> tuple[dict, dict, dict]:
-    """The run `arp train` makes, without the ledger: (result, probe, plan). A problem found before
-    training starts (wrong framework, a dataset missing on this node) raises UserError."""
+    """The run `arp train` makes (harness/experiment.py plan and execute: the workspace's
+    settings, early abandonment against this node's calibrated baseline, the normalized metrics of
+    this node's calibration), without the ledger: (result, probe, plan). A problem found before
+    training starts (wrong framework, a dataset missing on this node) raises UserError. A generated
+    corpus (bundled, bundled-v2) is generated on a node that lacks it; any other dataset must have
+    been prepared there (`arp prepare` on each node)."""
     from autoresearch_portable import data
-    from autoresearch_portable.detect import make_plan, probe
-    from autoresearch_portable.harness.calibrate import dataset_identity
-    from autoresearch_portable.harness.results import annotate, flop_budget_for
-    from autoresearch_portable.harness.runner import run_training
-    from autoresearch_portable.harness.workspace import check_backend
+    from autoresearch_portable.harness import experiment
 
     try:
-        workspace = json.loads((train_py.parent / ".arp.json").read_text())
-    except (OSError, ValueError):
-        workspace = {}
-    dataset = options.get("dataset") or workspace.get("dataset") or DEFAULT_DATASET
-    found = probe()
-    pr, plan = found.to_dict(), make_plan(found, options.get("backend") or workspace.get("backend")).to_dict()
-    _ensure_dataset(dataset, pr, plan, float(options["budget"]))
-    if on_plan is not None:
-        on_plan(pr, plan)
-    check_backend(train_py, plan["backend"])
-    data.check_usable(dataset)
-    ds_id = dataset_identity(data.load(dataset))
-    budget, mode = float(options["budget"]), options.get("budget_mode", "wall")
-    flop_budget, _ = flop_budget_for(mode, budget, pr, plan, ds_id)  # this device's own profile
-    same_data = workspace.get("dataset", dataset) == dataset
-    result = run_training(train_py, probe=pr, plan=plan, dataset=dataset, budget_seconds=budget, budget_mode=mode,
-                          flop_budget=flop_budget, seed=int(options.get("seed", 0)), timeout=options.get("timeout"),
-                          eval_rows=workspace.get("eval_rows") if same_data else None,
-                          overhead_seconds=workspace.get("overhead_seconds"),
-                          phases=workspace.get("phases"))
-    annotate(result, pr, plan, ds_id)
-    return result, pr, plan
+        spec = experiment.plan(train_py, experiment.Options.from_dict(options), log=lambda m: None, on_device=on_plan)
+    except data.DataError as e:
+        dataset = options.get("dataset")
+        raise UserError(f"on {socket.gethostname()}: {e} (`arp prepare --dataset {dataset}` prepares it there)") from None
+    return experiment.execute(spec), spec.probe, spec.plan
 
 
 def where(gpu_ids: list, cpus: float) -> tuple[str, str]:

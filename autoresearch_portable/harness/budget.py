@@ -33,6 +33,22 @@ def check_budget(seconds: float, flag: str = "--budget") -> float:
     return value
 
 
+@dataclass(frozen=True)
+class Budget:
+    """What a run may spend: `seconds` of training in wall mode; in work and matched mode the
+    FLOPs a baseline does in that many seconds (`flops`, known once the device's profile is:
+    harness/experiment.py). Built through `checked`, the one place a budget is validated."""
+    seconds: float
+    mode: str = "wall"
+    flops: float | None = None
+
+    @classmethod
+    def checked(cls, seconds: float, mode: str = "wall") -> "Budget":
+        if mode not in BUDGET_MODES:
+            raise UserError(f"unknown --budget-mode {mode!r} (choose {', '.join(BUDGET_MODES)})")
+        return cls(check_budget(seconds), mode)
+
+
 @dataclass
 class BudgetClock:
     budget_seconds: float

@@ -134,6 +134,16 @@ def find_run(records: list[dict], key: str) -> tuple[int, dict]:
     return hits[-1]
 
 
+def revision(folder, key: str) -> str:
+    """`arp show` of a git revision (HEAD, HEAD~2, a branch, a tag): the commit it names in the
+    workspace at `folder`; a run number, `last`, or what git does not know, unchanged."""
+    k = key.strip()
+    if k == "last" or k.lstrip("-").isdigit():
+        return k
+    sha = (memory.git_output(folder, "rev-parse", "--verify", "--quiet", f"{k}^{{commit}}") or "").strip()
+    return sha or k
+
+
 def show(records: list[dict], key: str) -> dict:
     n, rec = find_run(records, key)
     out = run_row(n, rec)

@@ -38,7 +38,7 @@ NO_SCORE = ("crash", "oom", "diverged", "invalid", "timeout", "interrupted", "ab
 
 # --- recorded with a run ----------------------------------------------------------------------
 
-def _git(folder: Path, *args: str) -> str | None:
+def git_output(folder: Path, *args: str) -> str | None:
     try:
         out = subprocess.run(["git", *args], cwd=folder, capture_output=True, text=True, timeout=10)
     except (OSError, subprocess.SubprocessError):
@@ -89,18 +89,18 @@ def code_context(train_py: Path) -> dict:
     except OSError:
         out = {}
     folder, name = train_py.parent, train_py.name
-    if _git(folder, "rev-parse", "--verify", "-q", "HEAD") is None:
+    if git_output(folder, "rev-parse", "--verify", "-q", "HEAD") is None:
         return out
-    parent = (_git(folder, "rev-parse", "--short", "-q", "--verify", "HEAD~1") or "").strip() or None
-    message = (_git(folder, "log", "-1", "--format=%B") or "").strip()
-    tracked = bool((_git(folder, "ls-files", "--", name) or "").strip())
-    dirty = bool((_git(folder, "status", "--porcelain", "--", name) or "").strip())
+    parent = (git_output(folder, "rev-parse", "--short", "-q", "--verify", "HEAD~1") or "").strip() or None
+    message = (git_output(folder, "log", "-1", "--format=%B") or "").strip()
+    tracked = bool((git_output(folder, "ls-files", "--", name) or "").strip())
+    dirty = bool((git_output(folder, "status", "--porcelain", "--", name) or "").strip())
     if not tracked:
         base, diff = None, ""
     elif dirty:
-        base, diff = (_git(folder, "rev-parse", "--short", "HEAD") or "").strip() or None, _git(folder, "diff", "HEAD", "--", name) or ""
+        base, diff = (git_output(folder, "rev-parse", "--short", "HEAD") or "").strip() or None, git_output(folder, "diff", "HEAD", "--", name) or ""
     elif parent:
-        base, diff = parent, _git(folder, "diff", "HEAD~1", "HEAD", "--", name) or ""
+        base, diff = parent, git_output(folder, "diff", "HEAD~1", "HEAD", "--", name) or ""
     else:
         base, diff = None, ""
     out.update(git_parent=parent, diff_base=base, commit_message=message[:2000] or None, diff=diff[:DIFF_CAP],
@@ -131,14 +131,14 @@ def duplicates(records: list[dict], sha: str | None, norm_sha: str | None, setti
     return found
 
 
-def check_duplicate(ledger_path: Path, train_py: Path, settings: dict, *, again: bool, log) -> None:
-    """Before training: if this code already ran under these settings, log the earlier results
-    and, unless `again` (--again, or --repeat N: a deliberate re-measurement), stop with one line."""
+def check_duplicate(ledger_path: Path, data: bytes, settings: dict, *, again: bool, log) -> None:
+    """Before training: if this code (train.py's bytes) already ran under these settings, log the
+    earlier results and, unless `again` (--again, or --repeat N: a deliberate re-measurement), stop
+    with one line."""
     from autoresearch_portable.errors import UserError
 
     path = Path(ledger_path)
     records = ledger.parse_ledger(path.read_bytes()) if path.exists() else []
-    data = Path(train_py).read_bytes()
     earlier = duplicates(records, hashlib.sha256(data).hexdigest(), normalized_sha256(data.decode("utf-8", "replace")),
                          settings)
     for number, rec in earlier[-3:]:
@@ -169,7 +169,7 @@ def subject(rec: dict) -> str:
 def kept_runs(folder: Path, records: list[dict]) -> set[int]:
     """Run numbers (from 1) the agent kept: ok runs of committed code whose commit is still in
     the branch's history. Outside git: ok runs that set a new best val_bpb."""
-    history = _git(Path(folder), "rev-list", "HEAD")
+    history = git_output(Path(folder), "rev-list", "HEAD")
     kept = set()
     if history is not None:
         commits = history.split()

@@ -52,17 +52,16 @@ def run_config(probe: dict, plan: dict, dataset: str, budget_seconds: float, **s
 
 
 def default_config(backend: str | None = None) -> dict[str, Any]:
-    """train.py run directly: this machine; ARP_DATASET, else the workspace's dataset (the
-    .arp.json beside the script), else DEFAULT_DATASET; ARP_BUDGET seconds (300)."""
+    """train.py run directly: this machine; ARP_DATASET and ARP_BUDGET (seconds), else the
+    workspace's (harness/settings.py: the .arp.json beside the script), else the defaults."""
     from autoresearch_portable.detect import make_plan, probe
+    from autoresearch_portable.harness.settings import DEFAULT_BUDGET_SECONDS, Workspace
 
-    try:
-        workspace = json.loads((Path(sys.argv[0]).resolve().parent / ".arp.json").read_text())
-    except (OSError, ValueError):
-        workspace = {}
-    dataset = os.environ.get("ARP_DATASET") or workspace.get("dataset") or DEFAULT_DATASET
+    workspace = Workspace.load(Path(sys.argv[0]).resolve().parent)
+    dataset = os.environ.get("ARP_DATASET") or workspace.dataset or DEFAULT_DATASET
+    budget = float(os.environ.get("ARP_BUDGET") or workspace.budget_seconds or DEFAULT_BUDGET_SECONDS)
     pr = probe()
-    return run_config(pr.to_dict(), make_plan(pr, backend).to_dict(), dataset, float(os.environ.get("ARP_BUDGET", 300)))
+    return run_config(pr.to_dict(), make_plan(pr, backend).to_dict(), dataset, budget)
 
 
 class Runtime:

@@ -13,6 +13,7 @@ from autoresearch_portable import HARNESS_VERSION, paths
 from autoresearch_portable.errors import UserError
 from autoresearch_portable.fsutil import atomic_write_json, atomic_write_text
 from autoresearch_portable.harness import sizing
+from autoresearch_portable.harness.settings import FILE as SETTINGS_FILE, Workspace
 
 GITIGNORE = """\
 # run outputs stay out of the research history
@@ -147,7 +148,7 @@ SIZE_KEYS = ("DEPTH", "MODEL_DIM", "DEVICE_BATCH_SIZE", "TOTAL_BATCH_SIZE")
 
 
 # What arp init writes (and commits): nothing else in the folder is touched or committed.
-WORKSPACE_FILES = ("train.py", "program.md", ".gitignore", ".arp.json")
+WORKSPACE_FILES = ("train.py", "program.md", ".gitignore", SETTINGS_FILE)
 
 
 def check_target(target: Path, force: bool = False) -> None:
@@ -212,8 +213,8 @@ def init_workspace(target: Path, probe: dict, plan: dict, dataset: str, budget_s
     atomic_write_text(target / "train.py", text)
     atomic_write_text(target / "program.md", asset("program.md").read_text())
     atomic_write_text(target / ".gitignore", GITIGNORE)
-    atomic_write_json(target / ".arp.json", dict(backend=plan["backend"], dataset=dataset, budget_seconds=budget_seconds,
-                                                 sizing=sizes, **run_settings))
+    Workspace(target, backend=plan["backend"], dataset=dataset, budget_seconds=budget_seconds, sizing=sizes,
+              **run_settings).save()
     if not (target / ".git").exists():
         _git(target, "init", "-q")
     _git(target, "add", *WORKSPACE_FILES)
@@ -263,10 +264,7 @@ def check_backend(train_py: Path, backend: str) -> None:
     has_torch = re.search(r"^\s*(import|from)\s+torch\b", text, re.M)
     written_for, how = ("mlx" if has_mlx else "torch", "imports") if bool(has_mlx) != bool(has_torch) else (None, "")
     if written_for is None:
-        try:
-            chosen = json.loads((train_py.parent / ".arp.json").read_text()).get("backend")
-        except (OSError, ValueError, AttributeError):
-            chosen = None
+        chosen = Workspace.load(train_py.parent).backend
         if not isinstance(chosen, str):
             return
         written_for, how = template_family(chosen), f"was created for {chosen}"

@@ -1,0 +1,166 @@
+"""One experiment, from the command line to the ledger. The only path a run takes: `arp train`
+(and its `--repeat`), `arp submit` (checked here at submit time) and the cluster's workers and
+driver all go through these steps.
+
+    workspace (.arp.json) + Options --plan--> Spec --execute--> result --record--> ledger, results.tsv
+
+* plan: the workspace's settings with the command line's flags over them (harness/settings.py),
+  the device, the dataset (prepared if generated), the budget (harness/budget.py Budget: seconds,
+  mode and, in the work modes, FLOPs from the device's profile), the scored rows, the phase
+  limits and the early-abandonment trace;
+* execute: the parent side of a run (harness/runner.py: confined launch, the parent's clock, the
+  separate evaluator), then the normalized metrics from this device's calibration;
+* record: the verdict against the ledger, the signed ledger line, results.tsv.
+
+The duplicate check (`check_new`) sits between plan and execute, or at submit time for a cluster."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Callable
+
+from autoresearch_portable.data.common import DEFAULT_DATASET
+from autoresearch_portable.harness import ledger
+from autoresearch_portable.harness.budget import Budget, check_budget
+from autoresearch_portable.harness.settings import DEFAULT_BUDGET_SECONDS, Workspace
+
+Log = Callable[[str], None]
+
+
+@dataclass
+class Options:
+    """What the command line says about a run; None: the workspace's setting. Also the form an
+    experiment waits in the cluster's queue (to_dict/from_dict)."""
+    budget: float | None = None
+    budget_mode: str | None = None
+    dataset: str | None = None
+    backend: str | None = None
+    seed: int = 0
+    timeout: float | None = None
+    abandon: bool = True
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Options":
+        return cls(**{f.name: d[f.name] for f in fields(cls) if f.name in d})
+
+
+def resolve(options: Options, ws: Workspace) -> tuple[Budget, str]:
+    """(budget, dataset) of a run: the flags, else the workspace's, else the defaults. The one
+    place a budget is made from what the user typed (Budget.checked validates it)."""
+    budget = Budget.checked(options.budget if options.budget is not None else ws.budget_seconds or DEFAULT_BUDGET_SECONDS,
+                            options.budget_mode or ws.budget_mode or "wall")
+    return budget, options.dataset or ws.dataset or DEFAULT_DATASET
+
+
+@dataclass
+class Spec:
+    """One run, fully decided before it starts."""
+    train_py: Path
+    workspace: Workspace
+    probe: dict
+    plan: dict
+    dataset: str
+    dataset_id: dict
+    budget: Budget
+    seed: int
+    timeout: float | None
+    eval_rows: int | None
+    abandon_trace: list | None
+
+    @property
+    def settings(self) -> dict:
+        """What makes two runs of the same code the same experiment (the duplicate check)."""
+        return dict(dataset=self.dataset_id["name"], budget_seconds=self.budget.seconds, budget_mode=self.budget.mode,
+                    backend=self.plan["backend"])
+
+
+def plan(train_py: Path, options: Options, log: Log, on_device: Callable[[dict, dict], None] | None = None) -> Spec:
+    """Decide the run. Raises UserError (one line) for anything the user can fix before training:
+    a bad budget, the other framework's train.py, a dataset missing here, work mode without a
+    calibration."""
+    from autoresearch_portable import data
+    from autoresearch_portable.detect import make_plan, probe
+    from autoresearch_portable.errors import UserError
+    from autoresearch_portable.harness import abandon
+    from autoresearch_portable.harness.calibrate import dataset_identity, find_profile
+    from autoresearch_portable.harness.datasize import ensure_prepared
+    from autoresearch_portable.harness.results import flop_budget_for
+    from autoresearch_portable.harness.workspace import check_backend
+
+    train_py = Path(train_py)
+    if not train_py.is_file():
+        raise UserError(f"{train_py} not found (run `arp init DIR` to create a workspace)")
+    ws = Workspace.load(train_py.parent)
+    budget, dataset = resolve(options, ws)
+    if options.timeout is not None:
+        check_budget(options.timeout, "--timeout")
+    note = ws.budget_note(budget.seconds)
+    if note:
+        log(note)
+    found = probe()
+    backend = options.backend or (None if os.environ.get("ARP_BACKEND") else ws.backend)
+    pr, pl = found.to_dict(), make_plan(found, backend).to_dict()
+    if on_device is not None:
+        on_device(pr, pl)
+    ensure_prepared(dataset, pr, pl, budget.seconds, log=log)  # a generated corpus; others raise DataError
+    check_backend(train_py, pl["backend"])  # an MLX train.py on torch (or the reverse): say so now
+    data.check_usable(dataset)
+    ds_id = dataset_identity(data.load(dataset))
+    flops, how = flop_budget_for(budget.mode, budget.seconds, pr, pl, ds_id)  # one line without a profile
+    if flops:
+        log(f"budget {how} = {flops:.4g} FLOPs")
+        budget = Budget(budget.seconds, budget.mode, flops)
+    trace, why = (None, "off (--no-abandon)") if not options.abandon else abandon.trace_for(
+        find_profile(pr, pl, ds_id)[0], budget.seconds, budget.mode, ws.sizing)
+    log(f"early abandonment: {why}")
+    return Spec(train_py, ws, pr, pl, dataset, ds_id, budget, int(options.seed), options.timeout,
+                ws.eval_rows_for(dataset, budget.seconds), trace)
+
+
+def check_new(ledger_path: Path, code: bytes, settings: dict, *, again: bool, log: Log) -> None:
+    """Before training (or queueing): if this code already ran under these settings, say what came
+    of it, and unless `again`, stop with one line (harness/memory.py)."""
+    from autoresearch_portable.harness import memory
+
+    memory.check_duplicate(ledger_path, code, settings, again=again, log=log)
+
+
+def execute(spec: Spec, seed: int | None = None, quiet: bool = False) -> dict:
+    """Run it (harness/runner.py) and add the normalized metrics of this device's calibration."""
+    from autoresearch_portable.harness.results import annotate
+    from autoresearch_portable.harness.runner import run_training
+
+    ws = spec.workspace
+    result = run_training(spec.train_py, probe=spec.probe, plan=spec.plan, dataset=spec.dataset,
+                          budget_seconds=spec.budget.seconds, budget_mode=spec.budget.mode, flop_budget=spec.budget.flops,
+                          seed=spec.seed if seed is None else seed, timeout=spec.timeout, eval_rows=spec.eval_rows,
+                          overhead_seconds=ws.overhead_seconds, phases=ws.phases, abandon=spec.abandon_trace, quiet=quiet)
+    return annotate(result, spec.probe, spec.plan, spec.dataset_id)
+
+
+def ledger_path(folder: Path) -> Path:
+    return Path(folder) / "results" / "ledger.jsonl"
+
+
+def record(folder: Path, result: dict, train_py: Path, probe: dict, plan: dict, extra: dict | None = None
+           ) -> tuple[str | None, str | None]:
+    """The verdict against the runs already in the ledger (stored with the result), the signed
+    ledger line (with `extra`: the cluster's queue and node), and results.tsv in an `arp init`
+    workspace. Returns (a note about the ledger, the verdict)."""
+    from autoresearch_portable.harness import memory
+    from autoresearch_portable.harness.runner import ledger_record
+    from autoresearch_portable.harness.verdict import calibrated_noise
+    from autoresearch_portable.harness.verdict import verdict as judge
+
+    path = ledger_path(folder)
+    verdict = judge(ledger.read(path), result, calibrated_noise(result))
+    result["verdict"] = verdict
+    note = ledger.append(path, dict(ledger_record(result, train_py, probe, plan), **(extra or {})))
+    if Workspace.load(folder).found:  # an `arp init` workspace: results.tsv in the original's format
+        memory.write_results_tsv(Path(folder), ledger.parse_ledger(path.read_bytes()))
+    return note, verdict
