@@ -210,13 +210,12 @@ def train(
                 typer.echo(verdict)
             if result.get("status") != "ok":
                 break
-            values.append(float(result["val_bpb"]))
+            values.append(result.get("decision") or {})
     if repeat > 1 and values:
-        import statistics
-
-        spread = statistics.stdev(values) if len(values) > 1 else float("nan")
-        typer.echo(f"repeat: {len(values)} ok runs of {repeat}, val_bpb mean {statistics.fmean(values):.6f}"
-                   f" ± {spread:.6f} (spread, 1σ)")
+        # one number per commit: the mean of all its runs, as the verdict judges it
+        d = values[-1]
+        typer.echo(f"repeat: {len(values)} ok runs of {repeat}; this code now has {d.get('n')} ok runs, val_bpb mean "
+                   f"{d.get('mean', float('nan')):.6f}; verdict: {d.get('word')}")
     status = result.get("status")
     if status != "ok":
         typer.echo(f"run {status}: {result.get('reason', '')}", err=True)
@@ -297,9 +296,10 @@ def results(
     from autoresearch_portable.harness import results as res
 
     records = res.load_ledger(file)
-    kept = memory.kept_runs(res.workspace_folder(file), records)
+    folder = res.workspace_folder(file)
+    kept = memory.kept_runs(folder, records)
     if near:
-        found = history.near_misses(records)
+        found = history.near_misses(records, memory.branch_commits(folder))
         typer.echo(json.dumps(found, indent=2) if as_json else history.format_near(found))
     else:
         rows = [history.run_row(n, r, kept) for n, r in history.numbered(records, last)]
@@ -313,7 +313,7 @@ def results(
         else:
             typer.echo(history.format_runs(records, rows))
     if plot:
-        sigma = history.near_misses(records)["sigma"]
+        sigma = history.near_misses(records, memory.branch_commits(folder))["sigma"]
         typer.echo(plots.write_plot(plots.plot_data(records, kept, sigma), plot), err=as_json)
 
 

@@ -133,7 +133,7 @@ def test_train_work_mode_prints_normalized_metrics(workspace, fake_profile, ds):
     assert gain, r.stdout
     assert re.search(r"^normalized_bpb:\s+n/a \(no bundled reference", r.stdout, re.M) or re.search(
         r"^normalized_bpb:\s+[0-9.]+ ± [0-9.]+ \(ref: ", r.stdout, re.M), r.stdout
-    assert "vs ledger: first ok run" in r.stdout
+    assert "verdict: keep (the first result at this budget" in r.stdout
     from autoresearch_portable.harness import ledger
 
     rec = ledger.read(workspace / "results" / "ledger.jsonl")[-1]

@@ -134,7 +134,7 @@ def test_near_misses(ws, history):
     for d in near["near"]:
         assert d["gap"] <= d["band"] and d["runs"]
     text = arp("results", "--near", cwd=ws).stdout
-    assert text.startswith("best confirmed: ")
+    assert text.startswith("the bar: ")
 
 
 def _png_chunks(data: bytes):
@@ -292,5 +292,5 @@ def test_repeat_is_a_deliberate_rerun(ws, small_bundled, tmp_path, monkeypatch, 
     code, out = run()
     assert code == 2 and "already ran: run 1" in out.err and out.err.strip().splitlines()[-1].startswith("error: ")
     code, out = run("--repeat", "2")
-    assert code == 0 and calls == [0, 0, 1] and "repeat: 2 ok runs of 2" in out.out
+    assert code == 0 and calls == [0, 0, 1] and "repeat: 2 ok runs of 2; this code now has 3 ok runs" in out.out
     assert len(ledger.read(tmp_path / "results" / "ledger.jsonl")) == 3

@@ -46,7 +46,7 @@ class Entry:
     status: str | None = None         # the ledger status (ok, noisy, crash, ..., lost)
     val_bpb: float | None = None
     reason: str | None = None
-    verdict: str | None = None        # the `vs ledger:` line, against the ledger when it landed
+    verdict: str | None = None        # the verdict's lines (keep, discard, repeat N) when it landed
     notes: list = field(default_factory=list)
     reported: bool = False            # shown by `arp wait`
 

@@ -10,7 +10,8 @@ driver all go through these steps.
   limits and the early-abandonment trace;
 * execute: the parent side of a run (harness/runner.py: confined launch, the parent's clock, the
   separate evaluator), then the normalized metrics from this device's calibration;
-* record: the verdict against the ledger, the signed ledger line, results.tsv.
+* record: the decision (keep, discard or repeat N against the bar on this branch), the signed
+  ledger line, results.tsv.
 
 The duplicate check (`check_new`) sits between plan and execute, or at submit time for a cluster."""
 
@@ -149,18 +150,19 @@ def ledger_path(folder: Path) -> Path:
 
 def record(folder: Path, result: dict, train_py: Path, probe: dict, plan: dict, extra: dict | None = None
            ) -> tuple[str | None, str | None]:
-    """The verdict against the runs already in the ledger (stored with the result), the signed
-    ledger line (with `extra`: the cluster's queue and node), and results.tsv in an `arp init`
-    workspace. Returns (a note about the ledger, the verdict)."""
-    from autoresearch_portable.harness import memory
+    """The decision against the runs already in the ledger (harness/verdict.py: keep, discard or
+    repeat N, against the bar on this branch; stored with the result), the signed ledger line
+    (with `extra`: the cluster's queue and node), and results.tsv in an `arp init` workspace.
+    Returns (a note about the ledger, the verdict's lines)."""
+    from autoresearch_portable.harness import memory, verdict
     from autoresearch_portable.harness.runner import ledger_record
-    from autoresearch_portable.harness.verdict import calibrated_noise
-    from autoresearch_portable.harness.verdict import verdict as judge
 
     path = ledger_path(folder)
-    verdict = judge(ledger.read(path), result, calibrated_noise(result))
-    result["verdict"] = verdict
+    decision = verdict.decide(ledger.read(path), result, verdict.calibrated_noise(result),
+                              memory.branch_commits(Path(folder)))
+    if decision is not None:
+        result.update(verdict=verdict.describe(decision), decision=decision.to_dict())
     note = ledger.append(path, dict(ledger_record(result, train_py, probe, plan), **(extra or {})))
     if Workspace.load(folder).found:  # an `arp init` workspace: results.tsv in the original's format
         memory.write_results_tsv(Path(folder), ledger.parse_ledger(path.read_bytes()))
-    return note, verdict
+    return note, result.get("verdict")

@@ -3,8 +3,8 @@
 the numbers never change, since the ledger is only appended to.
 
 `--near`: the near-misses, groups of runs of the same code whose mean lies within the noise band of
-the best confirmed result (verdict.py's groups, σ and band): not significantly worse, so worth
-combining or repeating; and single runs that beat the best by less than it takes to confirm them.
+the bar (verdict.py's groups, σ and bar): not significantly worse, so worth combining or
+repeating; and runs that beat the bar by less than it takes to keep them.
 
 The JSON shapes are stable (documented in the README, "Research memory"): new keys may be added,
 none are renamed or removed."""
@@ -38,6 +38,7 @@ def run_row(number: int, rec: dict, kept: set[int] | None = None) -> dict:
         train_py_sha256=rec.get("train_py_sha256"), git_dirty=rec.get("git_dirty"),
         kept=(number in kept) if kept is not None else None, noisy=bool(m.get("load_noisy")),
         machine_load=m.get("load_summary"), verdict=rec.get("verdict"),
+        decision=(m.get("decision") or {}).get("word"),  # keep | discard | repeat N (harness/verdict.py)
         abandon_progress=m.get("abandon_progress"), abandon_gap=m.get("abandon_gap"),
         abandon_saved_seconds=m.get("abandon_saved_seconds"), peak_memory_mb=m.get("peak_memory_mb"),
     )
@@ -53,18 +54,19 @@ def _reference(records: list[dict]) -> dict | None:
     return None
 
 
-def near_misses(records: list[dict]) -> dict:
-    """The best confirmed group and the groups within its noise band (see the module doc)."""
+def near_misses(records: list[dict], branch: set[str] | None = None) -> dict:
+    """The bar (verdict.py: the best significantly better group on the branch) and the groups
+    within its noise band (see the module doc). `branch`: the commits on the workspace's branch."""
     ref = _reference(records)
     if ref is None:
         return dict(best=None, sigma=None, sigma_source=None, near=[])
     gs = verdict.groups(records, ref)
-    noise, source = verdict.calibrated_noise(ref), "calibration"
-    if noise is None:
-        noise, source = verdict.pooled_sigma(gs), "repeated runs in this ledger"
-    if noise is None:
-        source = "none (only the evaluation error is counted)"
-    best = verdict.confirmed_best(gs, noise)
+    calibrated = verdict.calibrated_noise(ref)
+    noise = verdict.pooled_noise(gs, calibrated)
+    source = ("none: nothing repeated and no calibration" if noise is None else
+              "calibration and repeated runs in this ledger" if calibrated and noise.dof > calibrated.dof else
+              "calibration" if calibrated else "repeated runs in this ledger")
+    best = verdict.find_bar(gs, noise, branch) or gs[0]
     runs_of: dict[str, list[int]] = {}
     for i, rec in enumerate(records, 1):
         code = str(rec.get("train_py_sha256") or (rec.get("metrics") or {}).get("train_py_sha256") or rec.get("git_commit") or "?")
@@ -81,7 +83,7 @@ def near_misses(records: list[dict]) -> dict:
     for g in gs:
         if g is best:
             continue
-        width = verdict.band(g, best, noise)
+        width = noise.t * verdict.se(g.n, best.n, noise) if noise else math.inf
         if g.mean - best.mean <= width:
             near.append(describe(g, width))
     near.sort(key=lambda d: d["gap"])
@@ -95,7 +97,7 @@ def format_near(near: dict) -> str:
         return "no ok runs yet: nothing to compare with"
     sig = (f"σ {near['sigma']:.6f} per run ({near['sigma_source']}, {near['sigma_dof']} degrees of freedom)"
            if near["sigma"] is not None else f"σ unknown ({near['sigma_source']})")
-    lines = [f"best confirmed: {best['mean_val_bpb']:.6f} over {best['n']} run(s), commit {best['commit'] or '-'}: "
+    lines = [f"the bar: {best['mean_val_bpb']:.6f} over {best['n']} run(s), commit {best['commit'] or '-'}: "
              f"{best['message'] or '(no message)'}; {sig}"]
     if not near["near"]:
         lines.append("no near-misses: every other result is worse than the best by more than the noise band")

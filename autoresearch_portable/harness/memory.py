@@ -166,13 +166,18 @@ def subject(rec: dict) -> str:
 
 # --- keep / discard, results.tsv ---------------------------------------------------------------
 
+def branch_commits(folder: Path) -> set[str] | None:
+    """The full hashes of the commits on the workspace's branch (HEAD's history); None outside git."""
+    history = git_output(Path(folder), "rev-list", "HEAD")
+    return None if history is None else set(history.split())
+
+
 def kept_runs(folder: Path, records: list[dict]) -> set[int]:
     """Run numbers (from 1) the agent kept: ok runs of committed code whose commit is still in
     the branch's history. Outside git: ok runs that set a new best val_bpb."""
-    history = git_output(Path(folder), "rev-list", "HEAD")
+    commits = branch_commits(folder)
     kept = set()
-    if history is not None:
-        commits = history.split()
+    if commits is not None:
         for i, rec in enumerate(records, 1):
             c = rec.get("git_commit")
             if (_ok(rec) and c and not rec.get("git_dirty") and len(c) >= 4

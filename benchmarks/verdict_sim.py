@@ -1,0 +1,103 @@
+"""The verdict's error rates on simulated research loops (harness/verdict.py, the rule program.md
+tells the agent to follow).
+
+A loop: the baseline runs once; then `--edits` edits, each starting from the bar, each run once and
+then treated as the verdict says: `keep` (the commit stays on the branch), `discard` (it leaves the
+branch), `repeat N` (N more runs, then the verdict again; at most `--rounds` times, then whatever it
+says is final, a repeat counting as a discard). A run's val_bpb is the code's true value plus
+normal noise σ. The true gain of an edit over the code it started from is drawn from --gains (in
+σ). With --calibration-dof D, the device's calibration measured σ with D degrees of freedom
+(`arp calibrate`'s 4 extra runs at T: 4); 0: no calibration.
+
+Reports, per true gain: how often the edit was kept, and the runs spent on it; and the false-keep
+rate (a neutral or harmful edit kept).
+
+    python benchmarks/verdict_sim.py [--loops 1000] [--edits 20] [--calibration-dof 4] [--seed 0] [--out FILE]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+
+from autoresearch_portable.harness.verdict import Noise, decide
+
+SETTINGS = dict(budget_seconds=30.0, budget_mode="wall", backend="cpu", device="sim", dataset="sim", harness_version="sim")
+
+
+def one_loop(rng, edits: int, gains: list[float], cal_dof: int, rounds: int, sigma: float = 1.0) -> list[dict]:
+    calibrated = Noise(sigma * float(np.sqrt(rng.chisquare(cal_dof) / cal_dof)), cal_dof) if cal_dof else None
+    records: list[dict] = []
+    branch: set[str] = set()
+    truth: dict[str, float] = {}
+
+    def run(code: str) -> dict:
+        result = dict(SETTINGS, status="ok", val_bpb=truth[code] + sigma * rng.standard_normal(), train_py_sha256=code,
+                      git_commit=code, calibrated_sigma=calibrated.sigma if calibrated else None,
+                      calibrated_sigma_dof=calibrated.dof if calibrated else None)
+        d = decide(records, result, calibrated, branch)
+        records.append(dict(status="ok", git_commit=code, train_py_sha256=code, harness_version="sim", metrics=result))
+        return d
+
+    truth["c0"] = 0.0
+    branch.add("c0")
+    run("c0")
+    tip = "c0"  # the code the next edit starts from: the last kept commit
+    out = []
+    for i in range(1, edits + 1):
+        code, gain = f"c{i}", float(rng.choice(gains))
+        truth[code] = truth[tip] - gain * sigma
+        branch.add(code)  # committed: on the branch until discarded
+        d, spent = run(code), 1
+        for _ in range(rounds):
+            if d.action != "repeat":
+                break
+            for _ in range(d.runs):
+                d = run(code)
+                spent += 1
+        kept = d.action == "keep"
+        if kept:
+            tip = code
+        else:
+            branch.discard(code)
+        out.append(dict(gain=gain, kept=kept, runs=spent, repeated=spent > 1))
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--loops", type=int, default=1000)
+    ap.add_argument("--edits", type=int, default=20)
+    ap.add_argument("--gains", default="-1,0,0,0,0,0.5,1,2", help="true gains in σ, drawn uniformly per edit")
+    ap.add_argument("--calibration-dof", type=int, default=4)
+    ap.add_argument("--rounds", type=int, default=2, help="repeat rounds before the verdict is final")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--out", default=None)
+    args = ap.parse_args()
+    gains = [float(g) for g in args.gains.split(",")]
+    rng = np.random.default_rng(args.seed)
+    t0 = time.time()
+    by_gain: dict[float, list[dict]] = defaultdict(list)
+    for _ in range(args.loops):
+        for e in one_loop(rng, args.edits, gains, args.calibration_dof, args.rounds):
+            by_gain[e["gain"]].append(e)
+    table = {f"{g:+g} sigma": dict(edits=len(es), kept=round(float(np.mean([e["kept"] for e in es])), 4),
+                                   repeated=round(float(np.mean([e["repeated"] for e in es])), 4),
+                                   runs_per_edit=round(float(np.mean([e["runs"] for e in es])), 3))
+             for g, es in sorted(by_gain.items())}
+    bad = [e for g, es in by_gain.items() if g <= 0 for e in es]
+    out = dict(loops=args.loops, edits_per_loop=args.edits, calibration_dof=args.calibration_dof, rounds=args.rounds,
+               seed=args.seed, by_true_gain=table, false_keep_rate=round(float(np.mean([e["kept"] for e in bad])), 4),
+               seconds=round(time.time() - t0, 1))
+    print(json.dumps(out, indent=2))
+    if args.out:
+        Path(args.out).write_text(json.dumps(out, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
