@@ -267,7 +267,7 @@ def test_a_cluster_run_goes_through_the_same_steps_as_arp_train(ws, history, low
 def test_repeat_is_a_deliberate_rerun(ws, small_bundled, tmp_path, monkeypatch, capsys):
     """`--repeat N` runs code that already ran (the duplicate check only prints the earlier result);
     a plain rerun is refused. In process, with the training itself faked (the check is the CLI's)."""
-    from autoresearch_portable import cli
+    from autoresearch_portable import HARNESS_VERSION, cli
     from autoresearch_portable.harness import ledger, runner
 
     train_py = tmp_path / "train.py"
@@ -277,6 +277,7 @@ def test_repeat_is_a_deliberate_rerun(ws, small_bundled, tmp_path, monkeypatch, 
     def fake_run(path, *, budget_seconds, budget_mode, seed, **kw):
         calls.append(seed)
         return dict(status="ok", val_bpb=1.0 + 0.01 * seed, val_bpb_stderr=0.001, budget_seconds=budget_seconds,
+                    harness_version=HARNESS_VERSION,
                     budget_mode=budget_mode, backend="cpu", dataset="bundled", train_py_sha256=runner.file_sha256(path),
                     train_py_norm_sha256=None)
 

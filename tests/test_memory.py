@@ -126,6 +126,7 @@ def test_program_md_starts_from_the_memory():
 
     text = (Path(__file__).resolve().parent.parent / "program.md").read_text()
     for needle in ("arp results --json", "arp results --near", "arp show RUN", "git commit -am \"",
-                   "`abandoned`", "--no-abandon", "--again", "arp results --last 1",
+                   "`abandoned`", "--no-abandon", "--again", "arp results --last 1", "Do what the verdict says",
+                   "`verdict: repeat N`", "arp train --repeat N",
                    "written by the harness"):
         assert needle in text, needle
