@@ -84,6 +84,25 @@ def test_confined_the_weights_the_pth_file_and_the_daemon_all_fail_and_the_run_i
             p.unlink(missing_ok=True)
 
 
+@landlock
+def test_a_user_without_arp_cache_dir_gets_the_dataset_in_a_confined_run(workspace, tmp_path, monkeypatch, arp_cache_dir):
+    """Users have no ARP_CACHE_DIR: the cache is where platformdirs puts it, under XDG_CACHE_HOME,
+    which a run's scratch replaces (the only writable folder). The child is told where the cache is."""
+    from autoresearch_portable.paths import APP_NAME
+
+    for name in ("cache", "share"):
+        (tmp_path / name).mkdir()
+    (tmp_path / "cache" / APP_NAME).symlink_to(arp_cache_dir)  # the prepared dataset, found as a user's would be
+    monkeypatch.delenv("ARP_CACHE_DIR")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "share"))  # the ledger's key, not the user's
+    path = cheat(workspace, tmp_path, "rt = Runtime()", "rt = Runtime()")
+    r = arp("train", str(path), "--budget", "2", "--backend", "cpu")
+    rec = last(path.parent)
+    assert scored(r, rec["status"]), (rec["status"], rec.get("reason"), r.stderr[-1500:])
+    assert rec["metrics"]["confined"].startswith("yes")
+
+
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the subreaper is Linux's")
 def test_unconfined_the_pth_file_makes_the_run_invalid_and_the_daemon_is_ended(workspace, tmp_path, monkeypatch):
     """Where confinement is off or unavailable, what it would have prevented is still caught: the

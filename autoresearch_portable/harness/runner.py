@@ -51,6 +51,7 @@ from autoresearch_portable.harness.phases import judge as judge_phases
 from autoresearch_portable.harness.provenance import (changed_folders, environment_digest, file_sha256, git_commit,
                                                       git_dirty, harness_digest)
 from autoresearch_portable.harness.runtime import run_config
+from autoresearch_portable.paths import cache_dir, data_dir
 
 # what train.py's process may report; everything about the score comes from the evaluator
 SCORE_KEYS = ("val_bpb", "val_bpb_stderr", "causality", "floor_bpb", "excess_bpb", "excess_stderr", "eval_rows",
@@ -110,8 +111,10 @@ def run_training(
         )
         config_path = scratch / "config.json"
         atomic_write_json(config_path, config)
+        # XDG_CACHE_HOME goes to scratch (confined, it is the only writable folder), so the child is
+        # told where the harness's cache (the dataset) is rather than finding it from there
         env = dict(os.environ, ARP_RUN_CONFIG=str(config_path), PYTHONUNBUFFERED="1", **MALLOC_SETTINGS,
-                   **confine.scratch_env(scratch))
+                   **confine.scratch_env(scratch), ARP_CACHE_DIR=str(cache_dir()))
         tail: collections.deque[str] = collections.deque(maxlen=60)
         log: collections.deque[str] = collections.deque(maxlen=40)  # stdout + stderr, for `arp show`
         # the runtime's progress reports and phase marks come back on a pipe of their own (abandon.py)
@@ -234,8 +237,6 @@ def _confined_argv(train_py: Path, scratch: Path, dataset: str) -> tuple[list[st
     """The command that runs train.py confined (harness/confine.py), and the pipe on which the
     launcher says, before train.py's first line runs, what confinement applied. ARP_NO_CONFINE=1
     (benchmarks that measure what confinement costs) runs it unconfined, and the run says so."""
-    from autoresearch_portable.paths import data_dir
-
     if os.environ.get("ARP_NO_CONFINE") == "1" or os.name != "posix":
         return [sys.executable, str(train_py)], None, None
     policy = confine.policy_for_run(train_py, scratch, extra_read=[data_dir(dataset)])
