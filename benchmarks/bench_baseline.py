@@ -48,7 +48,7 @@ def main() -> None:
                 again = ["--again"] if runs else []
                 r = subprocess.run([*arp, "train", "--budget", str(args.budget), *backend, *again], cwd=ws, env=env)
                 rec = ledger.read(ws / "results" / "ledger.jsonl")[-1]
-                runs.append(dict(one_run(rec, args.budget, data.load("bundled").vocab_size), exit_code=r.returncode,
+                runs.append(dict(one_run(rec, args.budget, data.load(rec["metrics"]["dataset"]).vocab_size), exit_code=r.returncode,
                                  sizing={k: sizing[k] for k in ("DEPTH", "MODEL_DIM", "DEVICE_BATCH_SIZE", "TOTAL_BATCH_SIZE")}))
     out = runs[0] if len(runs) == 1 else dict(runs=runs, by_confinement=compare(runs))
     print(json.dumps(out, indent=2))
