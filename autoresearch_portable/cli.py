@@ -25,7 +25,7 @@ BackendOpt = typer.Option(
 DatasetOpt = typer.Option(None, "--dataset", help=f"default: the workspace's (this folder's .arp.json), else {DEFAULT_DATASET}")
 BudgetOpt = typer.Option(None, "--budget", help="budget in seconds (default: what the workspace was made for, else 300)")
 BudgetModeOpt = typer.Option(None, "--budget-mode", help="wall | work | matched (default: the workspace's, else wall)")
-SeedOpt = typer.Option(0, "--seed", help="data order seed")
+SeedOpt = typer.Option(None, "--seed", help="data order seed (default: the first this code has not run with)")
 
 
 @app.callback()
@@ -170,9 +170,9 @@ def train(
     dataset: Optional[str] = DatasetOpt,
     budget: Optional[float] = BudgetOpt,
     budget_mode: Optional[str] = BudgetModeOpt,
-    seed: int = SeedOpt,
+    seed: Optional[int] = SeedOpt,
     timeout: Optional[float] = typer.Option(None, "--timeout", help="stop the run after this many seconds (default: 2x budget in wall mode, at least budget+60; work/matched mode: 30x, and a run with no training step for max(120 s, budget/2) stops sooner)"),
-    repeat: int = typer.Option(1, "--repeat", help="run the same train.py N times (data seeds seed..seed+N-1) and report mean ± spread"),
+    repeat: int = typer.Option(1, "--repeat", help="run the same train.py N times, on data seeds it has not run with, and report the mean of all its runs"),
     again: bool = typer.Option(False, "--again", help="run a train.py that already ran (same code, same settings) once more"),
     no_abandon: bool = typer.Option(False, "--no-abandon", help="never stop the run early, even if its loss trails the calibrated baseline's"),
 ) -> None:
@@ -197,8 +197,8 @@ def train(
     with exclusive_run(folder / "results"):
         for i in range(repeat):
             if repeat > 1:
-                _log(f"run {i + 1} of {repeat} (seed {seed + i})")
-            result = experiment.execute(spec, seed=seed + i)
+                _log(f"run {i + 1} of {repeat} (seed {spec.seed + i})")
+            result = experiment.execute(spec, seed=spec.seed + i)
             try:
                 note, verdict = experiment.record(folder, result, train_py, spec.probe, spec.plan)
             finally:
@@ -355,9 +355,9 @@ def submit(
     dataset: Optional[str] = DatasetOpt,
     budget: Optional[float] = BudgetOpt,
     budget_mode: Optional[str] = BudgetModeOpt,
-    seed: int = SeedOpt,
+    seed: Optional[int] = SeedOpt,
     timeout: Optional[float] = typer.Option(None, "--timeout", help="stop a run after this many seconds"),
-    repeat: int = typer.Option(1, "--repeat", help="run each commit N times (seeds seed..seed+N-1)"),
+    repeat: int = typer.Option(1, "--repeat", help="run each commit N times (on data seeds it has not run with, or --seed..--seed+N-1)"),
     again: bool = typer.Option(False, "--again", help="queue a commit whose train.py already ran (same code, same settings) once more"),
     no_abandon: bool = typer.Option(False, "--no-abandon", help="never stop a run early, even if its loss trails the calibrated baseline's"),
     address: Optional[str] = typer.Option(None, "--address", help="the Ray cluster to join (remembered for the workspace; default $RAY_ADDRESS, else a local cluster)"),

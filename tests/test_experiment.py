@@ -119,3 +119,18 @@ def test_show_takes_a_git_revision(repo):
     assert history.find_run(records, history.revision(repo, "HEAD~1"))[0] == 1
     assert history.revision(repo, "last") == "last" and history.revision(repo, "-1") == "-1"
     assert history.revision(repo, "nonsense") == "nonsense"  # find_run says what it is not
+
+
+def test_a_repeat_runs_on_seeds_this_code_has_not_run_with(tmp_path):
+    from autoresearch_portable.harness.experiment import unused_seed
+
+    path = tmp_path / "results" / "ledger.jsonl"
+    code = b"print('idea')\n"
+    settings = dict(dataset="bundled", budget_seconds=7.0, budget_mode="wall", backend="cpu")
+    assert unused_seed(path, code, settings) == 0
+    sha = hashlib.sha256(code).hexdigest()
+    for seed in (0, 1):
+        ledger.append(path, dict(status="ok", train_py_sha256=sha, metrics=dict(settings, val_bpb=1.0, seed=seed)))
+    assert unused_seed(path, code, settings) == 2
+    assert unused_seed(path, code, dict(settings, budget_seconds=14.0)) == 0  # another experiment
+    assert unused_seed(path, b"other", settings) == 0

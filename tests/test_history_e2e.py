@@ -277,7 +277,7 @@ def test_repeat_is_a_deliberate_rerun(ws, small_bundled, tmp_path, monkeypatch, 
     def fake_run(path, *, budget_seconds, budget_mode, seed, **kw):
         calls.append(seed)
         return dict(status="ok", val_bpb=1.0 + 0.01 * seed, val_bpb_stderr=0.001, budget_seconds=budget_seconds,
-                    harness_version=HARNESS_VERSION,
+                    harness_version=HARNESS_VERSION, seed=seed,
                     budget_mode=budget_mode, backend="cpu", dataset="bundled", train_py_sha256=runner.file_sha256(path),
                     train_py_norm_sha256=None)
 
@@ -293,5 +293,6 @@ def test_repeat_is_a_deliberate_rerun(ws, small_bundled, tmp_path, monkeypatch, 
     code, out = run()
     assert code == 2 and "already ran: run 1" in out.err and out.err.strip().splitlines()[-1].startswith("error: ")
     code, out = run("--repeat", "2")
-    assert code == 0 and calls == [0, 0, 1] and "repeat: 2 ok runs of 2; this code now has 3 ok runs" in out.out
+    # the repeats run on data seeds this code has not run with (0 is in its mean already)
+    assert code == 0 and calls == [0, 1, 2] and "repeat: 2 ok runs of 2; this code now has 3 ok runs" in out.out
     assert len(ledger.read(tmp_path / "results" / "ledger.jsonl")) == 3

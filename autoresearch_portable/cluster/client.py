@@ -50,15 +50,15 @@ def options_for(workspace: Path, options: Options) -> dict:
 
     chosen, _ = resolve_backend(options.backend)
     backend = None if chosen == "auto" and not options.backend else chosen
-    return dict(Options(budget.seconds, budget.mode, dataset, backend, int(options.seed), options.timeout,
+    return dict(Options(budget.seconds, budget.mode, dataset, backend, options.seed, options.timeout,
                         options.abandon).to_dict())
 
 
-def check_new(workspace: Path, commits: list[str], options: dict, log=print) -> None:
-    """The duplicate check of `arp train`, at submit time: a commit whose train.py already ran
-    with these settings is refused (one line) unless --again."""
+def _settings(workspace: Path, options: dict) -> dict:
+    """What makes two runs of the same code the same experiment (experiment.Spec.settings), as
+    far as the submitting machine can tell: the node decides the backend only when neither the
+    flag nor the workspace does."""
     from autoresearch_portable import data
-    from autoresearch_portable.harness import experiment
     from autoresearch_portable.harness.calibrate import dataset_identity
 
     try:
@@ -66,14 +66,25 @@ def check_new(workspace: Path, commits: list[str], options: dict, log=print) -> 
     except data.DataError:
         name = options["dataset"]  # not prepared here (it may be on the nodes): the name it was given
     backend = options["backend"] or Workspace.load(workspace).backend
-    settings = dict(dataset=name, budget_seconds=options["budget"], budget_mode=options["budget_mode"], backend=backend)
+    return dict(dataset=name, budget_seconds=options["budget"], budget_mode=options["budget_mode"], backend=backend)
+
+
+def _code(workspace: Path, sha: str) -> bytes:
+    return _git(workspace, "show", f"{sha}:train.py").stdout.encode()
+
+
+def check_new(workspace: Path, commits: list[str], options: dict, log=print) -> None:
+    """The duplicate check of `arp train`, at submit time: a commit whose train.py already ran
+    with these settings is refused (one line) unless --again."""
+    from autoresearch_portable.harness import experiment
+
+    settings = _settings(workspace, options)
     waiting = {e.commit for e in queue.pending(queue.load(workspace))
                if all(e.options.get(k) == options[k] for k in ("budget", "budget_mode", "dataset"))}
     for sha in dict.fromkeys(commits):
         if sha in waiting:
             raise UserError(f"{sha[:7]} is already queued with these settings (arp queue); pass --again to queue it once more")
-        code = _git(workspace, "show", f"{sha}:train.py").stdout.encode()
-        experiment.check_new(driver.ledger_path(workspace), code, settings, again=False,
+        experiment.check_new(driver.ledger_path(workspace), _code(workspace, sha), settings, again=False,
                              log=lambda m, c=sha[:7]: log(f"{c}: {m}"))
 
 
@@ -99,7 +110,7 @@ def submit(workspace: Path, names: list[str], options: Options, repeat: int = 1,
         engine.save_settings(workspace, address, cpus_per_slot)
     if _git(workspace, "status", "--porcelain", "--", "train.py").stdout.strip():
         log("note: train.py has uncommitted changes; the committed version runs (commit to submit them)")
-    runs = [(c, dict(settled, seed=settled["seed"] + i)) for c in commits for i in range(repeat)]
+    runs = [(c, dict(settled, seed=_first_seed(workspace, c, settled) + i)) for c in commits for i in range(repeat)]
     with queue.locked(workspace) as entries:
         new = queue.add(entries, [c for c, _ in runs], [o for _, o in runs], time.time())
         for e in new:  # keeps the commit alive even if the branch is reset before it runs
@@ -108,6 +119,18 @@ def submit(workspace: Path, names: list[str], options: Options, repeat: int = 1,
         entries.extend(new)
     ensure_driver(workspace)
     return new
+
+
+def _first_seed(workspace: Path, sha: str, options: dict) -> int:
+    """--seed, else the first data seed this commit's code has not run with (experiment.unused_seed)."""
+    from autoresearch_portable.harness import experiment
+
+    if options["seed"] is not None:
+        return int(options["seed"])
+    ran = experiment.unused_seed(driver.ledger_path(workspace), _code(workspace, sha), _settings(workspace, options))
+    queued = [int(e.options["seed"]) + 1 for e in queue.pending(queue.load(workspace))
+              if e.commit == sha and isinstance(e.options.get("seed"), int)]
+    return max([ran, *queued])
 
 
 def ensure_driver(workspace: Path) -> bool:

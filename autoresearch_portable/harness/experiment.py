@@ -38,7 +38,7 @@ class Options:
     budget_mode: str | None = None
     dataset: str | None = None
     backend: str | None = None
-    seed: int = 0
+    seed: int | None = None     # None: the first seed this code has not run with (unused_seed)
     timeout: float | None = None
     abandon: bool = True
 
@@ -119,8 +119,11 @@ def plan(train_py: Path, options: Options, log: Log, on_device: Callable[[dict, 
     trace, why = (None, "off (--no-abandon)") if not options.abandon else abandon.trace_for(
         find_profile(pr, pl, ds_id)[0], budget.seconds, budget.mode, ws.sizing)
     log(f"early abandonment: {why}")
-    return Spec(train_py, ws, pr, pl, dataset, ds_id, budget, int(options.seed), options.timeout,
-                ws.eval_rows_for(dataset, budget.seconds), trace)
+    spec = Spec(train_py, ws, pr, pl, dataset, ds_id, budget, 0, options.timeout, ws.eval_rows_for(dataset, budget.seconds),
+                trace)
+    spec.seed = int(options.seed) if options.seed is not None else unused_seed(
+        ledger_path(train_py.parent), train_py.read_bytes(), spec.settings)
+    return spec
 
 
 def check_new(ledger_path: Path, code: bytes, settings: dict, *, again: bool, log: Log) -> None:
@@ -129,6 +132,21 @@ def check_new(ledger_path: Path, code: bytes, settings: dict, *, again: bool, lo
     from autoresearch_portable.harness import memory
 
     memory.check_duplicate(ledger_path, code, settings, again=again, log=log)
+
+
+def unused_seed(ledger_path: Path, code: bytes, settings: dict) -> int:
+    """The first data seed no earlier run of this code under these settings used: a repeat
+    measures new data orders, not ones already in its mean."""
+    import hashlib
+
+    from autoresearch_portable.harness.memory import duplicates
+
+    path = Path(ledger_path)
+    records = ledger.parse_ledger(path.read_bytes()) if path.exists() else []
+    used = [(rec.get("metrics") or {}).get("seed") for _, rec in duplicates(records, hashlib.sha256(code).hexdigest(), None,
+                                                                              settings)]
+    used = [int(s) for s in used if isinstance(s, int)]
+    return max(used) + 1 if used else 0
 
 
 def execute(spec: Spec, seed: int | None = None, quiet: bool = False) -> dict:

@@ -210,7 +210,7 @@ def run_training(
     result["total_seconds"] = time.time() - t_launch
     # what the run is compared by (verdict.py) is the harness's to say, not train.py's report
     result.update(harness_version=HARNESS_VERSION, budget_seconds=budget_seconds, budget_mode=budget_mode,
-                  backend=plan["backend"], dataset=dataset)
+                  backend=plan["backend"], dataset=dataset, seed=seed)
     return result
 
 

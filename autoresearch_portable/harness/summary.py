@@ -65,7 +65,7 @@ def _load(r: dict[str, Any]) -> str:
 def _verified(r: dict[str, Any]) -> str:
     """Whether the score came from the separate evaluator (and what it scored)."""
     if r.get("verified"):
-        return f"yes ({r.get('eval_source', 'evaluator')}, causality checked on every scored row)"
+        return f"yes ({r.get('eval_source', 'evaluator')}; causality and batch independence checked on every scored row)"
     if r.get("val_bpb") is not None:
         return "no (scored inside train.py's process)"
     return "n/a"
