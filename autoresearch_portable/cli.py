@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 from typing import Optional
@@ -294,10 +295,14 @@ def results(
     """The run ledger: every run with its hypothesis, status and score (run numbers for `arp show`)."""
     from autoresearch_portable.harness import history, memory, plot as plots
     from autoresearch_portable.harness import results as res
+    from autoresearch_portable.harness.settings import Workspace
 
     records = res.load_ledger(file)
     folder = res.workspace_folder(file)
     kept = memory.kept_runs(folder, records)
+    if Workspace.load(folder).found:  # results.tsv follows the branch: a commit reset away is no longer `keep`
+        with contextlib.suppress(OSError):  # a read-only workspace can still be read
+            memory.write_results_tsv(folder, records)
     if near:
         found = history.near_misses(records, memory.branch_commits(folder))
         typer.echo(json.dumps(found, indent=2) if as_json else history.format_near(found))

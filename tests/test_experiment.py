@@ -134,3 +134,22 @@ def test_a_repeat_runs_on_seeds_this_code_has_not_run_with(tmp_path):
     assert unused_seed(path, code, settings) == 2
     assert unused_seed(path, code, dict(settings, budget_seconds=14.0)) == 0  # another experiment
     assert unused_seed(path, b"other", settings) == 0
+
+
+def test_results_rewrites_results_tsv_from_the_branch(repo):
+    """A commit reset away was `keep` in results.tsv until the next run rewrote it; `arp results`
+    rewrites it too."""
+    from autoresearch_portable import cli
+
+    first = git(repo, "rev-parse", "HEAD")
+    (repo / "train.py").write_text("print('idea')\n")
+    git(repo, "commit", "-qam", "idea")
+    second = git(repo, "rev-parse", "HEAD")
+    path = repo / "results" / "ledger.jsonl"
+    for c in (first, second):
+        ledger.append(path, dict(status="ok", git_commit=c[:7], metrics=dict(val_bpb=1.0)))
+    git(repo, "reset", "-q", "--hard", "HEAD~1")
+    r = CliRunner().invoke(cli.app, ["results", str(repo)])
+    assert r.exit_code == 0, r.output
+    rows = [line.split("\t") for line in (repo / "results.tsv").read_text().splitlines()[1:]]
+    assert [(c, status) for c, _, _, status, _ in rows] == [(first[:7], "keep"), (second[:7], "discard")]
