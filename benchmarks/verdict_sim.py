@@ -1,7 +1,8 @@
 """The verdict's error rates on simulated research loops (harness/verdict.py, the rule program.md
 tells the agent to follow).
 
-A loop: the baseline runs once; then `--edits` edits, each starting from the bar, each run once and
+A loop: the baseline runs `--baseline-runs` times (program.md's step 0: `arp train --repeat 3`);
+then `--edits` edits, each starting from the bar, each run once and
 then treated as the verdict says: `keep` (the commit stays on the branch), `discard` (it leaves the
 branch), `repeat N` (N more runs, then the verdict again; at most `--rounds` times, then whatever it
 says is final, a repeat counting as a discard). A run's val_bpb is the code's true value plus
@@ -12,7 +13,7 @@ normal noise σ. The true gain of an edit over the code it started from is drawn
 Reports, per true gain: how often the edit was kept, and the runs spent on it; and the false-keep
 rate (a neutral or harmful edit kept).
 
-    python benchmarks/verdict_sim.py [--loops 1000] [--edits 20] [--calibration-dof 4] [--seed 0] [--out FILE]
+    python benchmarks/verdict_sim.py [--loops 1000] [--edits 20] [--calibration-dof 4] [--baseline-runs 3] [--seed 0] [--out FILE]
 """
 
 from __future__ import annotations
@@ -25,12 +26,14 @@ from pathlib import Path
 
 import numpy as np
 
+from autoresearch_portable.harness import verdict
 from autoresearch_portable.harness.verdict import Noise, decide
 
 SETTINGS = dict(budget_seconds=30.0, budget_mode="wall", backend="cpu", device="sim", dataset="sim", harness_version="sim")
 
 
-def one_loop(rng, edits: int, gains: list[float], cal_dof: int, rounds: int, sigma: float = 1.0) -> list[dict]:
+def one_loop(rng, edits: int, gains: list[float], cal_dof: int, rounds: int, baseline_runs: int = 3,
+             sigma: float = 1.0) -> list[dict]:
     calibrated = Noise(sigma * float(np.sqrt(rng.chisquare(cal_dof) / cal_dof)), cal_dof) if cal_dof else None
     records: list[dict] = []
     branch: set[str] = set()
@@ -46,7 +49,8 @@ def one_loop(rng, edits: int, gains: list[float], cal_dof: int, rounds: int, sig
 
     truth["c0"] = 0.0
     branch.add("c0")
-    run("c0")
+    for _ in range(baseline_runs):
+        run("c0")
     tip = "c0"  # the code the next edit starts from: the last kept commit
     out = []
     for i in range(1, edits + 1):
@@ -75,16 +79,21 @@ def main() -> None:
     ap.add_argument("--edits", type=int, default=20)
     ap.add_argument("--gains", default="-1,0,0,0,0,0.5,1,2", help="true gains in σ, drawn uniformly per edit")
     ap.add_argument("--calibration-dof", type=int, default=4)
-    ap.add_argument("--rounds", type=int, default=2, help="repeat rounds before the verdict is final")
+    ap.add_argument("--rounds", type=int, default=10, help="repeat rounds before the verdict is final (the rule "
+                    "itself stops repeating at verdict.MAX_RUNS runs of one code)")
+    ap.add_argument("--repeat-se", type=float, default=None, help="try another verdict.REPEAT_SE")
+    ap.add_argument("--baseline-runs", type=int, default=3)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
     gains = [float(g) for g in args.gains.split(",")]
+    if args.repeat_se is not None:
+        verdict.REPEAT_SE = args.repeat_se
     rng = np.random.default_rng(args.seed)
     t0 = time.time()
     by_gain: dict[float, list[dict]] = defaultdict(list)
     for _ in range(args.loops):
-        for e in one_loop(rng, args.edits, gains, args.calibration_dof, args.rounds):
+        for e in one_loop(rng, args.edits, gains, args.calibration_dof, args.rounds, args.baseline_runs):
             by_gain[e["gain"]].append(e)
     table = {f"{g:+g} sigma": dict(edits=len(es), kept=round(float(np.mean([e["kept"] for e in es])), 4),
                                    repeated=round(float(np.mean([e["repeated"] for e in es])), 4),
@@ -92,6 +101,8 @@ def main() -> None:
              for g, es in sorted(by_gain.items())}
     bad = [e for g, es in by_gain.items() if g <= 0 for e in es]
     out = dict(loops=args.loops, edits_per_loop=args.edits, calibration_dof=args.calibration_dof, rounds=args.rounds,
+               baseline_runs=args.baseline_runs, repeat_se=verdict.REPEAT_SE, max_repeat=verdict.MAX_REPEAT,
+               max_runs=verdict.MAX_RUNS,
                seed=args.seed, by_true_gain=table, false_keep_rate=round(float(np.mean([e["kept"] for e in bad])), 4),
                seconds=round(time.time() - t0, 1))
     print(json.dumps(out, indent=2))

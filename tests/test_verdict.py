@@ -55,8 +55,11 @@ def test_a_gain_inside_the_band_but_above_its_noise_is_repeated_as_often_as_it_t
     later = records + [rec(0.985, "new"), rec(0.984, "new")]
     d = decide(later, run(0.986, "new"), noise)
     assert (d.action, d.n, d.mean) == ("keep", 3, pytest.approx(0.985))
-    # a gain too small for 4 more runs to resolve: discarded
-    assert decide(records, run(0.9925, "tiny"), noise).action == "discard"
+    # a gain that 4 more runs would not resolve: 4 more narrow it; still inside the band after
+    # MAX_RUNS runs, too small to resolve at this budget
+    d = decide(records, run(0.9925, "tiny"), noise)
+    assert (d.action, d.runs) == ("repeat", 4)
+    assert decide(records + [rec(0.9925, "tiny")] * 8, run(0.9925, "tiny"), noise).action == "discard"
     assert decide(records, run(1.02, "worse"), noise).action == "discard"
 
 

@@ -12,7 +12,8 @@ the verdict says". Pure functions: records in, a Decision out.
 * The decision, for this run's group against the bar, with gain = bar mean - group mean and
   se = σ √(1/n + 1/n_bar): keep when gain > t·se (t: Student's t, one-sided 2.5 %, for σ's degrees
   of freedom); repeat N when gain > REPEAT_SE·se but not yet that (N: the fewest further runs of
-  this code after which a gain this size would pass, at most MAX_REPEAT); discard otherwise.
+  this code after which a gain this size would pass, at most MAX_REPEAT; the code runs at most
+  MAX_RUNS times in all); discard otherwise.
   With σ unknown (no calibration, nothing repeated), `repeat 2`: the runs measure it.
 
 benchmarks/verdict_sim.py replays this rule on simulated ledgers: how often a neutral edit is kept
@@ -27,7 +28,8 @@ from autoresearch_portable.harness import ledger
 from autoresearch_portable.harness.normalize import t975
 
 REPEAT_SE = 1.0    # a gain above one standard error of the difference is worth more runs
-MAX_REPEAT = 4     # more runs than that to decide a gain: too small to resolve at this budget
+MAX_REPEAT = 4     # runs asked for at once
+MAX_RUNS = 9       # runs of one code after which a gain still inside the band is too small to resolve
 UNKNOWN_NOISE_RUNS = 2
 
 
@@ -195,12 +197,17 @@ def decide(records: list[dict], result: dict, calibrated: Noise | None = None, b
     out.update(band=noise.t * s)
     if gain > noise.t * s:
         return Decision("keep", 0, "better than the bar by more than the band", **out)
-    if gain > REPEAT_SE * s:
+    if gain > REPEAT_SE * s and this.n < MAX_RUNS:
         extra = runs_to_decide(gain, this.n, bar.n, noise)
         if extra is not None:
             return Decision("repeat", extra, f"better than the bar, inside the band: {extra} more run(s) of this code "
                             f"decide a gain this size", **out)
-        return Decision("discard", 0, f"better than the bar by too little to resolve with {MAX_REPEAT} more runs", **out)
+        extra = min(MAX_REPEAT, MAX_RUNS - this.n)
+        return Decision("repeat", extra, f"better than the bar by more than its noise, inside the band: {extra} more "
+                        f"run(s) of this code narrow it", **out)
+    if gain > REPEAT_SE * s:
+        return Decision("discard", 0, f"still inside the band after {this.n} runs: too small to resolve at this budget",
+                        **out)
     if gain > 0:
         return Decision("discard", 0, "better than the bar by less than its noise", **out)
     return Decision("discard", 0, "not better than the bar", **out)
