@@ -95,6 +95,7 @@ def test_same_code_is_one_group_and_untrusted_or_failed_lines_never_count():
     assert [g.code for g in groups(records, BASE)] == ["base"]
     d = decide(records, run(1.02, "base"))
     assert (d.n, d.mean, d.action) == (2, pytest.approx(1.01), "keep")  # the baseline again: it is the bar
+    assert "this code is the bar" in d.why
     assert decide(records, dict(run(0.9, "x"), status="crash")) is None
 
 

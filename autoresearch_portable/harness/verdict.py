@@ -187,7 +187,9 @@ def decide(records: list[dict], result: dict, calibrated: Noise | None = None, b
     bar = find_bar(before, noise, branch, exclude=code)
     out = dict(mean=this.mean, n=this.n, sigma=noise.sigma if noise else None, dof=noise.dof if noise else None)
     if bar is None:
-        return Decision("keep", 0, "the first result at this budget on this device: the bar the next edits must beat", **out)
+        why = ("no other code on this branch to beat at this budget on this device: this code is the bar" if same else
+               "the first result at this budget on this device: the bar the next edits must beat")
+        return Decision("keep", 0, why, **out)
     gain = bar.mean - this.mean
     out.update(bar_mean=bar.mean, bar_commit=bar.commit, bar_n=bar.n, gain=gain)
     if noise is None:
