@@ -104,9 +104,8 @@ def test_calibrate_without_a_budget_calibrates_the_workspaces(repo, monkeypatch)
     assert seen == dict(dataset="bundled", budget=7.0)
 
 
-def test_show_takes_a_git_revision(repo):
-    from autoresearch_portable.harness import history
-
+def two_runs(repo):
+    """The baseline and one committed idea, each with a run in the ledger: (first, second, ledger)."""
     first = git(repo, "rev-parse", "HEAD")
     (repo / "train.py").write_text("print('idea')\n")
     git(repo, "commit", "-qam", "idea")
@@ -114,6 +113,13 @@ def test_show_takes_a_git_revision(repo):
     path = repo / "results" / "ledger.jsonl"
     for c in (first, second):
         ledger.append(path, dict(status="ok", git_commit=c[:7], metrics=dict(val_bpb=1.0)))
+    return first, second, path
+
+
+def test_show_takes_a_git_revision(repo):
+    from autoresearch_portable.harness import history
+
+    first, second, path = two_runs(repo)
     records = ledger.read(path)
     assert history.find_run(records, history.revision(repo, "HEAD"))[0] == 2
     assert history.find_run(records, history.revision(repo, "HEAD~1"))[0] == 1
@@ -141,13 +147,7 @@ def test_results_rewrites_results_tsv_from_the_branch(repo):
     rewrites it too."""
     from autoresearch_portable import cli
 
-    first = git(repo, "rev-parse", "HEAD")
-    (repo / "train.py").write_text("print('idea')\n")
-    git(repo, "commit", "-qam", "idea")
-    second = git(repo, "rev-parse", "HEAD")
-    path = repo / "results" / "ledger.jsonl"
-    for c in (first, second):
-        ledger.append(path, dict(status="ok", git_commit=c[:7], metrics=dict(val_bpb=1.0)))
+    first, second, path = two_runs(repo)
     git(repo, "reset", "-q", "--hard", "HEAD~1")
     r = CliRunner().invoke(cli.app, ["results", str(repo)])
     assert r.exit_code == 0, r.output
