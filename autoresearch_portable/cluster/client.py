@@ -73,12 +73,12 @@ def _code(workspace: Path, sha: str) -> bytes:
     return _git(workspace, "show", f"{sha}:train.py").stdout.encode()
 
 
-def check_new(workspace: Path, commits: list[str], options: dict, log=print) -> None:
+def check_new(workspace: Path, commits: list[str], options: dict, log=print, settings: dict | None = None) -> None:
     """The duplicate check of `arp train`, at submit time: a commit whose train.py already ran
     with these settings is refused (one line) unless --again."""
     from autoresearch_portable.harness import experiment
 
-    settings = _settings(workspace, options)
+    settings = settings or _settings(workspace, options)
     waiting = {e.commit for e in queue.pending(queue.load(workspace))
                if all(e.options.get(k) == options[k] for k in ("budget", "budget_mode", "dataset"))}
     for sha in dict.fromkeys(commits):
@@ -104,13 +104,15 @@ def submit(workspace: Path, names: list[str], options: Options, repeat: int = 1,
     note = Workspace.load(workspace).budget_note(settled["budget"])
     if note:
         log(note)
+    settings = _settings(workspace, settled)
     if not (again or repeat > 1):
-        check_new(workspace, commits, settled, log=log)
+        check_new(workspace, commits, settled, log=log, settings=settings)
     if address is not None or cpus_per_slot is not None:
         engine.save_settings(workspace, address, cpus_per_slot)
     if _git(workspace, "status", "--porcelain", "--", "train.py").stdout.strip():
         log("note: train.py has uncommitted changes; the committed version runs (commit to submit them)")
-    runs = [(c, dict(settled, seed=_first_seed(workspace, c, settled) + i)) for c in commits for i in range(repeat)]
+    first = {c: _first_seed(workspace, c, settled, settings) for c in dict.fromkeys(commits)}  # once per commit
+    runs = [(c, dict(settled, seed=first[c] + i)) for c in commits for i in range(repeat)]
     with queue.locked(workspace) as entries:
         new = queue.add(entries, [c for c, _ in runs], [o for _, o in runs], time.time())
         for e in new:  # keeps the commit alive even if the branch is reset before it runs
@@ -121,13 +123,13 @@ def submit(workspace: Path, names: list[str], options: Options, repeat: int = 1,
     return new
 
 
-def _first_seed(workspace: Path, sha: str, options: dict) -> int:
+def _first_seed(workspace: Path, sha: str, options: dict, settings: dict) -> int:
     """--seed, else the first data seed this commit's code has not run with (experiment.unused_seed)."""
     from autoresearch_portable.harness import experiment
 
     if options["seed"] is not None:
         return int(options["seed"])
-    ran = experiment.unused_seed(driver.ledger_path(workspace), _code(workspace, sha), _settings(workspace, options))
+    ran = experiment.unused_seed(driver.ledger_path(workspace), _code(workspace, sha), settings)
     queued = [int(e.options["seed"]) + 1 for e in queue.pending(queue.load(workspace))
               if e.commit == sha and isinstance(e.options.get("seed"), int)]
     return max([ran, *queued])

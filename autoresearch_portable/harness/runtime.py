@@ -245,14 +245,14 @@ class Runtime:
 
     # --- internals ------------------------------------------------------------------------
     def _train_metrics(self, model) -> dict:
-        c = self.config
         # the peak comes from the parent (datasheet, or measured once per device in a process of
         # its own: harness/peak.py peak_for_run): confined, this process cannot write the cache
-        peak, peak_source = c.get("peak") or (None, None)
+        peak, peak_source = self.config.get("peak") or (None, None)
         if peak is None and self.standalone:
             from autoresearch_portable.harness.peak import peak_flops
 
-            peak, peak_source = peak_flops(self.backend, c["probe"], c["plan"], at_least=self.clock.flops_per_second)
+            peak, peak_source = peak_flops(self.backend, self.config["probe"], self.config["plan"],
+                                           at_least=self.clock.flops_per_second)
         c = self.clock
         mfu = 100 * c.flops_per_second / peak if peak else None
         return dict(

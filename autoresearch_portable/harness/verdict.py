@@ -38,7 +38,6 @@ class Group:
     code: str                     # train.py sha256 (or the commit when no hash was recorded)
     commit: str | None
     values: list[float] = field(default_factory=list)
-    stderrs: list[float] = field(default_factory=list)
 
     @property
     def n(self) -> int:
@@ -79,7 +78,6 @@ def groups(records: list[dict], result: dict) -> list[Group]:
             continue
         g = found.setdefault(code_of(rec), Group(code_of(rec), rec.get("git_commit")))
         g.values.append(float(m["val_bpb"]))
-        g.stderrs.append(m.get("val_bpb_stderr"))
     return list(found.values())
 
 
