@@ -15,7 +15,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from autoresearch_portable.harness.runtime import Runtime
+from autoresearch_portable.harness.run.runtime import Runtime
 
 # ---------------------------------------------------------------------------------------------
 # Hyperparameters. `arp init` sized the first block for this device; change anything.

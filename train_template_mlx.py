@@ -19,7 +19,7 @@ import mlx.core as mx
 import mlx.nn as nn
 from mlx.utils import tree_flatten, tree_map
 
-from autoresearch_portable.harness.runtime import Runtime
+from autoresearch_portable.harness.run.runtime import Runtime
 
 # ---------------------------------------------------------------------------------------------
 # Hyperparameters. `arp init` sized the first block for this device; change anything.

@@ -7,7 +7,7 @@ __version__ = "0.1.0"
 # 2: the evaluator process scores fresh whole documents (version 1 scored the cached validation
 # split, packed and cropped); on one trained model the two differ by ~0.03 bpb
 # (benchmarks/eval_shift.py, numbers in benchmarks/README.md).
-# 3: train.py runs with the evaluator's allocator settings (harness/runner.py: MALLOC_SETTINGS),
+# 3: train.py runs with the evaluator's allocator settings (harness/run/launch.py: MALLOC_SETTINGS),
 # which doubled the CPU baseline's throughput (benchmarks/README.md, "The allocator"): every
 # wall-clock baseline measured before is slower than the same code runs now.
 HARNESS_VERSION = "3"

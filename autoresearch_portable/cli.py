@@ -96,8 +96,8 @@ def prepare(
     if kind != "bundled-v2" and train_tokens is not None:
         raise UserError("--train-tokens applies to bundled-v2 only")
     if kind == "bundled-v2":
-        from autoresearch_portable.harness.budget import check_budget
-        from autoresearch_portable.harness.datasize import prepare_generated
+        from autoresearch_portable.harness.run.budget import check_budget
+        from autoresearch_portable.harness.baseline.datasize import prepare_generated
 
         check_budget(budget)
         if num_shards is not None:
@@ -132,7 +132,7 @@ def init(
     """A new research workspace: git repo with train.py sized for this device, program.md."""
     from pathlib import Path
 
-    from autoresearch_portable.harness.budget import check_budget
+    from autoresearch_portable.harness.run.budget import check_budget
     from autoresearch_portable.harness.workspace import check_target, init_workspace
 
     check_budget(budget)
@@ -159,7 +159,7 @@ def init(
 
 def _ensure_dataset(dataset: str, pr: dict, plan: dict, budget: float) -> None:
     """A generated corpus (bundled, bundled-v2) is prepared when missing; others must be."""
-    from autoresearch_portable.harness.datasize import ensure_prepared
+    from autoresearch_portable.harness.baseline.datasize import ensure_prepared
 
     ensure_prepared(dataset, pr, plan, budget, log=_log)
 
@@ -180,9 +180,11 @@ def train(
     """Run train.py under the harness for the budget; print the summary; append to the ledger."""
     from pathlib import Path
 
-    from autoresearch_portable.harness import experiment, ledger
-    from autoresearch_portable.harness.runner import exclusive_run
-    from autoresearch_portable.harness.summary import format_summary
+    from autoresearch_portable.harness import experiment
+
+    from autoresearch_portable.harness.records import ledger
+    from autoresearch_portable.harness.run.launch import exclusive_run
+    from autoresearch_portable.harness.run.summary import format_summary
 
     if repeat < 1:
         raise UserError("--repeat must be at least 1")
@@ -236,9 +238,9 @@ def calibrate(
     """Measure this device: its baseline's compute curve and noise (for work mode and normalized results)."""
     from pathlib import Path
 
-    from autoresearch_portable.harness import calibrate as cal
+    from autoresearch_portable.harness.baseline import calibrate as cal
     from autoresearch_portable.harness.experiment import Options, resolve
-    from autoresearch_portable.harness.settings import Workspace
+    from autoresearch_portable.harness.run.settings import Workspace
 
     # what `arp train` here trains on, for as long
     t, dataset = resolve(Options(budget=budget, dataset=dataset), Workspace.load(Path.cwd()))
@@ -262,13 +264,13 @@ def bench(
     runs: Optional[int] = typer.Option(None, "--runs", help="with --matched: how many runs (default: the benchmark's repeats + 1)"),
 ) -> None:
     """The standard benchmark on the bundled corpus, side by side with the bundled reference results."""
-    from autoresearch_portable.harness import bench as b
+    from autoresearch_portable.harness.baseline import bench as b
 
     d = b.definition(quick)
     pr, plan = _plan(backend)
     _ensure_dataset(d["dataset"], pr, plan, float(d["budget_seconds"]))
     if matched:
-        from autoresearch_portable.harness import matched as mt
+        from autoresearch_portable.harness.baseline import matched as mt
 
         m = mt.matched_bench(pr, plan, d["dataset"], runs=d["repeats"] + 1 if runs is None else runs, log=_log,
                              quiet=not verbose)
@@ -293,9 +295,11 @@ def results(
     plot: Optional[str] = typer.Option(None, "--plot", help="write the progress plot to FILE.png (needs matplotlib)"),
 ) -> None:
     """The run ledger: every run with its hypothesis, status and score (run numbers for `arp show`)."""
-    from autoresearch_portable.harness import history, memory, plot as plots
-    from autoresearch_portable.harness import results as res
-    from autoresearch_portable.harness.settings import Workspace
+    from autoresearch_portable.harness.records import history
+    from autoresearch_portable.harness.records import memory
+    from autoresearch_portable.harness.records import plot as plots
+    from autoresearch_portable.harness.records import results as res
+    from autoresearch_portable.harness.run.settings import Workspace
 
     records = res.load_ledger(file)
     folder = res.workspace_folder(file)
@@ -329,8 +333,8 @@ def show(
     as_json: bool = typer.Option(False, "--json", help="machine-readable output"),
 ) -> None:
     """One run: its hypothesis, the diff of train.py against its parent, metrics and the log tail."""
-    from autoresearch_portable.harness import history
-    from autoresearch_portable.harness import results as res
+    from autoresearch_portable.harness.records import history
+    from autoresearch_portable.harness.records import results as res
 
     found = history.show(res.load_ledger(file), history.revision(res.workspace_folder(file), run))
     typer.echo(history.show_json(found) if as_json else history.format_show(found))
@@ -342,7 +346,7 @@ def compare(
     plot: Optional[str] = typer.Option(None, "--plot", help="write a progress plot PNG (needs matplotlib)"),
 ) -> None:
     """Several ledgers (devices) in one table with the normalized columns."""
-    from autoresearch_portable.harness import results as res
+    from autoresearch_portable.harness.records import results as res
 
     loaded = {}
     for name in ledgers:

@@ -92,14 +92,16 @@ def main() -> None:
     os.environ["ARP_CACHE_DIR"] = env["ARP_CACHE_DIR"]  # read the profile and ledger as arp does
     from autoresearch_portable import data
     from autoresearch_portable.detect import make_plan, probe
-    from autoresearch_portable.harness import abandon, calibrate, ledger
+    from autoresearch_portable.harness.run import abandon
+    from autoresearch_portable.harness.baseline import calibrate
+    from autoresearch_portable.harness.records import ledger
 
     pr = probe()
     profile, note = calibrate.find_profile(pr.to_dict(), make_plan(pr, args.backend).to_dict(),
                                            calibrate.dataset_identity(data.load("bundled")))
     assert profile is not None, note
     sizing = json.loads((ws / ".arp.json").read_text())["sizing"]
-    same = all(sizing.get(k) == profile["baseline_sizes"].get(k) for k in abandon.SIZE_KEYS)
+    same = all(sizing.get(k) == profile["baseline_sizes"].get(k) for k in abandon.CURVE_SIZE_KEYS)
     print(f"calibrated baseline {profile['baseline_sizes']}, workspace baseline the same: {same}", flush=True)
     base = (ws / "train.py").read_text()
     git = lambda *a: subprocess.run(["git", "-c", "user.name=bench", "-c", "user.email=bench@localhost", *a], cwd=ws,

@@ -5,7 +5,7 @@ budget, and val_bpb against the untrained model.
 
 `--runs N` trains the same workspace N times; `--unconfined-too` adds as many runs with
 `ARP_NO_CONFINE=1`, alternating with the confined ones (what confinement costs, and that it
-changes neither the status nor the score: harness/confine.py).
+changes neither the status nor the score: harness/run/confine.py).
 
     python benchmarks/bench_baseline.py [--budget 300] [--backend cpu] [--runs N] [--unconfined-too] [--out FILE]
 """
@@ -34,7 +34,7 @@ def main() -> None:
     arp = [sys.executable, "-m", "autoresearch_portable"]
     subprocess.run([*arp, "prepare"], check=True)
     from autoresearch_portable import data
-    from autoresearch_portable.harness import ledger
+    from autoresearch_portable.harness.records import ledger
 
     runs = []
     with tempfile.TemporaryDirectory(prefix="arp-bench-") as tmp:
@@ -72,7 +72,7 @@ def one_run(rec: dict, budget: float, vocab: int) -> dict:
         peak_memory_mb=m.get("peak_memory_mb"),
         startup_seconds=m.get("startup_seconds"), warmup_seconds=m.get("warmup_seconds"),
         eval_seconds=m.get("eval_wall_seconds"), total_seconds=m.get("total_seconds"),
-        # the phases as the parent's clock saw them (harness/phases.py), and their limits
+        # the phases as the parent's clock saw them (harness/run/phases.py), and their limits
         phases=phases, phase_limits=m.get("phase_limits"), processes_ended=m.get("processes_ended"),
         # the integrity path: export at the end of train.py's process, then the evaluator process
         # (start-up, loading and counting the graph, fresh text, scoring every row three times:

@@ -23,7 +23,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from autoresearch_portable.harness import runner  # noqa: E402
+from autoresearch_portable.harness.run import launch as runner  # noqa: E402
 
 
 def keep_handover(into: Path):
@@ -32,7 +32,7 @@ def keep_handover(into: Path):
     real = subprocess.run
 
     def spy(cmd, *a, **kw):
-        if "autoresearch_portable.harness.evaluator" in cmd:
+        if "autoresearch_portable.harness.score.evaluator" in cmd:
             job = json.loads(Path(cmd[-1]).read_text())
             shutil.copytree(job["handover"], into / "handover", dirs_exist_ok=True)
             (into / "job.json").write_text(json.dumps(dict(job, handover=str(into / "handover"))))
@@ -47,7 +47,7 @@ def keep_handover(into: Path):
 
 def evaluate(job: Path, env: dict) -> tuple[float, float]:
     t0 = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "autoresearch_portable.harness.evaluator", str(job)], env=env, check=True,
+    subprocess.run([sys.executable, "-m", "autoresearch_portable.harness.score.evaluator", str(job)], env=env, check=True,
                    capture_output=True)
     wall = time.perf_counter() - t0
     res = json.loads(Path(json.loads(job.read_text())["result_path"]).read_text())

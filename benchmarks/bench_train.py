@@ -56,8 +56,8 @@ def main() -> None:
     args = ap.parse_args()
 
     from autoresearch_portable.detect import make_plan, probe
-    from autoresearch_portable.harness import runner
-    from autoresearch_portable.harness.workspace import asset, render_template
+    from autoresearch_portable.harness.run import launch as runner
+    from autoresearch_portable.harness.baseline.template import asset, render_template
 
     pr = probe()
     plan = make_plan(pr, args.backend)

@@ -1,5 +1,5 @@
 """Self-consistency checks of the normalized metrics, with real budgets, for every candidate of
-normalization v2 side by side (harness/normalize.py `candidates`: delta, loglinear, power,
+normalization v2 side by side (harness/baseline/normalize.py `candidates`: delta, loglinear, power,
 excess_ratio), on the same runs.
 
 For each device given (default: cpu, and mlx where it is importable) on this machine:
@@ -100,9 +100,9 @@ def threads(n: int | None):
 
 
 def run_baseline(pr, plan, dataset, sizes, budget, seed, edits=None, log=print, budget_mode="wall", flop_budget=None):
-    from autoresearch_portable.harness.calibrate import BASE_MODEL_SEED, baseline_source
-    from autoresearch_portable.harness.runner import run_training
-    from autoresearch_portable.harness.workspace import render_template
+    from autoresearch_portable.harness.baseline.calibrate import BASE_MODEL_SEED, baseline_source
+    from autoresearch_portable.harness.run.launch import run_training
+    from autoresearch_portable.harness.baseline.template import render_template
 
     text = baseline_source(plan, sizes, BASE_MODEL_SEED + seed)
     if edits:
@@ -150,9 +150,9 @@ def judged(run: dict, expected_g: float, band: float, refused: str | None) -> di
 def check_device(dev: dict, args, log, sizes: dict | None, reference: dict | None) -> dict:
     from autoresearch_portable import paths
     from autoresearch_portable.detect import make_plan, probe
-    from autoresearch_portable.harness import calibrate as cal
-    from autoresearch_portable.harness import normalize as nz
-    from autoresearch_portable.harness.peak import device_key
+    from autoresearch_portable.harness.baseline import calibrate as cal
+    from autoresearch_portable.harness.baseline import normalize as nz
+    from autoresearch_portable.harness.run.peak import device_key
 
     found = probe()
     pr, plan = found.to_dict(), make_plan(found, dev["backend"]).to_dict()
@@ -354,7 +354,7 @@ def rescored(check: dict, reference: dict | None = None) -> dict:
     """A check's runs scored again by the harness as it is now (its bands, its metrics), from the
     numbers the check stored; normalized_bpb on `reference`'s scale (default: the first device's).
     Pure."""
-    from autoresearch_portable.harness import normalize as nz
+    from autoresearch_portable.harness.baseline import normalize as nz
 
     profiles = [stored_profile(r, check.get("repeats", 2)) for r in check["results"]]
     ref = reference or profiles[0]
@@ -412,7 +412,7 @@ def main() -> None:
         return
     args.variant = args.variant or [{"WARMDOWN_FRAC": 0.0}]
     if args.dataset is None:
-        from autoresearch_portable.harness.bench import definition
+        from autoresearch_portable.harness.baseline.bench import definition
 
         args.dataset = definition()["dataset"]
     if args.devices:

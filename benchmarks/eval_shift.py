@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -27,11 +29,12 @@ def main() -> None:
 
     from autoresearch_portable import data
     from autoresearch_portable.backends import load_backend
-    from autoresearch_portable.backends.mlx.templates import load_template
     from autoresearch_portable.detect import make_plan, probe
-    from autoresearch_portable.harness.evalset import eval_set
-    from autoresearch_portable.harness.evaluate import bpb_from_rows, score
-    from autoresearch_portable.harness.workspace import asset
+    from autoresearch_portable.harness.score.evalset import eval_set
+    from autoresearch_portable.harness.score.passes import bpb_from_rows, score
+    from autoresearch_portable.harness.baseline.template import asset
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+    from template_loader import load_template
 
     ds = data.load("bundled")
     plan = make_plan(probe(), "cpu")

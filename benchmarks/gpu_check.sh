@@ -28,7 +28,7 @@ timeout 300 python3 benchmarks/bench_train.py --depth 8 --dim 512 --seq-len 2048
 # seq 2048, 300 s budget), then a throughput run at that size.
 python3 - "$OUT/original_config.json" > "$OUT/sizing.json" <<'PY'
 import json, sys
-from autoresearch_portable.harness.sizing import choose_baseline
+from autoresearch_portable.harness.baseline.sizing import choose_baseline
 r = json.load(open(sys.argv[1]))
 flops = r["tokens_per_second"] * r["flops_per_token"]
 print(json.dumps(dict(measured_flops_per_second=flops, sizes=choose_baseline(flops, 300, 2048, 8192, 80e9))))

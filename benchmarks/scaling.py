@@ -59,7 +59,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]
 
 from scaling_law import analyse, dominated, held_out, knowledge_bound, plan_grid, relevel  # noqa: E402
 
-TEMPLATE_IMPORT = "from autoresearch_portable.harness.runtime import Runtime\n"
+TEMPLATE_IMPORT = "from autoresearch_portable.harness.run.runtime import Runtime\n"
 HEAD_DIM = 64
 
 
@@ -129,7 +129,7 @@ def parse_size(text: str) -> tuple[int, int]:
 
 def run_template(backend, ds, size, batch_tokens: int, tokens: int, seed: int = 0, measure_only=False) -> SweepRuntime:
     """Execute the rendered template with a SweepRuntime as its `rt`."""
-    from autoresearch_portable.harness.workspace import asset, render_template
+    from autoresearch_portable.harness.baseline.template import asset, render_template
 
     depth, width = size
     text = render_template(asset("train_template.py").read_text(), dict(
@@ -192,7 +192,7 @@ def eval_set(ds, n_rows: int):
     dataset's validation seed: the same rows for every point), with the information content of
     each row."""
     from autoresearch_portable.data.common import CORPUS_VERSIONS
-    from autoresearch_portable.harness.evalset import eval_set as harness_eval_set
+    from autoresearch_portable.harness.score.evalset import eval_set as harness_eval_set
 
     if (ds.meta.get("kind") or ds.name) not in CORPUS_VERSIONS:
         raise SystemExit(f"error: {ds.name!r} has no generator with a known entropy floor (use one of {', '.join(CORPUS_VERSIONS)})")
@@ -201,7 +201,7 @@ def eval_set(ds, n_rows: int):
 
 
 def score(backend, model, ds, ev) -> dict:
-    from autoresearch_portable.harness.evaluate import judge, score as score_rows
+    from autoresearch_portable.harness.score.passes import judge, score as score_rows
 
     rows, bits, text_bytes = ev
     s = score_rows(backend, model, rows, ds.token_bytes, 8)
@@ -341,7 +341,7 @@ def with_harness_allocator() -> None:
     the runner gives it (runner.MALLOC_SETTINGS; glibc reads them only at start-up)."""
     import os
 
-    from autoresearch_portable.harness.runner import MALLOC_SETTINGS
+    from autoresearch_portable.harness.run.launch import MALLOC_SETTINGS
 
     if any(os.environ.get(k) != v for k, v in MALLOC_SETTINGS.items()):
         os.execve(sys.executable, [sys.executable, *sys.argv], dict(os.environ, **MALLOC_SETTINGS))

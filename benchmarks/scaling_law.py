@@ -8,7 +8,7 @@ from __future__ import annotations
 import math
 from typing import Callable
 
-from autoresearch_portable.harness import curvefit
+from autoresearch_portable.harness.baseline import curvefit
 
 TARGET_FLOPS = 1e17
 MIN_EXCESS_AT_TARGET = 0.05

@@ -104,9 +104,9 @@ def use_device(dev: dict, cache_root: Path) -> None:
 
 
 def run_one(pr: dict, plan: dict, dataset: str, sizes: dict, values: dict, budget: float, seed: int) -> dict:
-    from autoresearch_portable.harness.calibrate import BASE_MODEL_SEED, baseline_source
-    from autoresearch_portable.harness.runner import run_training
-    from autoresearch_portable.harness.workspace import render_template
+    from autoresearch_portable.harness.baseline.calibrate import BASE_MODEL_SEED, baseline_source
+    from autoresearch_portable.harness.run.launch import run_training
+    from autoresearch_portable.harness.baseline.template import render_template
 
     text = render_template(baseline_source(plan, sizes, BASE_MODEL_SEED + seed), values)
     with tempfile.TemporaryDirectory(prefix="arp-transfer-") as tmp:
@@ -119,7 +119,7 @@ def run_one(pr: dict, plan: dict, dataset: str, sizes: dict, values: dict, budge
 
 def measure(args, out: dict, save) -> None:
     from autoresearch_portable.detect import make_plan, probe
-    from autoresearch_portable.harness.workspace import size_for_device
+    from autoresearch_portable.harness.baseline.template import size_for_device
 
     template = template_defaults()
     for spec in args.devices:
@@ -258,7 +258,7 @@ def main() -> None:
             raise SystemExit(f"error: unknown edit(s) {unknown}; known: {', '.join(EDITS)}")
         path = Path(args.out)
         from autoresearch_portable import data
-        from autoresearch_portable.harness.calibrate import dataset_identity
+        from autoresearch_portable.harness.baseline.calibrate import dataset_identity
 
         out = json.loads(path.read_text()) if path.exists() else dict(
             dataset=args.dataset, floor_bpb=dataset_identity(data.load(args.dataset))["floor_bpb"], devices=[],

@@ -1,4 +1,4 @@
-"""The verdict's error rates on simulated research loops (harness/verdict.py, the rule program.md
+"""The verdict's error rates on simulated research loops (harness/records/verdict.py, the rule program.md
 tells the agent to follow).
 
 A loop: the baseline runs `--baseline-runs` times (program.md's step 0: `arp train --repeat 3`);
@@ -26,8 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
-from autoresearch_portable.harness import verdict
-from autoresearch_portable.harness.verdict import Noise, decide
+from autoresearch_portable.harness.records import verdict
+from autoresearch_portable.harness.records.verdict import Noise, decide
 
 SETTINGS = dict(budget_seconds=30.0, budget_mode="wall", backend="cpu", device="sim", dataset="sim", harness_version="sim")
 

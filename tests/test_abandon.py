@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from autoresearch_portable.harness import abandon as ab
+from autoresearch_portable.harness.run import abandon as ab
 
 B = ab.BINS
 

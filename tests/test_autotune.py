@@ -1,7 +1,7 @@
 import pytest
 
 from autoresearch_portable.errors import UserError
-from autoresearch_portable.harness.autotune import largest_fitting_batch
+from autoresearch_portable.harness.run.autotune import largest_fitting_batch
 
 
 class FakeAllocator:

@@ -3,16 +3,23 @@ export format; and the real bundled files' consistency."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import sys
+from pathlib import Path
 
 import pytest
 
-from autoresearch_portable.harness import bench
-from autoresearch_portable.harness import calibrate as cal
+from autoresearch_portable.harness.baseline import bench
+from autoresearch_portable.harness.baseline import calibrate as cal
 
 from test_calibrate import PLAN, PROBE, SIZES, FakeDataset, fake_data, fake_runner  # noqa: F401
 from test_results import bundle  # noqa: F401
+
+# benchmarks/update_readme.py: the README's table of the bundled reference profiles
+_spec = importlib.util.spec_from_file_location("update_readme", Path(__file__).resolve().parent.parent / "benchmarks" / "update_readme.py")
+update_readme = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(update_readme)
 
 
 def test_reference_preference_h100_first(bundle):
@@ -38,9 +45,9 @@ def test_tables_show_the_excess_over_the_floor():
              file="cpu.json", s=0.03, sigma=0.004)
     assert bench.excess_over_floor(p) == pytest.approx(0.2447)
     assert bench.excess_over_floor(dict(p, floor_bpb=None)) is None
-    row = next(line for line in bench.markdown_table([p]).splitlines() if "cpu.json" in line)
+    row = next(line for line in update_readme.markdown_table([p]).splitlines() if "cpu.json" in line)
     assert "| 0.5031 | 0.2584 | 0.2447 |" in row and "| None (not used) |" in row
-    rows = bench.markdown_table([dict(p, harness_version="0", file="old.json"),
+    rows = update_readme.markdown_table([dict(p, harness_version="0", file="old.json"),
                                  dict(p, harness_version=cal.HARNESS_VERSION, file="new.json")]).splitlines()
     assert "new.json" in rows[2] and "old.json" in rows[3]  # the profiles this version uses come first
     assert f"| {cal.HARNESS_VERSION} | 300 |" in rows[2] and "| 0 (not used) | 300 |" in rows[3]
@@ -147,7 +154,7 @@ def test_calibrate_and_a_standalone_run_use_the_workspaces_dataset_else_corpus_v
     """Corpus v2 is the default (it keeps scaling, and the reference is measured on it); inside a
     workspace `arp calibrate` and `python train.py` use the workspace's dataset, as `arp train` does."""
     from autoresearch_portable.data.common import DEFAULT_DATASET
-    from autoresearch_portable.harness import runtime
+    from autoresearch_portable.harness.run import runtime
 
     seen = []
     monkeypatch.setattr(cal, "calibrate", lambda pr, plan, ds, *a, **kw: seen.append(ds) or {})

@@ -1,6 +1,6 @@
 import pytest
 
-from autoresearch_portable.harness.budget import BudgetClock, eval_rows
+from autoresearch_portable.harness.run.budget import BudgetClock, eval_rows
 
 
 def test_first_step_and_settling_steps_are_warmup():
@@ -63,7 +63,7 @@ def test_eval_rows_is_ten_percent_of_budget_and_bounded():
 def test_work_mode_time_limit_leaves_room_for_a_busy_machine():
     """Wall mode stops a run at twice its budget; in work/matched mode the FLOPs are fixed and the
     clock is only a far backstop (a hog slowed torch up to ~20x here); the stall guard finds hangs."""
-    from autoresearch_portable.harness.limits import stall_seconds, time_limit
+    from autoresearch_portable.harness.run.limits import stall_seconds, time_limit
 
     assert time_limit(300) == 600
     assert time_limit(10) == 70  # at least a minute of start-up and evaluation on top

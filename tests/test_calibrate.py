@@ -11,7 +11,7 @@ import pytest
 
 from autoresearch_portable import HARNESS_VERSION, data
 from autoresearch_portable.errors import UserError
-from autoresearch_portable.harness import calibrate as cal
+from autoresearch_portable.harness.baseline import calibrate as cal
 
 PROBE = {"cpu_model": "Fake CPU 9000", "os": "Linux"}
 PLAN = {"backend": "cpu", "device": "cpu", "dtype": "bfloat16"}
@@ -190,7 +190,7 @@ def test_too_few_steps_refuse_normalization_but_keep_the_profile(fake_data):
     assert p["flops_per_second"] > 0 and p["sigma"] >= 0
     assert cal.stale_reason(p, p["dataset"]) is None  # current: work mode finds it
     assert "normalized results: n/a (the baseline made only 75" in cal.format_profile(p)
-    from autoresearch_portable.harness import results
+    from autoresearch_portable.harness.records import results
 
     r = results.annotate(dict(status="ok", val_bpb=1.0, budget_seconds=100), PROBE, PLAN, p["dataset"])
     assert "excess_ratio" not in r and "normalized_bpb" not in r and r["normalization_note"] == p["normalization_refused"]

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from autoresearch_portable.harness import calibrate as cal
+from autoresearch_portable.harness.baseline import calibrate as cal
 
 pytestmark = pytest.mark.slow
 
@@ -98,7 +98,7 @@ def test_work_mode_stops_at_the_flop_budget(ds, cpu, sizes, tmp_path, monkeypatc
     """...and matched comparison across simulated devices: the same train.py at the same FLOPs on
     this CPU with one thread (a slower "device") trains the same steps and scores the same
     val_bpb within the two runs' combined band."""
-    from autoresearch_portable.harness.runner import run_training
+    from autoresearch_portable.harness.run.launch import run_training
 
     pr, plan = cpu
     train_py = tmp_path / "train.py"
@@ -134,7 +134,7 @@ def test_train_work_mode_prints_normalized_metrics(workspace, fake_profile, ds):
     assert re.search(r"^normalized_bpb:\s+n/a \(no bundled reference", r.stdout, re.M) or re.search(
         r"^normalized_bpb:\s+[0-9.]+ ± [0-9.]+ \(ref: ", r.stdout, re.M), r.stdout
     assert "verdict: keep (the first result at this budget" in r.stdout
-    from autoresearch_portable.harness import ledger
+    from autoresearch_portable.harness.records import ledger
 
     rec = ledger.read(workspace / "results" / "ledger.jsonl")[-1]
     m = rec["metrics"]

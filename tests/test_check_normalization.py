@@ -12,7 +12,9 @@ from types import SimpleNamespace
 
 import pytest
 
-from autoresearch_portable.harness import runner, workspace
+from autoresearch_portable.harness.baseline import template
+
+from autoresearch_portable.harness.run import launch as runner
 
 from test_calibrate import SIZES, fake_data  # noqa: F401
 
@@ -35,7 +37,7 @@ def fake_training(train_py, *, budget_seconds, seed, budget_mode="wall", flop_bu
 
 def test_every_candidate_on_the_same_runs_and_a_simulated_device(fake_data, monkeypatch):
     monkeypatch.setattr(runner, "run_training", fake_training)
-    monkeypatch.setattr(workspace, "size_for_device", lambda *a, **k: dict(SIZES))
+    monkeypatch.setattr(template, "size_for_device", lambda *a, **k: dict(SIZES))
     args = SimpleNamespace(budget=100.0, repeats=2, dataset="bundled", double_mode="work",
                            variant=[cn.parse_variant("WARMDOWN_FRAC=0.0"), cn.parse_variant("MATRIX_LR=0.04;SEED=3")])
     log = lambda m: None  # noqa: E731
@@ -118,7 +120,7 @@ def test_parsing_devices_and_variants():
 
 def test_a_shorter_budget_is_a_slower_device_and_a_refused_curve_keeps_the_curve_free_candidates(fake_data, monkeypatch):
     monkeypatch.setattr(runner, "run_training", fake_training)
-    monkeypatch.setattr(workspace, "size_for_device", lambda *a, **k: dict(SIZES))
+    monkeypatch.setattr(template, "size_for_device", lambda *a, **k: dict(SIZES))
     args = SimpleNamespace(budget=100.0, repeats=2, dataset="bundled", double_mode="work",
                            variant=[cn.parse_variant("WARMDOWN_FRAC=0.0")])
     log = lambda m: None  # noqa: E731

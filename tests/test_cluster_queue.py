@@ -149,7 +149,7 @@ def test_no_driver_runs_in_a_fresh_workspace(tmp_path):
 def test_a_run_watches_only_the_gpus_it_was_given():
     """Under arp submit each experiment gets one GPU (CUDA_VISIBLE_DEVICES from Ray): the
     experiments on the node's other GPUs must not make it `noisy`."""
-    from autoresearch_portable.harness.load_gpu import visible_indices
+    from autoresearch_portable.detect.load_gpu import visible_indices
 
     uuids = [f"GPU-{i}aaa-{i}" for i in range(8)]
     assert visible_indices(None, uuids) == list(range(8))

@@ -17,7 +17,7 @@ import pytest
 ray = pytest.importorskip("ray")
 from conftest import SCORED  # noqa: E402
 
-from autoresearch_portable.harness import confine  # noqa: E402
+from autoresearch_portable.harness.run import confine  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
@@ -79,7 +79,7 @@ def commits(ws, n):
 
 
 def ledger(ws):
-    from autoresearch_portable.harness import ledger as L
+    from autoresearch_portable.harness.records import ledger as L
 
     return L.read(ws / "results" / "ledger.jsonl")
 

@@ -1,4 +1,4 @@
-"""train.py's confinement (harness/confine.py): the policy, the launcher's status line, and on a
+"""train.py's confinement (harness/run/confine.py): the policy, the launcher's status line, and on a
 kernel with Landlock, a confined Python + torch program that works in its scratch folder and can
 do nothing else; and that nothing it starts outlives it."""
 
@@ -17,8 +17,8 @@ from pathlib import Path
 import psutil
 import pytest
 
-from autoresearch_portable.harness import confine
-from autoresearch_portable.harness.confine import Policy, Reaper, launch_argv, parse_status, policy_for_run
+from autoresearch_portable.harness.run import confine
+from autoresearch_portable.harness.run.confine import Policy, Reaper, launch_argv, parse_status, policy_for_run
 
 LINUX = sys.platform.startswith("linux")
 ABI, WHY = confine._probe()
@@ -198,7 +198,7 @@ def write(path):
 
 import numpy as np
 import torch
-from autoresearch_portable.harness import runtime  # the harness, beside the workspace's folder
+from autoresearch_portable.harness.run import runtime  # the harness, beside the workspace's folder
 a = torch.randn(128, 128)
 out["matmul"] = bool(torch.allclose(a @ a, torch.from_numpy(a.numpy() @ a.numpy()), atol=1e-3))
 attempt("write_scratch", lambda: write(os.path.join(scratch, "model.bin")))

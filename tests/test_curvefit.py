@@ -1,4 +1,4 @@
-"""The bending curves of normalization v2 (harness/curvefit.py): fits recover known parameters,
+"""The bending curves of normalization v2 (harness/baseline/curvefit.py): fits recover known parameters,
 the inverse round-trips, E stays at or above the floor, degenerate inputs raise a clear ValueError."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ import math
 
 import pytest
 
-from autoresearch_portable.harness import curvefit as cf
+from autoresearch_portable.harness.baseline import curvefit as cf
 
 FLOPS = [2.0**k for k in range(36, 44)]  # 8 distinct budgets, 7 doublings
 

@@ -14,8 +14,8 @@ from autoresearch_portable import paths
 from autoresearch_portable.data import corpus2, load
 from autoresearch_portable.data.build import at_least, prepare
 from autoresearch_portable.data.store import PROGRESS
-from autoresearch_portable.harness import sizing
-from autoresearch_portable.harness.datasize import baseline_tokens, device_train_tokens
+from autoresearch_portable.harness.baseline import sizing
+from autoresearch_portable.harness.baseline.datasize import baseline_tokens, device_train_tokens
 
 SMALL = dict(val_bytes=20_000, tokenizer_train_bytes=200_000, shard_docs=16)
 

@@ -51,7 +51,7 @@ def variant(workspace: Path, tmp_path: Path, old: str, new: str, name="train.py"
 
 
 def ledger(folder: Path):
-    from autoresearch_portable.harness import ledger as L
+    from autoresearch_portable.harness.records import ledger as L
 
     return L.read(folder / "results" / "ledger.jsonl")
 

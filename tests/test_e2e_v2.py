@@ -31,7 +31,7 @@ def test_init_and_train_on_bundled_v2(small_bundled_v2, tmp_path):
     # and a few evaluation rows keep it quick (fresh v2 documents, their floor: the same path)
     (ws / ".arp.json").write_text(json.dumps(dict(config, overhead_seconds=30.0, eval_rows=8)))
     r = arp("train", "--budget", "2", "--backend", "cpu", cwd=ws)
-    from autoresearch_portable.harness import ledger
+    from autoresearch_portable.harness.records import ledger
 
     rec = ledger.read(ws / "results" / "ledger.jsonl")[-1]
     assert scored(r, rec["status"]), r.stderr[-2000:]

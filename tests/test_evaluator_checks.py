@@ -11,12 +11,12 @@ import pytest
 import torch
 import torch.nn as nn
 
-from autoresearch_portable.backends.mlx.templates import load_template
+from template_loader import load_template
 from autoresearch_portable.backends.torch_common import TorchBackend
 from autoresearch_portable.detect.plan import Plan
-from autoresearch_portable.harness.evaluate import (FLOP_SLACK, arrangements, graph_problem, judge, rows_per_pass,
+from autoresearch_portable.harness.score.passes import (FLOP_SLACK, arrangements, graph_problem, judge, rows_per_pass,
                                                     score)
-from autoresearch_portable.harness.evaluator import evaluate, score_model
+from autoresearch_portable.harness.score.evaluator import evaluate, score_model
 
 ROOT = Path(__file__).resolve().parent.parent
 VOCAB, T, BOS = 64, 32, 0
@@ -216,7 +216,7 @@ def test_a_graph_with_state_is_found(tmp_path):
 # --- the counted model is the handed-over model -------------------------------------------------
 
 def counted(backend, model) -> dict:
-    """What rt.start(model) reports (harness/runtime.py)."""
+    """What rt.start(model) reports (harness/run/runtime.py)."""
     return dict(num_params=backend.count_params(model),
                 matmul_flops_per_token=backend.train_flops_per_token(model, T, VOCAB)["matmul_flops_per_token"])
 

@@ -4,15 +4,19 @@ harness self-check."""
 
 from __future__ import annotations
 
+from dataclasses import fields
+
 import math
 
 import numpy as np
 import pytest
 
-from autoresearch_portable.harness.evalset import eval_set, perturbed_copies
-from autoresearch_portable.harness.evaluate import judge
-from autoresearch_portable.harness.limits import allowance
-from autoresearch_portable.harness.provenance import harness_digest
+from autoresearch_portable.harness.score.evalset import eval_set, perturbed_copies
+from autoresearch_portable.harness.score.passes import judge
+from autoresearch_portable.harness.run.limits import allowance
+from autoresearch_portable.harness.run.provenance import harness_digest
+from autoresearch_portable.harness.run import summary
+from autoresearch_portable.harness.run.outcome import ChildReport
 
 
 @pytest.mark.parametrize("which", ["v1", "v2"])
@@ -85,7 +89,7 @@ def test_harness_digest_sees_a_changed_file(tmp_path):
 def test_the_evaluator_process_keeps_its_large_buffers_on_the_heap(monkeypatch, tmp_path):
     """Its scoring allocates hundreds of MB each batch; the allocator settings it is started with
     halve the evaluation's time on glibc (benchmarks/bench_eval.py)."""
-    from autoresearch_portable.harness import runner
+    from autoresearch_portable.harness.run import launch as runner
 
     seen = {}
 
@@ -97,7 +101,7 @@ def test_the_evaluator_process_keeps_its_large_buffers_on_the_heap(monkeypatch, 
     monkeypatch.setenv("ARP_SOMETHING", "kept")
     res = runner._evaluate(dict(backend="cpu"), "bundled", tmp_path, 8, 4, quiet=True)
     assert res["status"] == "crash" and "did not finish" in res["reason"]
-    assert "autoresearch_portable.harness.evaluator" in seen["cmd"]
+    assert "autoresearch_portable.harness.score.evaluator" in seen["cmd"]
     env = seen["env"]
     assert env["ARP_SOMETHING"] == "kept"  # the rest of the environment is passed on
     assert int(env["MALLOC_MMAP_THRESHOLD_"]) >= 2**30 and int(env["MALLOC_TRIM_THRESHOLD_"]) >= 2**30
@@ -109,7 +113,7 @@ def test_train_py_runs_with_the_same_allocator_settings_and_cannot_relabel_its_r
     version or budget changes neither."""
 
     from autoresearch_portable import HARNESS_VERSION
-    from autoresearch_portable.harness import runner
+    from autoresearch_portable.harness.run import launch as runner
 
     train_py = tmp_path / "train.py"
     train_py.write_text(  # its environment comes back in its report (its own folder is hidden from it)
@@ -131,7 +135,9 @@ def test_a_report_cannot_carry_a_gain_or_the_noise_the_verdict_uses(tmp_path):
     """The gain, normalized_bpb and the calibration's σ are computed by the harness after the run.
     On a device without a calibration nothing overwrites them, so a report that carried them would
     be shown as the run's gain and make the verdict's band as narrow as it liked."""
-    from autoresearch_portable.harness import normalize, runner, verdict
+    from autoresearch_portable.harness.baseline import normalize
+    from autoresearch_portable.harness.run import launch as runner
+    from autoresearch_portable.harness.records import verdict
 
     forged = dict(status="ok", excess_ratio=0.5, excess_ratio_band=0.001, significant=True, metric="excess_ratio",
                   calibrated_sigma=1e-9, calibrated_sigma_dof=1000, compute_multiplier=64.0, normalized_bpb=0.1)
@@ -141,21 +147,21 @@ def test_a_report_cannot_carry_a_gain_or_the_noise_the_verdict_uses(tmp_path):
     result = runner.run_training(train_py, probe={}, plan={"backend": "cpu", "device": "cpu"}, dataset="bundled",
                                  budget_seconds=30, quiet=True, timeout=60)
     assert not set(forged) - {"status"} & set(result)
-    assert normalize.gain_of(result) is None and verdict.calibrated_noise(result) is None
+    assert summary.gain_of(result) is None and verdict.calibrated_noise(result) is None
     assert "excess_ratio" in result["reported_by_train_py"]  # what it said is still on record
-    # every key the normalization writes is one the runner drops from a report
+    # no key the normalization writes is one train.py may report (a ChildReport field)
     profile = dict(a=4.0, s=0.1, sigma=0.01, repeats=4, flops_at_budget=2.0**30, budget_seconds=300.0, floor_bpb=0.5,
                    flops_range=[1.0, 2.0], name="p")
     for metric in normalize.METRICS:
-        assert set(normalize.normalize(0.9, profile, reference=profile, budget_seconds=3000, metric=metric)) <= set(
-            normalize.RESULT_KEYS), metric
+        written = set(normalize.normalize(0.9, profile, reference=profile, budget_seconds=3000, metric=metric))
+        assert written and not written & {f.name for f in fields(ChildReport)}, metric
 
 
 def test_a_benchmark_run_is_trained_not_scored(monkeypatch, tmp_path):
     """bench_train.py times training on random tokens the evaluator cannot load: with
     evaluate=False a handed-over model is not scored and the run is `trained`, not a crash; the
     same run with evaluation on is a crash that names the dataset."""
-    from autoresearch_portable.harness import runner
+    from autoresearch_portable.harness.run import launch as runner
 
     train_py = tmp_path / "train.py"
     train_py.write_text("import json, os\ncfg = json.load(open(os.environ['ARP_RUN_CONFIG']))\n"

@@ -1,4 +1,4 @@
-"""One experiment pipeline (harness/experiment.py, harness/settings.py): the workspace's settings
+"""One experiment pipeline (harness/experiment.py, harness/run/settings.py): the workspace's settings
 decide a run's budget under `arp train`, `arp submit` and `arp calibrate`; a flag overrides and
 says so; `arp submit` refuses code that already ran; `arp show` takes git revisions. The cluster
 run through the same steps, end to end, is in tests/test_history_e2e.py."""
@@ -13,9 +13,9 @@ import pytest
 from typer.testing import CliRunner
 
 from autoresearch_portable.errors import UserError
-from autoresearch_portable.harness import ledger
+from autoresearch_portable.harness.records import ledger
 from autoresearch_portable.harness.experiment import Options, resolve
-from autoresearch_portable.harness.settings import Workspace
+from autoresearch_portable.harness.run.settings import Workspace
 
 
 def make_workspace(folder, **settings):
@@ -91,7 +91,7 @@ def test_submit_takes_the_workspaces_budget_and_refuses_code_that_already_ran(re
 
 def test_calibrate_without_a_budget_calibrates_the_workspaces(repo, monkeypatch):
     from autoresearch_portable import cli
-    from autoresearch_portable.harness import calibrate as cal
+    from autoresearch_portable.harness.baseline import calibrate as cal
 
     seen = {}
     monkeypatch.setattr(cli, "_ensure_dataset", lambda *a: None)
@@ -117,7 +117,7 @@ def two_runs(repo):
 
 
 def test_show_takes_a_git_revision(repo):
-    from autoresearch_portable.harness import history
+    from autoresearch_portable.harness.records import history
 
     first, second, path = two_runs(repo)
     records = ledger.read(path)

@@ -13,14 +13,14 @@ import pytest
 
 from autoresearch_portable import cli
 from autoresearch_portable.errors import UserError
-from autoresearch_portable.harness.budget import MAX_BUDGET_SECONDS, check_budget
+from autoresearch_portable.harness.run.budget import MAX_BUDGET_SECONDS, check_budget
 from autoresearch_portable.harness.workspace import (
     WORKSPACE_FILES,
-    asset,
     check_backend,
     check_target,
     init_workspace,
 )
+from autoresearch_portable.harness.baseline.template import asset
 
 
 def run_cli(monkeypatch, capsys, *args: str) -> tuple[int, str, str]:
@@ -77,7 +77,7 @@ def _git(ws: Path, *args: str) -> str:
 def measured(monkeypatch):
     """arp init measures the given sizes once (for the eval rows and the clock's allowance);
     these tests are about git, so the measurement is a fixed record."""
-    monkeypatch.setattr("autoresearch_portable.harness.workspace.throughput_probe",
+    monkeypatch.setattr("autoresearch_portable.harness.baseline.template.throughput_probe",
                         lambda *a, **k: dict(status="ok", tokens_per_second=1000.0, overhead_seconds=1.0))
 
 
@@ -165,7 +165,7 @@ def test_backend_of_the_other_framework_is_refused(tmp_path):
 
 def _good(commit: str, val: float) -> dict:
     """A record as the harness writes it: signed (an unsigned one would show as untrusted)."""
-    from autoresearch_portable.harness import ledger
+    from autoresearch_portable.harness.records import ledger
 
     return ledger.sign(dict(time="2026-11-27T10:00:00+0000", git_commit=commit, status="ok",
                             metrics=dict(val_bpb=val, num_steps=10, budget_seconds=60.0, budget_mode="wall",
@@ -209,10 +209,12 @@ def test_results_and_compare_survive_a_hostile_ledger(monkeypatch, capsys, tmp_p
 
 
 def test_a_nan_score_in_an_old_ledger_is_never_the_best(tmp_path):
-    from autoresearch_portable.harness import results as res
+    from autoresearch_portable.harness.records import history
+    from autoresearch_portable.harness.records import results as res
 
     path = tmp_path / "ledger.jsonl"
     path.write_text(json.dumps(_good("good", 1.5)) + "\n" + json.dumps(_good("nan", float("nan"))) + "\n")
     records = res.load_ledger(path)
     assert records.skipped == 0
-    assert "best val_bpb 1.500000 (good)" in res.format_results(records)
+    rows = [history.run_row(n, r) for n, r in history.numbered(records)]
+    assert "best val_bpb 1.500000 (run 1, good)" in history.format_runs(records, rows)

@@ -15,7 +15,7 @@ import zlib
 import pytest
 from conftest import SCORED
 
-from autoresearch_portable.harness import calibrate as cal
+from autoresearch_portable.harness.baseline import calibrate as cal
 
 pytestmark = pytest.mark.slow
 
@@ -113,8 +113,8 @@ def test_results_table_and_tsv(ws, history):
 def test_rich_table_renders_the_same_rows(ws, history):
     from rich.console import Console
 
-    from autoresearch_portable.harness import history as h
-    from autoresearch_portable.harness import results as res
+    from autoresearch_portable.harness.records import history as h
+    from autoresearch_portable.harness.records import results as res
 
     records = res.load_ledger(ws)
     rows = [h.run_row(n, rec, set()) for n, rec in h.numbered(records)]
@@ -215,7 +215,7 @@ def low_baseline(ws, small_bundled):
 
 
 def test_a_run_trailing_the_baseline_is_abandoned_by_the_parent(ws, history, low_baseline):
-    from autoresearch_portable.harness import ledger
+    from autoresearch_portable.harness.records import ledger
 
     r = arp("train", "--budget", f"{ABANDON_BUDGET:g}", "--backend", "cpu", cwd=ws)
     assert "early abandonment: on" in r.stderr
@@ -245,7 +245,7 @@ def test_a_cluster_run_goes_through_the_same_steps_as_arp_train(ws, history, low
     the run is watched against the node's calibrated baseline (abandoned here: it trails it), and
     the driver's signed line lands in results.tsv as an `arp train` run's does."""
     from autoresearch_portable.cluster import client, driver, queue, worker
-    from autoresearch_portable.harness import ledger
+    from autoresearch_portable.harness.records import ledger
     from autoresearch_portable.harness.experiment import Options
 
     options = client.options_for(ws, Options(budget=ABANDON_BUDGET, backend="cpu", seed=5))
@@ -268,7 +268,8 @@ def test_repeat_is_a_deliberate_rerun(ws, small_bundled, tmp_path, monkeypatch, 
     """`--repeat N` runs code that already ran (the duplicate check only prints the earlier result);
     a plain rerun is refused. In process, with the training itself faked (the check is the CLI's)."""
     from autoresearch_portable import HARNESS_VERSION, cli
-    from autoresearch_portable.harness import ledger, runner
+    from autoresearch_portable.harness.records import ledger
+    from autoresearch_portable.harness.run import launch as runner
 
     train_py = tmp_path / "train.py"
     train_py.write_text((ws / "train.py").read_text())

@@ -44,7 +44,7 @@ def beyond_allowance(workspace: Path) -> float:
     made from its workspace's overhead (CHEAT_OVERHEAD). Each cheat also trains its whole 2 s
     budget, and the real start-up and export come on top: they push the run further past, never
     back, so one second beyond the allowance is enough."""
-    from autoresearch_portable.harness.limits import allowance
+    from autoresearch_portable.harness.run.limits import allowance
 
     return allowance(2, CHEAT_OVERHEAD) + 1
 
@@ -61,7 +61,7 @@ def cheat(workspace: Path, tmp_path: Path, old: str, new: str) -> Path:
 
 
 def last(folder: Path) -> dict:
-    from autoresearch_portable.harness import ledger
+    from autoresearch_portable.harness.records import ledger
 
     return ledger.read(folder / "results" / "ledger.jsonl")[-1]
 
@@ -103,8 +103,8 @@ def test_the_scored_text_is_out_of_train_pys_reach(workspace, small_bundled):
     evaluation time: nothing in the cache is what gets scored."""
     import numpy as np
 
-    from autoresearch_portable.harness import runtime
-    from autoresearch_portable.harness.evalset import eval_set
+    from autoresearch_portable.harness.run import runtime
+    from autoresearch_portable.harness.score.evalset import eval_set
 
     public = {n for n in dir(runtime.Runtime) if not n.startswith("_")}
     assert not {n for n in public if "val" in n or "dataset" in n}
@@ -142,8 +142,8 @@ WARMUP = ("    rt.step(train_loss)", "    if rt.clock.steps == 0:\n        impor
 def test_time_hidden_as_warm_up_is_over_budget(workspace, tmp_path, measured):
     """A first step that hides a long time as warm-up (the clock leaves the first steps out): the
     parent's clock sees it. A workspace made by `arp init` limits the training phase by its
-    baseline's warm-up (harness/phases.py); one made before phases were measured limits the whole
-    run by one allowance (harness/limits.py)."""
+    baseline's warm-up (harness/run/phases.py); one made before phases were measured limits the whole
+    run by one allowance (harness/run/limits.py)."""
     config = json.loads((workspace / ".arp.json").read_text())
     if measured:
         extra = 2 * config["phases"]["warmup_seconds"] + 5 + 0.02 * 2 + 1  # budget + this: past the training limit
@@ -189,7 +189,7 @@ def test_a_patched_scorer_a_rewritten_train_py_a_fake_summary_and_forged_ledger_
     text = path.read_text()
     assert "rt.finish(model)" in text
     path.write_text(text.replace("rt.finish(model)", (
-        "import autoresearch_portable.harness.evaluate as E, autoresearch_portable.harness.evaluator as V\n"
+        "import autoresearch_portable.harness.score.passes as E, autoresearch_portable.harness.score.evaluator as V\n"
         "E.bpb_from_rows = lambda nats, nbytes: (0.5, 0.001)\n"
         "V.score_model = lambda *a, **k: {'status': 'ok', 'val_bpb': 0.5}\n"
         f"open(__file__, 'w').write({baseline!r})\n"
@@ -203,7 +203,7 @@ def test_a_patched_scorer_a_rewritten_train_py_a_fake_summary_and_forged_ledger_
     assert rec["metrics"]["val_bpb"] > 1.0  # a 2 s model is far from 0.5 (the patched scorer) and 0.1 (forged)
     assert float(last_value(r.stdout, "val_bpb")) > 1.0  # the last block is the harness's
     assert rec["train_py_sha256"] == ran != hashlib.sha256(path.read_bytes()).hexdigest()
-    from autoresearch_portable.harness import ledger
+    from autoresearch_portable.harness.records import ledger
 
     recs = ledger.read(path.parent / "results" / "ledger.jsonl")
     assert [bool(x.get("untrusted")) for x in recs] == [True, False]

@@ -14,7 +14,7 @@ import pytest
 from conftest import scored
 from test_integrity import _children_running, arp, cheat, last, last_value, workspace  # noqa: F401 (the fixture)
 
-from autoresearch_portable.harness import confine
+from autoresearch_portable.harness.run import confine
 
 pytestmark = pytest.mark.slow
 landlock = pytest.mark.skipif(confine.landlock_abi() == 0, reason="Landlock is not available on this kernel")
@@ -157,7 +157,7 @@ def test_a_private_loader_in_work_mode_is_over_budget(workspace, tmp_path):
     """Extra optimizer steps on batches read past rt's loader: FLOPs the harness does not count.
     Work mode caps the CPU-seconds of training at what the baseline needs for the FLOP budget."""
     from autoresearch_portable.detect import make_plan, probe
-    from autoresearch_portable.harness.runner import run_training
+    from autoresearch_portable.harness.run.launch import run_training
 
     phases = workspace_phases(workspace)
     assert phases["cpu_per_second"] > 0 and phases["flops_per_second"] > 0

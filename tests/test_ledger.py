@@ -1,7 +1,7 @@
 import json
 import multiprocessing as mp
 
-from autoresearch_portable.harness import ledger
+from autoresearch_portable.harness.records import ledger
 
 
 def _writer(path, worker, n):

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from autoresearch_portable.errors import UserError
-from autoresearch_portable.harness import ledger
+from autoresearch_portable.harness.records import ledger
 
 
 def test_signed_lines_verify_and_forged_or_edited_ones_do_not(arp_cache_dir, tmp_path):

@@ -7,9 +7,9 @@ import subprocess
 import sys
 import time
 
-from autoresearch_portable.harness import abandon as ab
-from autoresearch_portable.harness import child as child_process
-from autoresearch_portable.harness.limits import Progress, advanced, hang_reason, stall_seconds
+from autoresearch_portable.harness.run import abandon as ab
+from autoresearch_portable.harness.run import child as child_process
+from autoresearch_portable.harness.run.limits import Progress, advanced, hang_reason, stall_seconds
 
 
 def test_a_slow_run_that_keeps_stepping_is_not_hung():

@@ -11,8 +11,8 @@ import time
 import psutil
 import pytest
 
-from autoresearch_portable.harness import load
-from autoresearch_portable.harness.load import LoadReport, judge
+from autoresearch_portable.detect import load
+from autoresearch_portable.detect.load import LoadReport, judge
 
 
 def report(share=0.05, cpus=2, own_cores=1.9, **kw) -> LoadReport:
@@ -176,11 +176,6 @@ def test_a_failing_sample_never_reaches_the_run(monkeypatch):
     assert judge(rep)[:2] == (False, "load not measured")
 
 
-def test_machine_busy_returns_a_figure():
-    busy, figure = load.machine_busy(0.3)
-    assert isinstance(busy, bool) and figure.startswith("other processes used ") and "cores)" in figure
-
-
 # --- probes refuse to cache under load ----------------------------------------------------------
 @pytest.fixture
 def fake_load(monkeypatch):
@@ -209,7 +204,7 @@ def test_measure_quietly_retries_once_then_refuses_to_cache(fake_load):
 
 def test_matmul_peak_is_not_cached_under_load(fake_load, monkeypatch, tmp_path):
     from autoresearch_portable import paths
-    from autoresearch_portable.harness.peak import peak_flops
+    from autoresearch_portable.harness.run.peak import peak_flops
 
     monkeypatch.setenv("ARP_CACHE_DIR", str(tmp_path))
 
@@ -233,7 +228,7 @@ def test_the_parent_measures_the_peak_once_in_a_process_of_its_own(monkeypatch, 
     from autoresearch_portable import paths
     from autoresearch_portable.detect import make_plan
     from autoresearch_portable.detect import probe as probe_device
-    from autoresearch_portable.harness.peak import forget_if_below, known_peak, peak_for_run
+    from autoresearch_portable.harness.run.peak import forget_if_below, known_peak, peak_for_run
 
     monkeypatch.setenv("ARP_CACHE_DIR", str(tmp_path))
     found = probe_device()
@@ -253,7 +248,8 @@ def test_the_parent_measures_the_peak_once_in_a_process_of_its_own(monkeypatch, 
 
 def test_throughput_probe_is_not_cached_under_load(fake_load, monkeypatch, tmp_path):
     from autoresearch_portable import data, paths
-    from autoresearch_portable.harness import runner, workspace
+    from autoresearch_portable.harness.baseline import template
+    from autoresearch_portable.harness.run import launch as runner
 
     monkeypatch.setenv("ARP_CACHE_DIR", str(tmp_path))
     monkeypatch.setattr(data, "load", lambda name: type("DS", (), {"seq_len": 128})())
@@ -270,7 +266,7 @@ def test_throughput_probe_is_not_cached_under_load(fake_load, monkeypatch, tmp_p
     lines = []
 
     def probe(batch):
-        return workspace.throughput_probe({"cpu_model": "Fake CPU"}, plan, "bundled", 2, 64, batch, log=lines.append)
+        return template.throughput_probe({"cpu_model": "Fake CPU"}, plan, "bundled", 2, 64, batch, log=lines.append)
 
     assert probe(1)["flops_per_second"] == 1e9 and len(runs) == 2  # measured, retried
     assert not list(paths.probes_dir().glob("throughput-*.json"))
@@ -309,7 +305,7 @@ def test_gpu_watch_through_pynvml(monkeypatch):
     import os
     import types
 
-    from autoresearch_portable.harness import load_gpu
+    from autoresearch_portable.detect import load_gpu
 
     other, own, foreign = os.getppid(), os.getpid(), 2**22 + 17  # the last exists in no pid namespace here
 
@@ -343,7 +339,7 @@ def test_gpu_watch_through_pynvml(monkeypatch):
 def test_gpu_watch_through_nvidia_smi(monkeypatch):
     import os
 
-    from autoresearch_portable.harness import load_gpu
+    from autoresearch_portable.detect import load_gpu
 
     monkeypatch.setitem(sys.modules, "pynvml", None)  # not importable
     monkeypatch.setattr(load_gpu.shutil, "which", lambda name: "/usr/bin/nvidia-smi")

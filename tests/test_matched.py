@@ -7,9 +7,9 @@ from __future__ import annotations
 import pytest
 
 from autoresearch_portable.errors import UserError
-from autoresearch_portable.harness import matched as mt
-from autoresearch_portable.harness import normalize as nz
-from autoresearch_portable.harness import results as res
+from autoresearch_portable.harness.baseline import matched as mt
+from autoresearch_portable.harness.baseline import normalize as nz
+from autoresearch_portable.harness.records import results as res
 
 from test_calibrate import PLAN, PROBE, FakeDataset, fake_data  # noqa: F401
 from test_results import _rec, bundle  # noqa: F401

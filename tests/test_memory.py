@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import subprocess
 
-from autoresearch_portable.harness import history, memory
+from autoresearch_portable.harness.records import history
+
+from autoresearch_portable.harness.records import memory
+from autoresearch_portable.harness.run import provenance
 
 CODE = "import math\n\nLR = 0.02  # the learning rate\n\n\ndef f(x):\n    return math.sqrt(x) * LR\n"
 
@@ -17,18 +20,18 @@ def git(folder, *args):
 
 def test_normalized_hash_ignores_comments_and_blank_lines_only():
     same = CODE.replace("# the learning rate", "# a reworded comment").replace("\n\n\n", "\n\n\n\n# note\n")
-    assert memory.normalized_sha256(same) == memory.normalized_sha256(CODE)
-    assert memory.normalized_sha256(CODE.replace("0.02", "0.03")) != memory.normalized_sha256(CODE)
-    assert memory.normalized_sha256("def f(:\n  (") is None  # does not tokenize: the exact hash still counts
+    assert provenance.normalized_sha256(same) == provenance.normalized_sha256(CODE)
+    assert provenance.normalized_sha256(CODE.replace("0.02", "0.03")) != provenance.normalized_sha256(CODE)
+    assert provenance.normalized_sha256("def f(:\n  (") is None  # does not tokenize: the exact hash still counts
 
 
 def test_diff_summary():
     diff = "--- a/train.py\n+++ b/train.py\n@@ -1 +1 @@\n-LR = 0.02\n+LR   =   0.2\n"
-    assert memory.summarize_diff(diff) == "+1 -1: -LR = 0.02 | +LR = 0.2"
-    assert memory.summarize_diff("") == "no change to train.py"
+    assert provenance.summarize_diff(diff) == "+1 -1: -LR = 0.02 | +LR = 0.2"
+    assert provenance.summarize_diff("") == "no change to train.py"
 
 
-def test_code_context_from_git(tmp_path):
+def test_code_of_from_git(tmp_path):
     (tmp_path / "train.py").write_text(CODE)
     git(tmp_path, "init", "-q")
     git(tmp_path, "add", "train.py")
@@ -36,22 +39,23 @@ def test_code_context_from_git(tmp_path):
     base = git(tmp_path, "rev-parse", "--short", "HEAD")
     (tmp_path / "train.py").write_text(CODE.replace("0.02", "0.2"))
     git(tmp_path, "commit", "-qam", "LR x10: faster learning?\n\nlonger explanation")
-    ctx = memory.code_context(tmp_path / "train.py")
+    ctx = provenance.code_of(tmp_path / "train.py").to_dict()
     assert ctx["git_parent"] == base and ctx["diff_base"] == base
     assert ctx["commit_message"].startswith("LR x10: faster learning?") and "longer explanation" in ctx["commit_message"]
     assert ctx["diff_summary"] == "+1 -1: -LR = 0.02 # the learning rate | +LR = 0.2 # the learning rate"
     assert "+LR = 0.2" in ctx["diff"]
     # uncommitted changes: the code that runs is HEAD plus them, diffed against HEAD
     (tmp_path / "train.py").write_text(CODE.replace("0.02", "0.5"))
-    ctx = memory.code_context(tmp_path / "train.py")
+    ctx = provenance.code_of(tmp_path / "train.py").to_dict()
     assert ctx["diff_base"] == git(tmp_path, "rev-parse", "--short", "HEAD") and ctx["diff_summary"].endswith("(uncommitted)")
     assert "-LR = 0.2" in ctx["diff"] and "+LR = 0.5" in ctx["diff"]
 
 
-def test_code_context_outside_git(tmp_path):
+def test_code_of_outside_git(tmp_path):
     (tmp_path / "train.py").write_text(CODE)
-    ctx = memory.code_context(tmp_path / "train.py")
-    assert set(ctx) == {"train_py_norm_sha256"}
+    ctx = provenance.code_of(tmp_path / "train.py").to_dict()
+    assert {k for k, v in ctx.items() if v is not None} <= {"train_py_sha256", "train_py_norm_sha256", "git_dirty"}
+    assert ctx["train_py_norm_sha256"] and ctx["git_commit"] is None and ctx["diff"] is None
 
 
 def _rec(status, sha, val=1.0, budget=60.0, commit="abc1234", **kw):

@@ -28,7 +28,7 @@ def arp(*args, cwd=None, timeout=600):
 
 
 def ledger(folder: Path):
-    from autoresearch_portable.harness import ledger as L
+    from autoresearch_portable.harness.records import ledger as L
 
     return L.read(folder / "results" / "ledger.jsonl")
 
@@ -60,7 +60,7 @@ def test_init_writes_the_mlx_template(mlx_workspace):
 
 def test_train_on_mlx_prints_the_summary_and_records_the_ledger(mlx_workspace):
     r = arp("train", "--budget", "6", "--backend", "mlx", cwd=mlx_workspace)
-    from autoresearch_portable.harness import ledger as ledger_file
+    from autoresearch_portable.harness.records import ledger as ledger_file
 
     assert scored(r, ledger_file.read(mlx_workspace / "results" / "ledger.jsonl")[-1]["status"]), (r.stdout[-2000:], r.stderr[-2000:])
     vals = re.findall(r"^val_bpb:\s+([0-9.]+)$", r.stdout, re.M)

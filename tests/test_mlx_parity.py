@@ -1,7 +1,7 @@
 """Parity of the MLX trainer (train_template_mlx.py) with the torch one (train_template.py).
 
-Both templates' definitions are loaded without training (backends.mlx.templates.load_template),
-the torch model's weights are copied into the MLX model (backends.mlx.convert), and logits, loss,
+Both templates' definitions are loaded without training (tests/template_loader.py),
+the torch model's weights are copied into the MLX model (tests/mlx_convert.py), and logits, loss,
 gradients, one Muon step and one AdamW step must agree. CPU, fp32, tiny shapes: mlx's CPU device
 is slow, and these tests check numerics, not speed (Metal is not available on the CI machine).
 On a Mac, ARP_MLX_TEST_DEVICE=gpu runs the MLX side on Metal (benchmarks/mac_check.sh does)."""
@@ -20,13 +20,13 @@ torch = pytest.importorskip("torch")
 from mlx.utils import tree_flatten, tree_unflatten  # noqa: E402
 
 from autoresearch_portable.backends.mlx import MLXBackend  # noqa: E402
-from autoresearch_portable.backends.mlx.convert import (  # noqa: E402
+from mlx_convert import (  # noqa: E402
     load_mlx_into_torch,
     load_torch_into_mlx,
     mlx_state_to_torch,
     torch_state_to_mlx,
 )
-from autoresearch_portable.backends.mlx.templates import load_template  # noqa: E402
+from template_loader import load_template  # noqa: E402
 from autoresearch_portable.backends.torch_common import TorchBackend  # noqa: E402
 from autoresearch_portable.detect.plan import Plan  # noqa: E402
 
@@ -330,8 +330,8 @@ def test_bf16_model_tracks_fp32_torch_within_bf16_tolerance():
 def test_causality_check_catches_an_mlx_model_that_sees_the_future():
     """The evaluator's causality check through the MLX backend: the template's model passes; the
     same model on a backend whose attention forgot the causal mask is caught."""
-    from autoresearch_portable.harness.evalset import perturbed_copies
-    from autoresearch_portable.harness.evaluate import causality_tolerance
+    from autoresearch_portable.harness.score.evalset import perturbed_copies
+    from autoresearch_portable.harness.score.passes import causality_tolerance
 
     class Leaky(MLXBackend):
         def attention(self, q, k, v, window):

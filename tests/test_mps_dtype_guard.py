@@ -89,7 +89,7 @@ SIZES = dict(DEPTH=4, MODEL_DIM=64, HEAD_DIM=32, DEVICE_BATCH_SIZE=2, TOTAL_BATC
 def template():
     # the loader lives with the MLX backend (it imports mlx); the template itself is pure torch
     pytest.importorskip("mlx.core")
-    from autoresearch_portable.backends.mlx.templates import load_template
+    from template_loader import load_template
 
     backend = TorchBackend(mps_plan_on_cpu())
     ns = load_template(ROOT / "train_template.py", backend, T, VOCAB, SIZES)
@@ -118,7 +118,7 @@ def test_the_guard_catches_float64_and_mixed_in_place_ops():
 
 
 def evaluate_under_guard(backend, model):
-    from autoresearch_portable.harness.evalset import perturbed_copies
+    from autoresearch_portable.harness.score.evalset import perturbed_copies
 
     token_bytes = np.random.default_rng(1).integers(0, 4, size=VOCAB)
     scored = rows(4)

@@ -49,7 +49,7 @@ class Hog:
 @pytest.fixture(scope="module")
 def setup(small_bundled, tmp_path_factory):
     from autoresearch_portable.detect import make_plan, probe
-    from autoresearch_portable.harness import calibrate as cal
+    from autoresearch_portable.harness.baseline import calibrate as cal
 
     pr = probe()
     plan = make_plan(pr, "cpu").to_dict()
@@ -60,7 +60,7 @@ def setup(small_bundled, tmp_path_factory):
 
 
 def run(setup, **kw):
-    from autoresearch_portable.harness.runner import run_training
+    from autoresearch_portable.harness.run.launch import run_training
 
     pr, plan, train_py = setup
     return run_training(train_py, probe=pr, plan=plan, dataset="bundled", quiet=True, eval_rows=8,

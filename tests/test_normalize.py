@@ -6,8 +6,9 @@ import math
 
 import pytest
 
-from autoresearch_portable.harness import normalize as nz
-from autoresearch_portable.harness.summary import format_summary
+from autoresearch_portable.harness.baseline import normalize as nz
+from autoresearch_portable.harness.run.summary import format_summary
+from autoresearch_portable.harness.run import summary
 
 # this device: bpb = 4.0 - 0.1*log2(C), C_T = 2^30 at T = 300 s -> b_base = 4.0 - 3.0 = 1.0;
 # 4 repeats: 5 runs at T, so the band of one run is t(4)*sqrt(1 + 1/5) = 2.776*1.0954 = 3.041 sigma,
@@ -127,7 +128,7 @@ def test_other_budget_scales_the_baseline_compute():
 def test_far_extrapolation_is_flagged():
     assert "extrapolated" not in nz.normalize(1.0, PROFILE, budget_seconds=600, metric="loglinear")
     far = nz.normalize(1.0, PROFILE, budget_seconds=3000, metric="loglinear")
-    assert "extrapolated" in far and "[extrapolated" in nz.format_gain(far)
+    assert "extrapolated" in far and "[extrapolated" in summary.format_gain(far)
 
 
 def test_summary_lines_with_and_without_profile():
@@ -223,18 +224,18 @@ def test_a_curve_free_metric_reports_its_own_gain_not_the_curves_doublings():
     assert r["metric"] == "excess_ratio" and r["excess_ratio"] == pytest.approx(0.9)
     assert r["excess_ratio_band"] == pytest.approx(0.04) and r["significant"] is True
     assert not {"doublings", "doublings_band", "compute_multiplier"} & set(r)
-    assert nz.gain_label(r) == "excess_ratio" and nz.short_gain(r) == "-10.0%"
-    assert nz.format_gain(r) == "0.9000 ± 0.0400 (-10.0% excess over the floor vs the baseline, at 3.04σ: significant)"
+    assert summary.gain_label(r) == "excess_ratio" and summary.short_gain(r) == "-10.0%"
+    assert summary.format_gain(r) == "0.9000 ± 0.0400 (-10.0% excess over the floor vs the baseline, at 3.04σ: significant)"
     # inside the band: marked, and not significant
     near = nz.normalize(0.99, PROFILE2, reference=REF2, metric="excess_ratio")
-    assert near["significant"] is False and nz.short_gain(near) == "~-2.0%"
+    assert near["significant"] is False and summary.short_gain(near) == "~-2.0%"
     d = nz.normalize(0.95, PROFILE2, reference=REF2, metric="delta")
-    assert nz.gain_label(d) == "delta_bpb" and nz.short_gain(d) == "-0.0500"
-    assert nz.format_gain(d).startswith("-0.050000 ± 0.020000 bpb vs the baseline")
+    assert summary.gain_label(d) == "delta_bpb" and summary.short_gain(d) == "-0.0500"
+    assert summary.format_gain(d).startswith("-0.050000 ± 0.020000 bpb vs the baseline")
     # a ledger line written under the log-linear metric still shows its multiplier
     old = nz.normalize(0.95, PROFILE, metric="loglinear")
-    assert nz.gain_label(old) == "compute_multiplier" and nz.short_gain(old) == "1.414x"
-    assert nz.gain_of({}) is None and nz.short_gain({}) == "n/a"
+    assert summary.gain_label(old) == "compute_multiplier" and summary.short_gain(old) == "1.414x"
+    assert summary.gain_of({}) is None and summary.short_gain({}) == "n/a"
 
 
 def test_the_excess_ratio_falls_back_to_delta_on_a_dataset_without_a_floor():
@@ -242,4 +243,4 @@ def test_the_excess_ratio_falls_back_to_delta_on_a_dataset_without_a_floor():
     assert r["metric"] == "delta" and r["delta_bpb"] == pytest.approx(-0.05)
     assert "no known entropy floor" in r["metric_note"] and "delta" in r["metric_note"]
     assert r["normalized_bpb"] == pytest.approx(1.11)
-    assert "[excess_ratio: the dataset has no known entropy floor; scored by delta instead]" in nz.format_gain(r)
+    assert "[excess_ratio: the dataset has no known entropy floor; scored by delta instead]" in summary.format_gain(r)

@@ -1,4 +1,4 @@
-"""Out-of-memory recognition (harness/oom.py) against the real messages of each backend, as users
+"""Out-of-memory recognition (harness/run/oom.py) against the real messages of each backend, as users
 reported them in the torch, mlx and llama.cpp issue trackers (none can be produced here), and the
 autotune halving on an MPS hard abort through a real child process."""
 
@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import pytest
 
-from autoresearch_portable.harness.autotune import largest_fitting_batch
-from autoresearch_portable.harness.oom import is_oom
-from autoresearch_portable.harness.runner import run_training
+from autoresearch_portable.harness.run.autotune import largest_fitting_batch
+from autoresearch_portable.harness.run.oom import OOM_PATTERN
+from autoresearch_portable.harness.run.launch import run_training
 
 MPS_NDARRAY_ABORT = (
     "/AppleInternal/Library/BuildRoots/b11baf73-9ee0-11ef-b7b4-7aebe1f78c73/Library/Caches/com.apple.xbs/"
@@ -64,12 +64,12 @@ NOT_OOM = {
 
 @pytest.mark.parametrize("name", sorted(OOM))
 def test_real_out_of_memory_messages_are_oom(name):
-    assert is_oom(f"step 00012 | loss 4.1\n{OOM[name]}\n")
+    assert OOM_PATTERN.search(f"step 00012 | loss 4.1\n{OOM[name]}\n")
 
 
 @pytest.mark.parametrize("name", sorted(NOT_OOM))
 def test_other_failures_are_not_oom(name):
-    assert not is_oom(NOT_OOM[name])
+    assert not OOM_PATTERN.search(NOT_OOM[name])
 
 
 FAKE_TRAIN = """\

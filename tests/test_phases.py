@@ -1,4 +1,4 @@
-"""The parent's clock by phase (harness/phases.py) and the marks the watcher takes from the pipe."""
+"""The parent's clock by phase (harness/run/phases.py) and the marks the watcher takes from the pipe."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ import time
 
 import pytest
 
-from autoresearch_portable.harness import phases
-from autoresearch_portable.harness.abandon import Watcher
-from autoresearch_portable.harness.phases import Marks, Measured
+from autoresearch_portable.harness.run import phases
+from autoresearch_portable.harness.run.abandon import Watcher
+from autoresearch_portable.harness.run.phases import Marks, Measured
 
 BASE = Measured(startup_seconds=4.0, warmup_seconds=1.0, handover_seconds=3.0, startup_cpu_seconds=4.0,
                 handover_cpu_seconds=3.0, cpu_per_second=2.0, flops_per_second=1e10)

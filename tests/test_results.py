@@ -9,9 +9,9 @@ import math
 import pytest
 
 from autoresearch_portable.errors import UserError
-from autoresearch_portable.harness import calibrate as cal
-from autoresearch_portable.harness import ledger
-from autoresearch_portable.harness import results as res
+from autoresearch_portable.harness.baseline import calibrate as cal
+from autoresearch_portable.harness.records import history, ledger
+from autoresearch_portable.harness.records import results as res
 
 from test_calibrate import PLAN, PROBE, SIZES, FakeDataset, fake_data, fake_runner  # noqa: F401
 
@@ -82,6 +82,11 @@ def _rec(val, commit, status="ok", **metrics):
     return dict(time="2026-11-27T10:00:00+0000", git_commit=commit, status=status, metrics=m)
 
 
+def shown(records) -> str:
+    """What `arp results` prints for these records (not on a terminal)."""
+    return history.format_runs(records, [history.run_row(n, r) for n, r in history.numbered(records)])
+
+
 def test_results_table_and_json(tmp_path):
     path = tmp_path / "results" / "ledger.jsonl"
     ledger.append(path, _rec(1.0, "abc1234"))
@@ -91,12 +96,12 @@ def test_results_table_and_json(tmp_path):
     ledger.append(path, dict(time="2026-11-27T11:00:00+0000", git_commit="0000000", status="crash", reason="boom",
                              metrics=dict(budget_seconds=60.0)))
     records = res.load_ledger(tmp_path)  # a workspace folder works too
-    text = res.format_results(records)
+    text = shown(records)
     lines = text.splitlines()
-    assert lines[0].split()[:4] == ["time", "commit", "status", "val_bpb"]
+    assert lines[0].split()[:5] == ["run", "time", "commit", "status", "val_bpb"]
     assert "1.414x" in text and "1.1000±0.0240" in text and "crash" in text
-    assert "best val_bpb 0.950000 (def5678)" in text and "Ref CPU (cpu)" in text
-    rows = json.loads(res.results_json(records))
+    assert "best val_bpb 0.950000 (run 2, def5678)" in text and "Ref CPU (cpu)" in text
+    rows = [history.run_row(n, r) for n, r in history.numbered(records)]  # what `arp results --json` prints
     assert rows[1]["normalized_bpb"] == 1.1 and rows[2]["status"] == "crash"
     with pytest.raises(UserError, match="no ledger"):
         res.load_ledger(tmp_path / "nowhere")
@@ -126,8 +131,8 @@ def test_the_gain_column_shows_each_run_in_the_metric_it_was_scored_with(tmp_pat
     ledger.append(path, _rec(0.93, "new5678", metric="excess_ratio", excess_ratio=0.95, excess_ratio_band=0.012,
                               significant=True, normalized_bpb=0.59, normalized_bpb_band=0.004))
     ledger.append(path, _rec(0.96, "nofloor", metric="delta", delta_bpb=0.001, delta_bpb_band=0.004, significant=False))
-    text = res.format_results(res.load_ledger(tmp_path))
-    assert text.splitlines()[0].split()[5] == "gain"
+    text = shown(res.load_ledger(tmp_path))
+    assert text.splitlines()[0].split()[6] == "gain"
     assert "1.414x" in text and "-5.0%" in text and "~+0.0010" in text
     assert "excess over the entropy floor" in text and "val_bpb minus this device's baseline's" in text
     # a hand-edited line whose gain is not a number is skipped, not shown

@@ -1,5 +1,6 @@
-from autoresearch_portable.harness import sizing
-from autoresearch_portable.harness.workspace import render_template
+from autoresearch_portable.detect import plan as plan_mod
+from autoresearch_portable.harness.baseline import sizing
+from autoresearch_portable.harness.baseline.template import render_template
 
 
 def test_h100_class_throughput_gets_the_originals_size():
@@ -50,9 +51,9 @@ def probe_and_plan(name: str, backend: str | None = None) -> tuple[dict, dict]:
 
 def test_memory_cap_is_metals_recommended_working_set_on_a_mac():
     probe, plan = probe_and_plan("m1_mlx")  # mlx on Metal
-    assert sizing.memory_cap(probe, plan) == (11453251584, "Metal's recommended working set (mlx)")
+    assert plan_mod.memory_cap(probe, plan) == (11453251584, "Metal's recommended working set (mlx)")
     probe, plan = probe_and_plan("m1_nomlx")  # torch MPS
-    cap, source = sizing.memory_cap(probe, plan)
+    cap, source = plan_mod.memory_cap(probe, plan)
     assert cap == probe["mps_recommended_max_memory"] == 11453251584 and "torch.mps" in source
     assert cap < probe["memory_bytes"]
 
@@ -60,14 +61,14 @@ def test_memory_cap_is_metals_recommended_working_set_on_a_mac():
 def test_memory_cap_of_a_cuda_gpu_is_its_memory():
     # the probe's field is total_memory (an earlier version read a missing memory_bytes: no cap)
     probe, plan = probe_and_plan("h100_sxm")
-    assert sizing.memory_cap(probe, plan)[0] == 85029158912
+    assert plan_mod.memory_cap(probe, plan)[0] == 85029158912
 
 
 def test_memory_cap_of_a_cpu_is_the_ram():
     probe, plan = probe_and_plan("cpu_epyc_ci")
-    assert sizing.memory_cap(probe, plan) == (probe["memory_bytes"], "total RAM")
+    assert plan_mod.memory_cap(probe, plan) == (probe["memory_bytes"], "total RAM")
     probe, plan = probe_and_plan("m1_mlx", "cpu")
-    assert sizing.memory_cap(probe, plan)[1] == "total RAM"
+    assert plan_mod.memory_cap(probe, plan)[1] == "total RAM"
 
 
 def test_memory_per_row_grows_with_t_squared_where_attention_is_materialized():
@@ -76,17 +77,17 @@ def test_memory_per_row_grows_with_t_squared_where_attention_is_materialized():
                 / sizing.approx_memory_per_row(8, 512, 8192, 2048, 4, materialized))
     assert ratio(False) == 2.0  # per token: linear in T
     assert ratio(True) > 3.5  # the (T, T) scores dominate at long sequences
-    assert sizing.attention_materialized({"backend": "mps"}) and sizing.attention_materialized({"backend": "mlx"})
-    assert not sizing.attention_materialized({"backend": "cuda"})
+    assert plan_mod.attention_materialized({"backend": "mps"}) and plan_mod.attention_materialized({"backend": "mlx"})
+    assert not plan_mod.attention_materialized({"backend": "cuda"})
 
 
 def test_mps_device_batch_keeps_every_scores_array_under_4_gib():
     # width 512 (8 heads), seq 2048, fp32: one row's scores of one layer are 128 MiB, so batch 32
     # would build a 4 GiB array, which MPS refuses with a hard abort
     probe, plan = probe_and_plan("m4_max_nomlx")
-    cap, _ = sizing.memory_cap(probe, plan)
+    cap, _ = plan_mod.memory_cap(probe, plan)
     s = sizing.choose_baseline(4.0e14, 300, 2048, 8192, cap, dtype_bytes=4, materialized_attention=True,
-                               max_array_bytes=sizing.largest_array_bytes(probe, plan))
+                               max_array_bytes=plan_mod.largest_array_bytes(probe, plan))
     assert (s["DEPTH"], s["MODEL_DIM"]) == (8, 512)
     assert s["DEVICE_BATCH_SIZE"] * sizing.attention_scores_bytes(512, 2048, 4) < 2**32
     unlimited = sizing.choose_baseline(4.0e14, 300, 2048, 8192, cap, dtype_bytes=4)
@@ -97,7 +98,7 @@ def test_mps_device_batch_keeps_every_scores_array_under_4_gib():
 def test_a_trial_that_runs_past_the_cap_counts_as_out_of_memory(small_bundled, monkeypatch):
     """A Mac swaps instead of failing: a trial batch whose measured peak passes the working set
     'runs', slowly. The sizing treats it as an OOM and halves."""
-    from autoresearch_portable.harness import workspace
+    from autoresearch_portable.harness.baseline import template
 
     probe, plan = probe_and_plan("m1_nomlx")
     cap = probe["mps_recommended_max_memory"]
@@ -108,15 +109,15 @@ def test_a_trial_that_runs_past_the_cap_counts_as_out_of_memory(small_bundled, m
         return dict(status="ok", depth=depth, model_dim=dim, device_batch=batch, tokens_per_second=1e5,
                     flops_per_second=1e12, peak_memory_mb=batch * 1.5 * 2**30 / 2**20)
 
-    monkeypatch.setattr(workspace, "throughput_probe", fake_probe)
-    sizes = workspace.size_for_device(probe, plan, "bundled", 300, log=lambda m: None)
+    monkeypatch.setattr(template, "throughput_probe", fake_probe)
+    sizes = template.size_for_device(probe, plan, "bundled", 300, log=lambda m: None)
     assert tried[0] == 8 and 8 * 1.5 * 2**30 > cap  # the first trial ran past the cap ...
     assert sizes["DEVICE_BATCH_SIZE"] * 1.5 * 2**30 <= cap  # ... and was not kept
 
 
 def test_the_baseline_of_an_apple_gpu_plan_is_all_full_causal_everywhere_it_is_written():
-    from autoresearch_portable.harness.calibrate import baseline_source
-    from autoresearch_portable.harness.workspace import baseline_text
+    from autoresearch_portable.harness.baseline.calibrate import baseline_source
+    from autoresearch_portable.harness.baseline.template import baseline_text
 
     sizes = dict(DEPTH=4, MODEL_DIM=256, DEVICE_BATCH_SIZE=8, TOTAL_BATCH_SIZE=8 * 1024)
     for name in ("m1_nomlx", "m4_max_mlx"):

@@ -98,3 +98,56 @@ def test_nothing_imports_the_cli():
 def test_no_package_file_over_500_lines():
     long = {str(p.relative_to(PKG)): n for p in PKG.rglob("*.py") if (n := len(p.read_text().splitlines())) > MAX_LINES}
     assert long == {}
+
+
+# Folders from the top down: a module imports only from its own folder or from folders below it.
+# detect/ and backends/ know nothing of the harness; inside the harness, one experiment (experiment,
+# workspace) uses records (ledger, verdict, results), which use the device's baseline (sizing,
+# calibration, normalization), which runs runs (launch, runtime, confinement, clock), which are
+# scored by the evaluator (score/).
+LAYERS = (
+    ("cli", "__main__"),
+    ("cluster",),
+    ("harness.experiment", "harness.workspace", "harness"),
+    ("harness.records",),
+    ("harness.baseline",),
+    ("harness.run",),
+    ("harness.score",),
+    ("backends",),
+    ("detect",),
+    ("data",),
+    ("errors", "fsutil", "paths", ""),
+)
+
+
+def _layer(module: str) -> int:
+    """The index in LAYERS of the longest folder (or module) prefix that `module` falls under."""
+    rel = module[len(NAME) + 1:] if module != NAME else ""
+    best, depth = None, -1
+    for i, names in enumerate(LAYERS):
+        for n in names:
+            if (n == "" or rel == n or rel.startswith(n + ".")) and len(n) > depth:
+                best, depth = i, len(n)
+    return best
+
+
+def _upward(graph: dict[str, set[str]]) -> list[str]:
+    return sorted(f"{m} -> {d}" for m, deps in graph.items() for d in deps if _layer(d) < _layer(m))
+
+
+def test_imports_point_down_folder_by_folder():
+    assert _upward(_graph()) == []
+
+
+def test_the_folder_check_finds_an_upward_import():
+    assert _upward({f"{NAME}.detect.probe": {f"{NAME}.harness.run.peak"}}) == [
+        f"{NAME}.detect.probe -> {NAME}.harness.run.peak"]
+    assert _upward({f"{NAME}.harness.records.ledger": {f"{NAME}.harness.run.launch"}}) == []
+
+
+def test_no_test_machinery_in_the_package():
+    users = sorted(str(p.relative_to(PKG)) for p in PKG.rglob("*.py")
+                   if any(isinstance(n, (ast.Import, ast.ImportFrom)) and any(
+                       (getattr(n, "module", None) or a.name).startswith(("unittest", "pytest")) for a in n.names)
+                          for n in ast.walk(ast.parse(p.read_text()))))
+    assert users == []

@@ -1,7 +1,7 @@
 import re
 
-from autoresearch_portable.harness.evaluate import bpb_from_rows
-from autoresearch_portable.harness.summary import format_summary
+from autoresearch_portable.harness.score.passes import bpb_from_rows
+from autoresearch_portable.harness.run.summary import format_summary
 
 import numpy as np
 import math

@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def test_muon_orthogonalizes_once_per_shape():
     pytest.importorskip("mlx.core")  # the template loader lives with the MLX backend
-    from autoresearch_portable.backends.mlx.templates import load_template
+    from template_loader import load_template
 
     plan = Plan(backend="cpu", device="cpu", dtype="float32", dtype_mode="none", grad_scaler=False,
                 attention="sdpa_mask", compile=False, pin_memory=False, peak_flops=None, peak_flops_source="test")

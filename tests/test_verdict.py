@@ -1,4 +1,4 @@
-"""The decision after a run (harness/verdict.py): keep, discard or repeat N, against the bar on
+"""The decision after a run (harness/records/verdict.py): keep, discard or repeat N, against the bar on
 this branch, with σ pooled from the calibration and every repeated group. The rule's error rates
 on simulated loops: benchmarks/verdict_sim.py."""
 
@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import pytest
 
-from autoresearch_portable.harness.normalize import t975
-from autoresearch_portable.harness.verdict import (Noise, calibrated_noise, decide, describe, find_bar, groups,
+from autoresearch_portable.harness.baseline.normalize import t975
+from autoresearch_portable.harness.records.verdict import (Noise, calibrated_noise, decide, describe, find_bar, groups,
                                                    pooled_noise)
 
 BASE = dict(status="ok", budget_seconds=60.0, budget_mode="wall", backend="cpu", device="Fake CPU", dataset="bundled")

@@ -127,7 +127,7 @@ class Backend:
         cut between the row's pass and its copy's, divided by (1 + the largest logit there) so the
         tolerance is relative. The model gets inputs of its own (never a view of the targets).
         A forward pass sees exactly the rows it is given: how rows are batched (which rows share
-        a pass, and that scoring does not depend on it) is the harness's (harness/evaluate.py)."""
+        a pass, and that scoring does not depend on it) is the harness's (harness/score/passes.py)."""
         raise NotImplementedError
 
     # --- hand-over: the trained model leaves train.py's process as a graph + weights ---------
@@ -141,7 +141,7 @@ class Backend:
         """The exported model from `folder` as a callable that score_rows and forward_logits
         accept in place of the model. Its attribute `static_batch` is the number of rows the
         graph was traced for (None when any number of rows runs): it is padded to that, so the
-        harness passes multiples of it (harness/evaluate.py) and no row shares a pass with
+        harness passes multiples of it (harness/score/passes.py) and no row shares a pass with
         padding made of its own copies."""
         raise NotImplementedError
 

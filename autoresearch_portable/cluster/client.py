@@ -10,9 +10,9 @@ from pathlib import Path
 
 from autoresearch_portable.cluster import driver, engine, queue
 from autoresearch_portable.errors import UserError
-from autoresearch_portable.harness.budget import check_budget
+from autoresearch_portable.harness.run.budget import check_budget
 from autoresearch_portable.harness.experiment import Options, resolve
-from autoresearch_portable.harness.settings import Workspace
+from autoresearch_portable.harness.run.settings import Workspace
 
 
 def _git(workspace: Path, *args: str) -> subprocess.CompletedProcess:
@@ -59,7 +59,7 @@ def _settings(workspace: Path, options: dict) -> dict:
     far as the submitting machine can tell: the node decides the backend only when neither the
     flag nor the workspace does."""
     from autoresearch_portable import data
-    from autoresearch_portable.harness.calibrate import dataset_identity
+    from autoresearch_portable.harness.baseline.calibrate import dataset_identity
 
     try:
         name = dataset_identity(data.load(options["dataset"]))["name"]
@@ -97,7 +97,7 @@ def submit(workspace: Path, names: list[str], options: Options, repeat: int = 1,
     if repeat < 1:
         raise UserError("--repeat must be at least 1")
     commits = resolve_commits(workspace, names)
-    from autoresearch_portable.harness import ledger
+    from autoresearch_portable.harness.records import ledger
 
     ledger.check_writable(driver.ledger_path(workspace))
     settled = options_for(workspace, options)
@@ -208,7 +208,7 @@ def cluster_report(probe: dict, folder: Path = Path(".")) -> tuple[dict, str]:
 def add_parallel_program(workspace: Path) -> None:
     """`arp init --parallel`: program_parallel.md beside program.md, committed."""
     from autoresearch_portable.fsutil import atomic_write_text
-    from autoresearch_portable.harness.workspace import asset
+    from autoresearch_portable.harness.baseline.template import asset
 
     workspace = Path(workspace)
     atomic_write_text(workspace / "program_parallel.md", asset("program_parallel.md").read_text())

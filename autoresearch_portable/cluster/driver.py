@@ -22,7 +22,7 @@ from pathlib import Path
 
 from autoresearch_portable.cluster import engine, queue
 from autoresearch_portable.fsutil import atomic_write_text, pid_lock
-from autoresearch_portable.harness import ledger
+from autoresearch_portable.harness.records import ledger
 from autoresearch_portable.harness.experiment import ledger_path
 
 try:
@@ -89,7 +89,7 @@ def record(workspace: Path, e: queue.Entry, out: dict | None, lost_reason: str |
     """Record the experiment as `arp train` does (harness/experiment.py record: verdict, signed
     ledger line with where it ran, results.tsv), and write its log; returns (result, verdict)."""
     from autoresearch_portable.harness import experiment
-    from autoresearch_portable.harness.summary import format_summary
+    from autoresearch_portable.harness.run.summary import format_summary
 
     out = out or {}
     result = dict(out.get("result") or {})

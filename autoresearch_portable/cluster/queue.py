@@ -39,7 +39,7 @@ class Entry:
     attempts: int = 0                 # workers that started it (a retry after a dead worker adds one)
     node: str | None = None
     slot: str | None = None           # "gpu 3" or "2 cpu", on `node`
-    device: str | None = None         # the device key (harness/peak.py) of the slot that ran it
+    device: str | None = None         # the device key (harness/run/peak.py) of the slot that ran it
     worker_pid: int | None = None
     started: float | None = None
     finished: float | None = None

@@ -67,7 +67,7 @@ def run_task(spec: dict, inbox) -> dict:
     driver's mailbox actor, told when the experiment starts (which node, slot, device)."""
     import ray
 
-    from autoresearch_portable.harness.peak import device_key
+    from autoresearch_portable.harness.run.peak import device_key
 
     ctx = ray.get_runtime_context()
     gpu_ids = ray.get_gpu_ids()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from autoresearch_portable import HARNESS_VERSION, __version__, paths
 from autoresearch_portable.detect.plan import make_plan, resolve_backend
 from autoresearch_portable.detect.probe import DeviceProbe, probe
-from autoresearch_portable.harness.sizing import memory_cap
+from autoresearch_portable.detect.plan import memory_cap
 
 
 def doctor_report(backend: str | None = None) -> dict:

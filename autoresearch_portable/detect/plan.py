@@ -318,3 +318,44 @@ def _cpu_plan(p: DeviceProbe) -> Plan:
         grad_scaler=False, attention="sdpa_mask", compile=False, pin_memory=False,
         peak_flops=None, peak_flops_source=_MEASURE, reasons=reasons,
     )
+
+
+# --- what memory a run may use on this device (sizing and the batch autotune respect it) ---
+
+def attention_materialized(plan: dict) -> bool:
+    """Whether training builds the full attention scores. MPS: torch's SDPA there has no fused
+    backward. MLX on Metal: mx.fast.scaled_dot_product_attention has no fused backward either
+    (its VJP falls back to the composed ops; mlx PR #2762 added a fused one for CUDA only), and
+    mlx's CPU device runs the same fallback. CUDA uses flash/flex kernels; the CPU's memory is
+    RAM, where the per-token estimate has served."""
+    return plan["backend"] in ("mps", "mlx")
+
+
+# MPSNDArray refuses (a hard abort) any array above 2**32 bytes: "total bytes of NDArray > 2**32"
+MPS_MAX_ARRAY_BYTES = 2**32
+
+
+def memory_cap(probe: dict, plan: dict) -> tuple[float | None, str]:
+    """(bytes a run may use on this device, where that number comes from)."""
+    gpus = probe.get("gpus") or []
+    if plan["backend"] == "cuda" and gpus and gpus[0].get("total_memory"):
+        return float(gpus[0]["total_memory"]), f"memory of {gpus[0].get('name', 'GPU 0')}"
+    metal = probe.get("mlx_metal_info") or {}
+    if plan["backend"] == "mps" and probe.get("mps_recommended_max_memory"):
+        return float(probe["mps_recommended_max_memory"]), "Metal's recommended working set (torch.mps)"
+    if plan["backend"] in ("mps", "mlx") and plan["device"] != "cpu" and metal.get("max_recommended_working_set_size"):
+        return float(metal["max_recommended_working_set_size"]), "Metal's recommended working set (mlx)"
+    if probe.get("memory_bytes"):
+        return float(probe["memory_bytes"]), "total RAM"
+    return None, "unknown"
+
+
+def largest_array_bytes(probe: dict, plan: dict) -> float | None:
+    """The largest single array the device allows, where that limit can bite: MPS's 4 GiB, and
+    Metal's maxBufferLength for MLX (mlx device_info)."""
+    if plan["backend"] == "mps":
+        return float(MPS_MAX_ARRAY_BYTES)
+    if plan["backend"] == "mlx" and plan["device"] != "cpu":
+        limit = (probe.get("mlx_metal_info") or {}).get("max_buffer_length")
+        return float(limit) if limit else None
+    return None

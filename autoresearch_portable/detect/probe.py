@@ -405,7 +405,7 @@ def _cached_cpu_matmul(p: DeviceProbe) -> None:
     import re
 
     from autoresearch_portable import paths
-    from autoresearch_portable.harness.load import cached_measurement
+    from autoresearch_portable.detect.load import cached_measurement
 
     def measure(_stale) -> dict | None:
         _measure_cpu_matmul(p)

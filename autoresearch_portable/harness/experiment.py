@@ -4,11 +4,11 @@ driver all go through these steps.
 
     workspace (.arp.json) + Options --plan--> Spec --execute--> result --record--> ledger, results.tsv
 
-* plan: the workspace's settings with the command line's flags over them (harness/settings.py),
-  the device, the dataset (prepared if generated), the budget (harness/budget.py Budget: seconds,
+* plan: the workspace's settings with the command line's flags over them (harness/run/settings.py),
+  the device, the dataset (prepared if generated), the budget (harness/run/budget.py Budget: seconds,
   mode and, in the work modes, FLOPs from the device's profile), the scored rows, the phase
   limits and the early-abandonment trace;
-* execute: the parent side of a run (harness/runner.py: confined launch, the parent's clock, the
+* execute: the parent side of a run (harness/run/launch.py: confined launch, the parent's clock, the
   separate evaluator), then the normalized metrics from this device's calibration;
 * record: the decision (keep, discard or repeat N against the bar on this branch), the signed
   ledger line, results.tsv.
@@ -23,9 +23,9 @@ from pathlib import Path
 from typing import Callable
 
 from autoresearch_portable.data.common import DEFAULT_DATASET
-from autoresearch_portable.harness import ledger
-from autoresearch_portable.harness.budget import Budget, check_budget
-from autoresearch_portable.harness.settings import DEFAULT_BUDGET_SECONDS, Workspace
+from autoresearch_portable.harness.records import ledger
+from autoresearch_portable.harness.run.budget import Budget, check_budget
+from autoresearch_portable.harness.run.settings import DEFAULT_BUDGET_SECONDS, Workspace
 
 Log = Callable[[str], None]
 
@@ -87,10 +87,10 @@ def plan(train_py: Path, options: Options, log: Log, on_device: Callable[[dict, 
     from autoresearch_portable import data
     from autoresearch_portable.detect import make_plan, probe
     from autoresearch_portable.errors import UserError
-    from autoresearch_portable.harness import abandon
-    from autoresearch_portable.harness.calibrate import dataset_identity, find_profile
-    from autoresearch_portable.harness.datasize import ensure_prepared
-    from autoresearch_portable.harness.results import flop_budget_for
+    from autoresearch_portable.harness.run import abandon
+    from autoresearch_portable.harness.baseline.calibrate import dataset_identity, find_profile
+    from autoresearch_portable.harness.baseline.datasize import ensure_prepared
+    from autoresearch_portable.harness.records.results import flop_budget_for
     from autoresearch_portable.harness.workspace import check_backend
 
     train_py = Path(train_py)
@@ -128,8 +128,8 @@ def plan(train_py: Path, options: Options, log: Log, on_device: Callable[[dict, 
 
 def check_new(ledger_path: Path, code: bytes, settings: dict, *, again: bool, log: Log) -> None:
     """Before training (or queueing): if this code already ran under these settings, say what came
-    of it, and unless `again`, stop with one line (harness/memory.py)."""
-    from autoresearch_portable.harness import memory
+    of it, and unless `again`, stop with one line (harness/records/memory.py)."""
+    from autoresearch_portable.harness.records import memory
 
     memory.check_duplicate(ledger_path, code, settings, again=again, log=log)
 
@@ -139,7 +139,7 @@ def unused_seed(ledger_path: Path, code: bytes, settings: dict) -> int:
     measures new data orders, not ones already in its mean."""
     import hashlib
 
-    from autoresearch_portable.harness.memory import duplicates
+    from autoresearch_portable.harness.records.memory import duplicates
 
     path = Path(ledger_path)
     records = ledger.parse_ledger(path.read_bytes()) if path.exists() else []
@@ -150,9 +150,9 @@ def unused_seed(ledger_path: Path, code: bytes, settings: dict) -> int:
 
 
 def execute(spec: Spec, seed: int | None = None, quiet: bool = False) -> dict:
-    """Run it (harness/runner.py) and add the normalized metrics of this device's calibration."""
-    from autoresearch_portable.harness.results import annotate
-    from autoresearch_portable.harness.runner import run_training
+    """Run it (harness/run/launch.py) and add the normalized metrics of this device's calibration."""
+    from autoresearch_portable.harness.records.results import annotate
+    from autoresearch_portable.harness.run.launch import run_training
 
     ws = spec.workspace
     result = run_training(spec.train_py, probe=spec.probe, plan=spec.plan, dataset=spec.dataset,
@@ -168,19 +168,19 @@ def ledger_path(folder: Path) -> Path:
 
 def record(folder: Path, result: dict, train_py: Path, probe: dict, plan: dict, extra: dict | None = None
            ) -> tuple[str | None, str | None]:
-    """The decision against the runs already in the ledger (harness/verdict.py: keep, discard or
+    """The decision against the runs already in the ledger (harness/records/verdict.py: keep, discard or
     repeat N, against the bar on this branch; stored with the result), the signed ledger line
     (with `extra`: the cluster's queue and node), and results.tsv in an `arp init` workspace.
     Returns (a note about the ledger, the verdict's lines)."""
-    from autoresearch_portable.harness import memory, verdict
-    from autoresearch_portable.harness.runner import ledger_record
+    from autoresearch_portable.harness.records import memory
+    from autoresearch_portable.harness.records import verdict
 
     path = ledger_path(folder)
     decision = verdict.decide(ledger.read(path), result, verdict.calibrated_noise(result),
                               memory.branch_commits(Path(folder)))
     if decision is not None:
         result.update(verdict=verdict.describe(decision), decision=decision.to_dict())
-    note = ledger.append(path, dict(ledger_record(result, train_py, probe, plan), **(extra or {})))
+    note = ledger.append(path, dict(ledger.line(result, train_py, probe, plan), **(extra or {})))
     if Workspace.load(folder).found:  # an `arp init` workspace: results.tsv in the original's format
         memory.write_results_tsv(Path(folder), ledger.parse_ledger(path.read_bytes()))
     return note, result.get("verdict")
