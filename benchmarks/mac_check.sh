@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The Mac check (issue 18): the one script a Mac user runs, about 10-15 minutes on an M-series
 # Mac. No Mac is available to the developers, so it checks on real Apple Silicon what CI checks
-# only by proxy (README, "What is tested where") and writes ONE file to attach to a GitHub issue:
+# only by proxy (docs/platforms.md) and writes ONE file to attach to a GitHub issue:
 # mac-check/mac-check.json. Steps (each is recorded, a failing step does not stop the others):
 #   1. arp doctor --json                       what was detected and chosen, and why
 #   2. the MLX parity tests on the Metal GPU   Linux CI runs mlx[cpu], whose rope, rms_norm and
