@@ -1,5 +1,5 @@
 """Self-consistency checks of the normalized metrics, with real budgets, for every candidate of
-normalization v2 side by side (harness/baseline/normalize.py `candidates`: delta, loglinear, power,
+normalization v2 side by side (benchmarks/metric_candidates.py `candidates`: delta, loglinear, power,
 excess_ratio), on the same runs.
 
 For each device given (default: cpu, and mlx where it is importable) on this machine:
@@ -49,7 +49,9 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]
+
+import metric_candidates as mc  # noqa: E402
 
 CHECK_SEED = 7  # not one of the calibration's seeds (0..repeats)
 CANDIDATES = ("delta", "loglinear", "power", "excess_ratio")
@@ -126,7 +128,7 @@ CURVE_CANDIDATES = ("loglinear", "power")  # the ones that need the profile's cu
 def scored(r: dict, profile: dict, ref: dict | None, T: float, nz, refused: str | None = None) -> dict:
     """One run's numbers and every candidate metric (against the budget-T baseline). `refused`:
     why this profile's curve is not trusted; the curve-based candidates then say so instead."""
-    cands = nz.candidates(r["val_bpb"], profile, budget_seconds=T, reference=ref)
+    cands = mc.candidates(r["val_bpb"], profile, budget_seconds=T, reference=ref)
     if refused:
         cands.update({c: dict(error=f"curve refused: {refused}") for c in CURVE_CANDIDATES})
     g = cands["loglinear"].get("gain")
@@ -165,8 +167,8 @@ def check_device(dev: dict, args, log, sizes: dict | None, reference: dict | Non
     budget = dev["budget"] or args.budget  # budget=: this machine at a shorter T is a slower device, in FLOPs
     with threads(dev["threads"]):
         log(f"== {dev['spec']}: calibration at T={budget:g}s")
-        profile = cal.calibrate(pr, plan, args.dataset, budget, args.repeats, sizes=sizes, path=path, log=log,
-                                form="power")  # T/4, T/2, 3T/4, T: both curves, so every candidate is measured
+        profile = mc.with_power_fit(cal.calibrate(  # T/4, T/2, 3T/4, T: both curves, so every candidate is measured
+            pr, plan, args.dataset, budget, args.repeats, sizes=sizes, path=path, log=log, fractions=mc.POWER_FRACTIONS))
         refused = cal.normalization_refusal(profile)  # its curve is not trusted: only the curve-free candidates
         sizes = profile["baseline_sizes"]
         ref = reference or profile

@@ -189,45 +189,34 @@ def test_too_few_steps_refuse_normalization_but_keep_the_profile(fake_data):
     assert any(m.startswith("note: the baseline made only 75") for m in logs)
     assert p["flops_per_second"] > 0 and p["sigma"] >= 0
     assert cal.stale_reason(p, p["dataset"]) is None  # current: work mode finds it
-    assert "normalized results: n/a (the baseline made only 75" in cal.format_profile(p)
+    assert "normalized results: at T=100s only; at other budgets n/a (the baseline made only 75" in cal.format_profile(p)
     from autoresearch_portable.harness.records import results
 
-    r = results.annotate(dict(status="ok", val_bpb=1.0, budget_seconds=100), PROBE, PLAN, p["dataset"])
+    # at another budget the curve would place the run: refused
+    r = results.annotate(dict(status="ok", val_bpb=1.0, budget_seconds=200), PROBE, PLAN, p["dataset"])
     assert "excess_ratio" not in r and "normalized_bpb" not in r and r["normalization_note"] == p["normalization_refused"]
+    # at its own budget the excess ratio needs only the baseline's measured mean there (issue 32)
+    r = results.annotate(dict(status="ok", val_bpb=1.0, budget_seconds=100), PROBE, PLAN, p["dataset"])
+    assert r["metric"] == "excess_ratio" and r["baseline_bpb"] == pytest.approx(p["baseline_bpb_mean"])
+    assert "normalization_note" not in r
     assert results.flop_budget_for("work", 100, PROBE, PLAN, p["dataset"])[0] == pytest.approx(100 * p["flops_per_second"])
 
 
 def test_profile_records_its_fit_form(fake_data):
     p = cal.calibrate(PROBE, PLAN, "bundled", 100, 4, sizes=SIZES, runner=fake_runner(), log=lambda m: None)
     assert p["fit_form"] == "loglinear" and p["metric"] == "excess_ratio" and p["min_steps"] == cal.MIN_STEPS
-    assert "power_fit" not in p and "got 3" in p["power_fit_note"]  # T/4, T/2, T: 3 budgets
+    assert "power_fit" not in p  # the bending curves are the benchmarks' (benchmarks/metric_candidates.py)
 
 
-def test_power_metric_calibrates_four_budgets_and_fits_the_asymptote(fake_data, monkeypatch):
-    monkeypatch.setattr(cal.normalize, "METRIC", "power")
-    calls = []
-    # a bending curve above the dataset's floor (0.5): E = 0.7, A = 0.3, alpha = 0.5 around 5e10
-    curve = lambda c: 0.7 + 0.3 * (c / 5e10) ** -0.5  # noqa: E731
-    p = cal.calibrate(PROBE, PLAN, "bundled", 100, 2, sizes=SIZES, runner=fake_runner(curve=curve, calls=calls),
-                      log=lambda m: None)
-    assert [c["budget"] for c in calls] == [25, 50, 75, 100, 100, 100]
-    pf = p["power_fit"]
-    assert p["fit_form"] == "power" and pf["E"] >= 0.5 and pf["alpha"] > 0
-    assert p["baseline_bpb_fit"] == pytest.approx(cal.curvefit.asymptote_bpb(pf, p["flops_at_budget"]))
-    assert "free-asymptote curve" in cal.format_profile(p)
-    # a loglinear profile lacks the fit the power metric needs: stale
-    assert "free-asymptote" in cal.stale_reason(dict(p, power_fit=None), None)
-
-
-def test_a_power_form_asked_for_fits_both_curves_whatever_the_metric(fake_data):
-    """check_normalization.py calibrates with form="power" so that every candidate is measured."""
+def test_more_budgets_asked_for_are_run_and_fitted(fake_data):
+    """check_normalization.py asks for T/4, T/2, 3T/4 and T, so that its bending curve has 4 budgets."""
     calls = []
     curve = lambda c: 0.7 + 0.3 * (c / 5e10) ** -0.5  # noqa: E731
     p = cal.calibrate(PROBE, PLAN, "bundled", 100, 2, sizes=SIZES, runner=fake_runner(curve=curve, calls=calls),
-                      log=lambda m: None, form="power")
+                      log=lambda m: None, fractions=(0.25, 0.5, 0.75, 1.0))
     assert [c["budget"] for c in calls] == [25, 50, 75, 100, 100, 100]
-    assert p["fit_form"] == "power" and p["power_fit"]["alpha"] > 0 and p["s"] > 0
-    assert p["metric"] == cal.normalize.METRIC  # the metric is still the switch's
+    assert sorted({pt["fraction"] for pt in p["points"]}) == [0.25, 0.5, 0.75, 1.0] and p["s"] > 0
+    assert p["fit_form"] == "loglinear" and p["metric"] == "excess_ratio"
 
 
 def test_a_stored_profile_with_too_few_steps_gives_no_normalized_results(fake_data):

@@ -1,4 +1,4 @@
-"""The bending curves of normalization v2 (harness/baseline/curvefit.py): fits recover known parameters,
+"""The bending curves of normalization v2 (benchmarks/curvefit.py): fits recover known parameters,
 the inverse round-trips, E stays at or above the floor, degenerate inputs raise a clear ValueError."""
 
 from __future__ import annotations
@@ -7,7 +7,12 @@ import math
 
 import pytest
 
-from autoresearch_portable.harness.baseline import curvefit as cf
+import importlib.util
+from pathlib import Path
+
+_spec = importlib.util.spec_from_file_location("curvefit", Path(__file__).resolve().parent.parent / "benchmarks" / "curvefit.py")
+cf = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(cf)
 
 FLOPS = [2.0**k for k in range(36, 44)]  # 8 distinct budgets, 7 doublings
 

@@ -152,9 +152,10 @@ def test_a_report_cannot_carry_a_gain_or_the_noise_the_verdict_uses(tmp_path):
     # no key the normalization writes is one train.py may report (a ChildReport field)
     profile = dict(a=4.0, s=0.1, sigma=0.01, repeats=4, flops_at_budget=2.0**30, budget_seconds=300.0, floor_bpb=0.5,
                    flops_range=[1.0, 2.0], name="p")
-    for metric in normalize.METRICS:
-        written = set(normalize.normalize(0.9, profile, reference=profile, budget_seconds=3000, metric=metric))
-        assert written and not written & {f.name for f in fields(ChildReport)}, metric
+    for floor in (0.5, None):  # the excess ratio, and delta without a floor
+        p = dict(profile, floor_bpb=floor)
+        written = set(normalize.normalize(0.9, p, reference=p, budget_seconds=3000))
+        assert written and not written & {f.name for f in fields(ChildReport)}, floor
 
 
 def test_a_benchmark_run_is_trained_not_scored(monkeypatch, tmp_path):

@@ -138,3 +138,14 @@ def test_the_gain_column_shows_each_run_in_the_metric_it_was_scored_with(tmp_pat
     # a hand-edited line whose gain is not a number is skipped, not shown
     bad = dict(_rec(0.9, "bad"), metrics=dict(_rec(0.9, "bad")["metrics"], excess_ratio="0.9"))
     assert not ledger.usable(bad)
+
+
+def test_compare_says_the_compute_gap_of_each_pair_of_ledgers():
+    from autoresearch_portable.harness.baseline import normalize
+
+    notes = res.gap_notes({"mac": 2.0**30, "h100": 2.0**36, "old": None})
+    assert notes == [f"mac vs h100: {normalize.gap_note(-6.0)}"]  # a ledger without the figure is left out
+    assert "64x (6.00 doublings)" in notes[0]
+    a = [_rec(1.0, "a1"), _rec(0.9, "a2", normalized_bpb=1.0, normalized_bpb_band=0.02, baseline_flops=2.0**30)]
+    b = [_rec(1.5, "b1", device="Other", normalized_bpb=1.05, normalized_bpb_band=0.03, baseline_flops=2.0**32)]
+    assert "mac vs cpu: compute gap 4x (2.00 doublings)" in res.format_compare({"mac": a, "cpu": b})

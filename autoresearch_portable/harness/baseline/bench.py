@@ -194,6 +194,8 @@ def bench_row(p: dict, ref: dict | None, *, label: str | None = None) -> dict:
         depth=(p.get("baseline_sizes") or {}).get("DEPTH"),
         width=(p.get("baseline_sizes") or {}).get("MODEL_DIM"),
     )
+    if ref is not None and p.get("flops_at_budget") and ref.get("flops_at_budget"):
+        row["compute_gap"] = normalize.compute_gap(p["flops_at_budget"], ref["flops_at_budget"])
     if ref is not None and p.get("baseline_bpb_mean") is not None:
         n = normalize.normalize(p["baseline_bpb_mean"], p, reference=ref)
         row.update(gain=summary.short_gain(n), normalized_bpb=n.get("normalized_bpb"),
@@ -220,6 +222,7 @@ def format_table(rows: list[dict], ref_label: str | None, missing: list[str] | N
         ("excess", lambda r: fmt(r.get("excess_bpb"), ".4f")),
         ("s/doubling", lambda r: fmt(r["s"], ".4f")),
         ("sigma", lambda r: fmt(r["sigma"], ".4f")),
+        ("gap", lambda r: "n/a" if r.get("compute_gap") is None else f"{2 ** r['compute_gap']:.3g}x"),
         ("gain", lambda r: r.get("gain") or "n/a"),  # the device's own baseline against its curve: ~0 by construction
         ("normalized_bpb", lambda r: "n/a" if r.get("normalized_bpb") is None else
          f"{r['normalized_bpb']:.4f} ± {r['normalized_bpb_band']:.4f}"),
@@ -232,6 +235,9 @@ def format_table(rows: list[dict], ref_label: str | None, missing: list[str] | N
     lines.append("")
     lines.append(f"normalized_bpb on the scale of: {ref_label}" if ref_label else
                  "normalized_bpb: n/a (no bundled reference profile for this dataset and harness version)")
+    for r in rows[:1] if ref_label else []:  # this device against the scale's reference
+        if r.get("compute_gap") is not None:
+            lines.append(f"gap = baseline compute against the reference; {r['label']}: {normalize.gap_note(r['compute_gap'])}")
     floor = next((r["floor_bpb"] for r in rows if r.get("floor_bpb")), None)
     if floor:
         lines.append(f"entropy floor of the validation split: {floor:.4f} bpb")

@@ -2,13 +2,11 @@
 profile every normalized result of this device is computed from (normalize.py).
 
 The baseline (the template rendered exactly as `arp init` would for budget T) is trained in wall
-mode at T/4, T/2 and T (and 3T/4 when the metric needs the free-asymptote curve, which takes 4
-distinct budgets), then `repeats` more times at T with other seeds (the model seed in the file and
-the data-order seed). The fit `bpb = a - s*log2(C)` over the training FLOPs C of every run gives
-the slope s (bpb per doubling of compute); with 4 or more budgets the free-asymptote fit
-`bpb = E + A*(C/c0)^-alpha` (E >= floor) is stored beside it; `fit_form` says which one the
-profile's baseline curve is (normalize.METRIC chooses). The sample standard deviation of val_bpb
-over the runs at T gives sigma. The curve is trusted for normalized results (the gain,
+mode at T/4, T/2 and T (other fractions on request: the benchmarks' curves), then `repeats` more
+times at T with other seeds (the model seed in the file and the data-order seed). The fit
+`bpb = a - s*log2(C)` over the training FLOPs C of every run gives the slope s (bpb per doubling of
+compute): the curve that places a run at another budget. The mean and the sample standard
+deviation of val_bpb over the runs at T give the baseline there and sigma. The curve is trusted for normalized results (the gain,
 normalized_bpb) only if the T/4 runs made at least MIN_STEPS optimizer steps: a baseline early on
 its learning curve does not follow it. A profile that falls short says so and which T would do
 (`normalization_refused`); its FLOP/s (work mode), sigma (the verdict's band) and loss trace
@@ -35,7 +33,6 @@ from autoresearch_portable.detect.plan import device_name
 from autoresearch_portable.errors import UserError
 from autoresearch_portable.fsutil import atomic_write_json
 from autoresearch_portable.harness.run import abandon
-from autoresearch_portable.harness.baseline import curvefit
 from autoresearch_portable.harness.baseline import normalize
 from autoresearch_portable.harness.baseline import template
 from autoresearch_portable.harness.baseline.template import SIZE_KEYS, baseline_source
@@ -44,7 +41,7 @@ from autoresearch_portable.harness.run.budget import check_budget
 PROFILE_FORMAT = 1
 MIN_STEPS = 200  # optimizer steps the T/4 runs must make for a valid profile
 # the budgets (fractions of T) trained with seed 0, per fit form
-FRACTIONS = {"loglinear": (0.25, 0.5, 1.0), "power": (0.25, 0.5, 0.75, 1.0)}
+FRACTIONS = (0.25, 0.5, 1.0)  # of the budget T: the curve's points
 BASE_MODEL_SEED = 42  # the template's SEED
 
 
@@ -99,8 +96,6 @@ def stale_reason(profile: dict, dataset_id: dict | None, harness_version: str = 
     for k in ("a", "s", "sigma", "flops_at_budget", "budget_seconds"):
         if not isinstance(profile.get(k), (int, float)):
             return f"it has no {k}"
-    if normalize.fit_form() == "power" and not profile.get("power_fit"):
-        return "it has no free-asymptote fit, which the normalization metric now needs"
     return None
 
 
@@ -129,10 +124,10 @@ def find_profile(probe: dict, plan: dict, dataset_id: dict) -> tuple[dict | None
     return None, f"no calibration of this device for dataset {dataset_id['name']!r}; run `arp calibrate`"
 
 
-def schedule(budget: float, repeats: int, form: str = "loglinear") -> list[dict]:
-    """The runs of a calibration: T/4, T/2 (3T/4 for the power form), T (seed 0), then `repeats`
-    more at T."""
-    runs = [dict(fraction=f, seed=0) for f in FRACTIONS[form]]
+def schedule(budget: float, repeats: int, fractions: tuple = FRACTIONS) -> list[dict]:
+    """The runs of a calibration: each fraction of T (seed 0; T/4, T/2, T by default), then
+    `repeats` more at T."""
+    runs = [dict(fraction=f, seed=0) for f in fractions]
     runs += [dict(fraction=1.0, seed=i) for i in range(1, repeats + 1)]
     for r in runs:
         r["budget_seconds"] = budget * r["fraction"]
@@ -167,12 +162,10 @@ def normalization_refusal(profile: dict) -> str | None:
                          int(profile.get("min_steps", MIN_STEPS)))
 
 
-def build_profile(points: list[dict], *, budget: float, base: dict, min_steps: int = MIN_STEPS,
-                  form: str | None = None) -> dict:
+def build_profile(points: list[dict], *, budget: float, base: dict, min_steps: int = MIN_STEPS) -> dict:
     """The profile from the runs' points (each: fraction, seed, budget_seconds, val_bpb,
     train_flops, num_steps, ...). Pure: raises CalibrationError when the data cannot make a
-    profile. `form`: the baseline curve to build (default: what normalize.METRIC needs)."""
-    form = form or normalize.fit_form()
+    profile."""
     ok = [p for p in points if p.get("status") == "ok" and p.get("val_bpb") is not None]
     at_t = [p for p in ok if p["fraction"] == 1.0]
     if len(at_t) < 2:
@@ -184,14 +177,6 @@ def build_profile(points: list[dict], *, budget: float, base: dict, min_steps: i
         raise CalibrationError(
             f"more compute did not help the baseline on this device (fitted slope s={fit['s']:.4g} bpb per "
             f"doubling of compute, not > 0): no profile written. Try a longer --budget (T={budget:g}s)")
-    power: dict = {}
-    try:
-        power["power_fit"] = curvefit.fit_free_asymptote([p["train_flops"] for p in ok], [p["val_bpb"] for p in ok],
-                                                         floor=base.get("floor_bpb"))
-    except ValueError as e:
-        if form == "power":
-            raise CalibrationError(f"cannot fit the baseline curve: {e}") from None
-        power["power_fit_note"] = str(e)
     sigma = normalize.sample_std([p["val_bpb"] for p in at_t])
     c_t = statistics.fmean(p["train_flops"] for p in at_t)
     b_t = statistics.fmean(p["val_bpb"] for p in at_t)
@@ -203,8 +188,8 @@ def build_profile(points: list[dict], *, budget: float, base: dict, min_steps: i
         format=PROFILE_FORMAT,
         budget_seconds=float(budget),
         repeats=len(at_t) - 1,
-        fit_form=form,
-        metric=normalize.METRIC,
+        fit_form="loglinear",
+        metric="excess_ratio",
         min_steps=min_steps,
         normalization_refused=steps_refusal(points, budget, min_steps),
         a=fit["a"],
@@ -215,15 +200,13 @@ def build_profile(points: list[dict], *, budget: float, base: dict, min_steps: i
         flops_at_budget=c_t,
         flops_per_second=c_t / budget,
         flops_range=[min(flops_all), max(flops_all)],
-        baseline_bpb_fit=(curvefit.asymptote_bpb(power["power_fit"], c_t) if form == "power"
-                          else normalize.curve_bpb(fit["a"], fit["s"], c_t)),
+        baseline_bpb_fit=normalize.curve_bpb(fit["a"], fit["s"], c_t),
         baseline_bpb_mean=b_t,
         tokens_per_second=tps,
         mfu_percent=statistics.fmean(mfus) if mfus else None,
         # the training-loss traces of the runs at T, against progress: early abandonment's baseline
         loss_trace=abandon.profile_trace(at_t),
         points=points,
-        **power,
     )
     profile["band_sigmas"] = normalize.band_sigmas(profile)  # from its repeats: the band of one run, in sigma
     return profile
@@ -271,13 +254,12 @@ def calibrate(
     quiet: bool = True,
     runner: Callable | None = None,
     min_steps: int = MIN_STEPS,
-    form: str | None = None,
+    fractions: tuple = FRACTIONS,
 ) -> dict:
     """Calibrate (or reuse the stored profile). `sizes` overrides the baseline's sizing (tests);
     `path` where the profile goes (default: the device's profile in the cache); `min_steps` the
-    optimizer steps the T/4 runs must make (0: no minimum, for `arp bench --quick`); `form` the
-    curve to fit (default: what normalize.METRIC needs; "power" runs one budget more and fits both
-    curves, so every candidate metric has what it needs)."""
+    optimizer steps the T/4 runs must make (0: no minimum, for `arp bench --quick`); `fractions` of
+    T the curve's runs train for (the benchmarks' bending curves ask for more)."""
     from autoresearch_portable import data
     from autoresearch_portable.harness.run.peak import device_key
 
@@ -309,8 +291,7 @@ def calibrate(
 
         log(f"sizing the baseline for {budget:g}s on this device (as `arp init` does) ...")
         sizes = template.size_for_device(probe, plan, dataset, budget, log=log)
-    form = form or normalize.fit_form()
-    runs = schedule(budget, repeats, form)
+    runs = schedule(budget, repeats, fractions)
     total = sum(r["budget_seconds"] for r in runs)
     log(f"calibrating {plan['backend']} on {key}: baseline depth {sizes.get('DEPTH')}, width {sizes.get('MODEL_DIM')}, "
         f"{len(runs)} runs, {total:g}s of training plus start-up and eval each")
@@ -354,7 +335,7 @@ def calibrate(
         peak_flops=first.get("peak_flops"),
         peak_flops_source=first.get("peak_flops_source"),
     )
-    profile = build_profile(points, budget=budget, base=base, min_steps=min_steps, form=form)
+    profile = build_profile(points, budget=budget, base=base, min_steps=min_steps)
     atomic_write_json(path, profile)
     profile["path"] = str(path)
     log(f"profile written: {path}")
@@ -362,15 +343,12 @@ def calibrate(
 
 
 def _band_in_gain(p: dict) -> str:
-    """The noise band in the unit of the gain the metric reports (the excess ratio or doublings)."""
+    """The noise band as a share of the baseline's excess over the floor (the excess ratio's unit)."""
     band = normalize.band_sigmas(p) * p["sigma"]
     excess = p["baseline_bpb_mean"] - (p.get("floor_bpb") or math.nan)
-    if normalize.METRIC == "excess_ratio" and excess > 0:
+    if excess > 0:
         return f", excess over the floor ±{100 * band / excess:.1f}% ({excess:.4f} bpb above {p['floor_bpb']:.4f})"
-    if normalize.METRIC in normalize.CURVE_FREE:
-        return ""
-    g = band / p["s"]
-    return f", doublings ±{g:.3f} (compute x{2 ** -g:.2f}..x{2 ** g:.2f})"
+    return ""
 
 
 def format_profile(p: dict) -> str:
@@ -387,14 +365,11 @@ def format_profile(p: dict) -> str:
         + (f", MFU {p['mfu_percent']:.2f}%" if p.get("mfu_percent") is not None else "")
         + (f" of {p['peak_flops']:.4g} ({p.get('peak_flops_source')})" if p.get("peak_flops") else ""),
     ]
-    pf = p.get("power_fit")
-    if pf:
-        lines.append(f"  free-asymptote curve: val_bpb = {pf['E']:.4f} + {pf['A']:.4f} * (C / {pf['c0']:.4g})^-{pf['alpha']:.3f}"
-                     + ("   (the profile's curve)" if p.get("fit_form") == "power" else ""))
     if p.get("floor_bpb"):
         lines.append(f"  dataset floor_bpb: {p['floor_bpb']:.4f}")
-    if normalization_refusal(p):
-        lines.append(f"  normalized results: n/a ({normalization_refusal(p)})")
+    if normalization_refusal(p):  # the curve places a run at another budget; its own budget needs none
+        lines.append(f"  normalized results: at T={p['budget_seconds']:g}s only; at other budgets n/a "
+                     f"({normalization_refusal(p)})")
     runs = (p.get("loss_trace") or {}).get("runs") or []
     lines.append(f"  training-loss trace: {len(runs)} runs at T (early abandonment of runs at {p['budget_seconds']:g}s)"
                  if runs else "  training-loss trace: none (early abandonment off; `arp calibrate --force` records one)")

@@ -1,65 +1,61 @@
-"""Normalized results (the README's "Comparable results"): pure arithmetic on a calibration
-profile, no device, no files.
+"""Normalized results (docs/normalization.md): pure arithmetic on a calibration profile, no
+device, no files.
 
-A profile holds the device's baseline curve `bpb = a - s*log2(C)` over training FLOPs C, fitted
-to the unmodified baseline trained at T/4, T/2 and T (plus repeats at T with other seeds), and
-sigma, the sample standard deviation of the baseline's val_bpb over the runs at T.
+A profile holds the device's baseline at its budget T (the mean val_bpb of its runs there, and
+sigma, their sample standard deviation) and its baseline curve `bpb = a - s*log2(C)` over training
+FLOPs C, fitted to the unmodified baseline trained at T/4, T/2 and T. For a run with val_bpb b:
 
-For a run with val_bpb b:
-
-* b_base = a - s*log2(C_base): the baseline's fitted value at the compute the baseline gets under
-  the run's budget. For a run under the calibration's own budget T that is C_T, the mean training
-  FLOPs of the calibration runs at T. For another budget T' it is C_T * T'/T in wall and work mode
-  (the baseline's calibrated FLOP/s times T'), and the FLOP budget itself in matched mode;
-* the gain, by METRIC. Today the excess ratio r = (b - floor) / (b_base - floor) over the dataset's
-  entropy floor (0.95: 5% less excess than the baseline), and normalized_bpb = floor_ref +
-  (b_ref - floor_ref) * r on a reference device's baseline (b_ref: its fitted value at its own
-  budget-T compute). On a dataset without a known floor, delta = b - b_base, normalized_bpb =
-  b_ref + delta (`metric` in the result says which);
-* noise band: +-k sigma on b (a run within it of b_base is "not significant"), carried through the
+* b_base, the baseline's val_bpb under the run's budget: at the profile's own budget the measured
+  mean (no curve needed); at another budget the curve at the compute the baseline gets there
+  (C_T * T'/T in wall and work mode, the FLOP budget in matched mode);
+* the gain: the excess ratio r = (b - floor) / (b_base - floor) over the dataset's entropy floor
+  (0.95: 5% less excess than the baseline), and normalized_bpb = floor_ref + (b_ref - floor_ref) * r
+  on a reference device's baseline (b_ref: its mean at its own budget). On a dataset without a
+  known floor, delta = b - b_base and normalized_bpb = b_ref + delta (`metric` says which);
+* the band: +-k sigma on b (a run within it of b_base is "not significant"), carried through the
   formula: +-k sigma/(b_base - floor) on r. k = band_sigmas(profile) = t * sqrt(1 + 1/n): the
   two-sided 95% band of one new run around a baseline measured by n runs at T, where sigma itself
   comes from those n runs (Student's t with n-1 degrees of freedom); 5.0 for n = 3, 3.0 for n = 5.
+  Carried to the reference, the ratio's band also holds the measured error of carrying a gain
+  across the compute gap between the devices (TRANSFER_PER_DOUBLING per doubling).
 
-The candidates measured for normalization v2 (issue 12), each computed by `candidates()` for the
-same run (benchmarks/check_normalization.py prints them side by side):
-
-* "delta": delta = b - b_base; normalized_bpb = b_ref + delta;
-* "loglinear": g = (b_base - b)/s doublings, compute_multiplier = 2**g, normalized_bpb =
-  b_ref - s_ref*g (the metric before v2; its "2x compute" measured 0.5-0.9 doublings);
-* "power": a compute multiplier on the free-asymptote curve bpb = E + A*(C/c0)^-alpha, E >= floor
-  (curvefit.py; the profile's `power_fit`, which needs >= 4 distinct calibration budgets):
-  g = log2(C_equiv / C_base), C_equiv = the compute at which that curve reaches b;
-  normalized_bpb = the reference's curve at C_ref * 2^g;
-* "excess_ratio": above.
-
-METRIC below is the one switch that says which candidate defines the gain, normalized_bpb and the
-band; `fit_form(METRIC)` is the curve `arp calibrate` must fit for it. A curve-free metric (delta,
-excess_ratio) reports its own gain (`excess_ratio`, `delta_bpb`), not the log-linear curve's
-doublings or compute_multiplier, which measure compute only where the curve is a line.
-"""
+Why the excess ratio and not the other candidates measured for it (the log-linear compute
+multiplier, a free-asymptote curve, delta): docs/history.md and benchmarks/metric_candidates.py."""
 
 from __future__ import annotations
 
 import math
 from typing import Any, Sequence
 
-from autoresearch_portable.harness.baseline import curvefit
-from autoresearch_portable.harness.run.summary import GAIN_KEY
-
-BAND_SIGMAS = 2.0  # for an error known from thousands of scored tokens (the evaluation's own)
 
 # Student's t, 97.5% quantile, for 1..30 degrees of freedom: a sigma measured from 3-5 runs is itself
 # uncertain, and +-2 of it would call noise "significant" far more often than 1 time in 20.
 _T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145,
          2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042)
-# THE switch (issue 12, item 3): which candidate defines the gain, normalized_bpb, the band and
-# significance. The excess ratio, by the measured table in benchmarks/README.md ("Normalization
-# v2"): it and delta transfer across devices alike, the log-linear g worst (its "2x compute" is
-# 0.5-0.9 doublings on corpus v2), the free-asymptote curve not at all (runs below its asymptote).
-METRIC = "excess_ratio"
-METRICS = ("delta", "loglinear", "power", "excess_ratio")
-CURVE_FREE = ("delta", "excess_ratio")  # need only the baseline's value, not the shape of its curve
+
+# How an excess ratio carries across a compute gap: the same edits on two devices ~12x apart, each
+# sized for itself (benchmarks/transfer.py, benchmarks/measured/transfer-10x.json; the table in
+# benchmarks/README.md). The spread of the ratio's difference between the devices beyond their runs'
+# own noise, per doubling of compute, and the gap it was measured over.
+TRANSFER_PER_DOUBLING = TRANSFER_TBD
+TRANSFER_MEASURED_DOUBLINGS = MEASURED_TBD
+
+
+def fit_line(x: Sequence[float], y: Sequence[float], what: str) -> dict:
+    """Ordinary least squares y = intercept + slope*x: slope, intercept, the residual sd (n-2
+    degrees of freedom; nan with two points), the mean of x and sxx. `what` completes the error
+    when all x are equal."""
+    n = len(x)
+    mx, my = sum(x) / n, sum(y) / n
+    sxx = sum((xi - mx) ** 2 for xi in x)
+    if sxx <= 1e-12:
+        raise ValueError(f"the points all have the same compute; {what}")
+    slope = sum((xi - mx) * (yi - my) for xi, yi in zip(x, y)) / sxx
+    intercept = my - slope * mx
+    resid = [yi - (intercept + slope * xi) for xi, yi in zip(x, y)]
+    resid_sd = math.sqrt(sum(r * r for r in resid) / (n - 2)) if n > 2 else float("nan")
+    return dict(slope=slope, intercept=intercept, resid_sd=resid_sd, mean_x=mx, sxx=sxx)
+
 
 
 def fit_curve(flops: Sequence[float], bpb: Sequence[float]) -> dict[str, float]:
@@ -69,7 +65,7 @@ def fit_curve(flops: Sequence[float], bpb: Sequence[float]) -> dict[str, float]:
         raise ValueError("need at least two (FLOPs, bpb) points to fit the baseline curve")
     if any(not (c > 0) for c in flops):
         raise ValueError("training FLOPs must be positive")
-    line = curvefit.fit_line([math.log2(c) for c in flops], bpb, "cannot fit a slope")
+    line = fit_line([math.log2(c) for c in flops], bpb, "cannot fit a slope")
     s = -line["slope"]           # d bpb / d log2 C is negative when more compute helps
     a = line["intercept"]
     resid_sd = line["resid_sd"]
@@ -121,29 +117,21 @@ def sample_std(values: Sequence[float]) -> float:
     return math.sqrt(sum((v - m) ** 2 for v in values) / (n - 1))
 
 
-def doublings(b: float, b_base: float, s: float) -> float:
-    """g = (b_base - b) / s."""
-    return (b_base - b) / s
+def at_own_budget(profile: dict, flops: float) -> bool:
+    """Whether `flops` is the baseline's compute at the profile's own budget T (C_T)."""
+    return math.isclose(float(flops), float(profile["flops_at_budget"]), rel_tol=1e-9)
 
 
-def normalized_bpb(g: float, b_ref: float, s_ref: float) -> float:
-    """b_ref - s_ref * g."""
-    return b_ref - s_ref * g
-
-
-def fit_form(metric: str | None = None) -> str:
-    """The baseline curve a calibration fits for a metric: "power" (free asymptote) for the power
-    metric, else the log-linear one (delta and excess_ratio only need b_base, which it gives)."""
-    metric = metric or METRIC
-    if metric not in METRICS:
-        raise ValueError(f"unknown normalization metric {metric!r} (one of {', '.join(METRICS)})")
-    return "power" if metric == "power" else "loglinear"
+def base_value(profile: dict, flops: float) -> float:
+    """The baseline's val_bpb at compute `flops`: at the profile's own budget the mean of its runs
+    there (measured, no curve needed), elsewhere its fitted curve."""
+    if at_own_budget(profile, flops) and isinstance(profile.get("baseline_bpb_mean"), (int, float)):
+        return float(profile["baseline_bpb_mean"])
+    return baseline_bpb(profile, flops)
 
 
 def baseline_bpb(profile: dict, flops: float) -> float:
-    """The profile's baseline curve (the form it was built with) at compute `flops`."""
-    if profile.get("fit_form") == "power":
-        return curvefit.asymptote_bpb(profile["power_fit"], flops)
+    """The profile's baseline curve at compute `flops`."""
     return curve_bpb(profile["a"], profile["s"], flops)
 
 
@@ -160,73 +148,63 @@ def ratio_normalized_bpb(ratio: float, b_ref: float, floor_ref: float) -> float:
     return floor_ref + (b_ref - floor_ref) * ratio
 
 
-def _power_doublings(fit: dict, b: float, c_base: float) -> float:
-    """log2(C_equiv / C_base) on the free-asymptote curve; +inf at or below its asymptote."""
-    if not b > fit["E"]:
-        return math.inf
-    return math.log2(curvefit.asymptote_compute(fit, b) / c_base)
+def compute_gap(c_device: float, c_ref: float) -> float:
+    """How far apart two devices are: log2 of the ratio of their baselines' training FLOPs."""
+    return math.log2(float(c_device) / float(c_ref))
 
 
-def candidates(b: float, profile: dict, *, budget_seconds: float | None = None, budget_mode: str = "wall",
-               flop_budget: float | None = None, reference: dict | None = None) -> dict[str, dict]:
-    """Every candidate metric of one run side by side: name -> dict(gain, band, significant,
-    baseline_bpb, normalized_bpb, normalized_bpb_band), or name -> dict(error=why) where the
-    profiles lack what that candidate needs. gain: delta in bpb, g in doublings, or the ratio."""
-    sigma = float(profile["sigma"])
-    band_b = band_sigmas(profile) * sigma
-    c_base = baseline_compute(profile, budget_seconds, budget_mode, flop_budget)
-    c_ref = float(reference["flops_at_budget"]) if reference else None
-    out: dict[str, dict] = {}
+def carried_band(ratio_band: float, gap: float) -> float:
+    """The band of an excess ratio carried across a compute gap (doublings): the run's own band
+    and the measured transfer error, TRANSFER_PER_DOUBLING per doubling, added in quadrature."""
+    return math.hypot(ratio_band, TRANSFER_PER_DOUBLING * abs(gap))
 
-    bb = baseline_bpb(profile, c_base)
-    d = dict(gain=b - bb, band=band_b, significant=abs(b - bb) > band_b, baseline_bpb=bb)
-    if reference:
-        d.update(normalized_bpb=baseline_bpb(reference, c_ref) + (b - bb), normalized_bpb_band=band_b)
-    out["delta"] = d
 
-    s = float(profile["s"])
-    bb = curve_bpb(profile["a"], s, c_base)
-    g = doublings(b, bb, s)
-    d = dict(gain=g, band=band_b / s, significant=abs(bb - b) > band_b, baseline_bpb=bb)
-    if reference:
-        b_ref, s_ref = reference_point(reference)
-        d.update(normalized_bpb=normalized_bpb(g, b_ref, s_ref), normalized_bpb_band=band_b * s_ref / s)
-    out["loglinear"] = d
+def gap_note(gap: float) -> str:
+    """The compute gap in words, and whether a comparison across it is inside the measured range."""
+    inside = abs(gap) <= TRANSFER_MEASURED_DOUBLINGS + 1e-9
+    return (f"compute gap {2 ** abs(gap):.3g}x ({abs(gap):.2f} doublings): "
+            + ("inside" if inside else "beyond") + f" the measured range (up to {TRANSFER_MEASURED_DOUBLINGS:.2f} "
+            f"doublings, benchmarks/measured/transfer-10x.json)")
 
-    pf = profile.get("power_fit")
-    if not pf:
-        out["power"] = dict(error=profile.get("power_fit_note") or "the profile has no free-asymptote fit")
-    elif reference is not None and not reference.get("power_fit"):
-        out["power"] = dict(error="the reference profile has no free-asymptote fit")
-    else:
-        bb = curvefit.asymptote_bpb(pf, c_base)
-        g = _power_doublings(pf, b, c_base)
-        g_hi, g_lo = _power_doublings(pf, bb - band_b, c_base), _power_doublings(pf, bb + band_b, c_base)
-        d = dict(gain=g, band=(g_hi - g_lo) / 2, significant=abs(bb - b) > band_b, baseline_bpb=bb)
-        if reference:
-            rf = reference["power_fit"]
-            at = lambda gg: curvefit.asymptote_bpb(rf, c_ref * 2.0 ** gg) if math.isfinite(gg) else rf["E"]  # noqa: E731
-            d.update(normalized_bpb=at(g), normalized_bpb_band=(at(g - d["band"]) - at(g + d["band"])) / 2
-                     if math.isfinite(d["band"]) else math.inf)
-        out["power"] = d
 
-    floor = profile.get("floor_bpb")
-    bb = baseline_bpb(profile, c_base)
+def ratio_refusal(bb: float, floor: float | None, reference: dict | None) -> str | None:
+    """Why an excess ratio cannot be computed against baseline value bb (and the reference), or None."""
     if not isinstance(floor, (int, float)):
-        out["excess_ratio"] = dict(error="the dataset has no known entropy floor")
-    elif not bb > floor:
-        out["excess_ratio"] = dict(error=f"the baseline ({bb:.4f}) is not above the floor ({floor:.4f})")
-    elif reference is not None and not isinstance(reference.get("floor_bpb"), (int, float)):
-        out["excess_ratio"] = dict(error="the reference profile has no entropy floor")
-    else:
-        r = excess_ratio(b, bb, floor)
-        band = band_b / (bb - floor)
-        d = dict(gain=r, band=band, significant=abs(r - 1) > band, baseline_bpb=bb)
+        return "the dataset has no known entropy floor"
+    if not bb > floor:
+        return f"the baseline ({bb:.4f}) is not above the floor ({floor:.4f})"
+    if reference is not None and not isinstance(reference.get("floor_bpb"), (int, float)):
+        return "the reference profile has no entropy floor"
+    return None
+
+
+def gain(b: float, profile: dict, *, budget_seconds: float | None = None, budget_mode: str = "wall",
+         flop_budget: float | None = None, reference: dict | None = None) -> dict[str, Any]:
+    """One run's gain against the baseline under its budget: the excess ratio where the dataset
+    has an entropy floor, else delta (with `metric_note` saying why), with its band, significance
+    and, given a reference profile, normalized_bpb and its band (the compute gap's transfer error
+    included)."""
+    band_b = band_sigmas(profile) * float(profile["sigma"])
+    c_base = baseline_compute(profile, budget_seconds, budget_mode, flop_budget)
+    bb = base_value(profile, c_base)
+    out: dict[str, Any] = dict(baseline_bpb=bb, significant=abs(b - bb) > band_b)
+    c_ref = float(reference["flops_at_budget"]) if reference else None
+    b_ref = base_value(reference, c_ref) if reference else None
+    floor, f_ref = profile.get("floor_bpb"), (reference or {}).get("floor_bpb")
+    why = ratio_refusal(bb, floor, reference)
+    if why:
+        out.update(metric="delta", metric_note=f"excess_ratio: {why}; scored by delta instead",
+                   delta_bpb=b - bb, delta_bpb_band=band_b)
         if reference:
-            f_ref = float(reference["floor_bpb"])
-            b_ref = baseline_bpb(reference, c_ref)
-            d.update(normalized_bpb=ratio_normalized_bpb(r, b_ref, f_ref), normalized_bpb_band=(b_ref - f_ref) * band)
-        out["excess_ratio"] = d
+            out.update(normalized_bpb=b_ref + (b - bb), normalized_bpb_band=band_b)
+        return out
+    r, band = excess_ratio(b, bb, floor), band_b / (bb - floor)
+    out.update(metric="excess_ratio", excess_ratio=r, excess_ratio_band=band)
+    if reference:
+        gap = compute_gap(c_base, c_ref)
+        out.update(normalized_bpb=ratio_normalized_bpb(r, b_ref, float(f_ref)),
+                   normalized_bpb_band=(b_ref - float(f_ref)) * carried_band(band, gap),
+                   compute_gap=gap, compute_gap_note=gap_note(gap))
     return out
 
 
@@ -241,12 +219,6 @@ def baseline_compute(profile: dict, budget_seconds: float | None = None, budget_
     return c_t * float(budget_seconds) / float(profile["budget_seconds"])
 
 
-def reference_point(ref: dict) -> tuple[float, float]:
-    """(b_ref, s_ref): a reference profile's fitted baseline value at its budget-T compute, and
-    its slope."""
-    return curve_bpb(ref["a"], ref["s"], ref["flops_at_budget"]), float(ref["s"])
-
-
 def normalize(
     b: float,
     profile: dict,
@@ -255,12 +227,8 @@ def normalize(
     budget_mode: str = "wall",
     flop_budget: float | None = None,
     reference: dict | None = None,
-    metric: str | None = None,
 ) -> dict[str, Any]:
-    """All normalized metrics of one run with val_bpb b, for the ledger and the summary, under
-    `metric` (default: the switch METRIC)."""
-    metric = metric or METRIC
-    fit_form(metric)  # an unknown metric is an error here, not a silent default
+    """All normalized metrics of one run with val_bpb b, for the ledger and the summary."""
     c_base = baseline_compute(profile, budget_seconds, budget_mode, flop_budget)
     sigma, k = float(profile["sigma"]), band_sigmas(profile)
     out: dict[str, Any] = dict(baseline_flops=c_base, calibrated_sigma=sigma, calibrated_sigma_dof=runs_at_budget(profile) - 1,
@@ -272,43 +240,10 @@ def normalize(
             f"the baseline's compute for this budget ({c_base:.3g} FLOPs, {ratio:.3g}x the calibration's) "
             f"is far outside the calibrated range {lo:.3g}..{hi:.3g}")
     if reference is not None:
-        b_ref, s_ref = reference_point(reference)
-        out.update(normalized_reference=profile_label(reference), reference_bpb=b_ref, reference_s=s_ref)
-    cands = candidates(b, profile, budget_seconds=budget_seconds, budget_mode=budget_mode, flop_budget=flop_budget,
-                       reference=reference)
-    out["metric"] = _apply_metric(out, metric, cands)
+        out.update(normalized_reference=profile_label(reference))
+    out.update(gain(b, profile, budget_seconds=budget_seconds, budget_mode=budget_mode, flop_budget=flop_budget,
+                    reference=reference))
     return out
-
-
-def _apply_metric(out: dict, metric: str, cands: dict) -> str:
-    """Let the chosen candidate define the gain, its band, significance and normalized_bpb (in
-    place). Returns the metric that did: the excess ratio falls back to delta on a dataset without
-    an entropy floor (a downloaded corpus), with a note saying so. A candidate that cannot be
-    computed (the power metric without its fit) leaves the log-linear gain and no normalized_bpb."""
-    c = cands[metric]
-    if "error" in c and metric == "excess_ratio" and "error" not in cands["delta"]:
-        out["metric_note"] = f"excess_ratio: {c['error']}; scored by delta instead"
-        metric, c = "delta", cands["delta"]
-    if "error" in c:
-        out["normalized_note"] = f"{metric}: {c['error']}"
-        _set_gain(out, "loglinear", dict(cands["loglinear"], normalized_bpb=None))
-    else:
-        _set_gain(out, metric, c)
-    return metric
-
-
-def _set_gain(out: dict, metric: str, c: dict) -> None:
-    """One candidate's numbers under the ledger's names: doublings and compute_multiplier for the
-    curve-based metrics, the curve-free gain under its own name (GAIN_KEY)."""
-    out.update(baseline_bpb=c["baseline_bpb"], significant=c["significant"])
-    if metric in CURVE_FREE:
-        out[GAIN_KEY[metric]] = c["gain"]
-        out[f"{GAIN_KEY[metric]}_band"] = c["band"]
-    else:
-        out.update(doublings=c["gain"], doublings_band=c["band"],
-                   compute_multiplier=2.0 ** c["gain"] if math.isfinite(c["gain"]) else math.inf)
-    if c.get("normalized_bpb") is not None:
-        out.update(normalized_bpb=c["normalized_bpb"], normalized_bpb_band=c["normalized_bpb_band"])
 
 
 def profile_label(profile: dict) -> str:

@@ -60,7 +60,9 @@ def annotate(result: dict, probe: dict, plan: dict, dataset_id: dict) -> dict:
     # its σ is the verdict's noise even where its curve is not trusted for normalized results
     result.update(calibrated_sigma=float(profile["sigma"]), calibrated_sigma_dof=normalize.runs_at_budget(profile) - 1)
     refused = cal.normalization_refusal(profile)
-    if refused:
+    c_base = normalize.baseline_compute(profile, result.get("budget_seconds"), result.get("budget_mode", "wall"),
+                                        result.get("flop_budget"))
+    if refused and not normalize.at_own_budget(profile, c_base):  # only the curve is refused: its own budget needs none
         result["normalization_note"] = refused
         return result
     from autoresearch_portable.harness.baseline.bench import reference_for
@@ -136,6 +138,7 @@ def row(rec: dict) -> dict[str, Any]:
         normalized_bpb=m.get("normalized_bpb"),
         normalized_bpb_band=m.get("normalized_bpb_band"),
         normalized_reference=m.get("normalized_reference"),
+        baseline_flops=m.get("baseline_flops"),
         num_steps=m.get("num_steps"),
         budget_seconds=m.get("budget_seconds"),
         budget_mode=m.get("budget_mode"),
@@ -244,11 +247,20 @@ def format_compare(ledgers: dict[str, list[dict]]) -> str:
         notes += ["best = lowest normalized_bpb where the device was calibrated, else lowest val_bpb; "
                   "raw val_bpb is comparable only between runs of the same device and budget "
                   "(or at the same FLOPs: run each device with --budget-mode matched)"]
+    notes += gap_notes({r["ledger"]: (r["best"] or {}).get("baseline_flops") for r in rows})
     if refs:
         notes.append("normalized_bpb on the scale of: " + "; ".join(refs))
         if len(refs) > 1:
             notes.append("warning: the ledgers used different reference profiles; their normalized_bpb are not on one scale")
     return _table(header, body, left={0, 1, 6}) + "\n\n" + "\n".join(notes)
+
+
+def gap_notes(baseline_flops: dict[str, float | None]) -> list[str]:
+    """For each pair of ledgers whose devices' baseline compute is known: the compute gap between
+    them and whether a comparison across it is inside the measured range. Pure."""
+    known = [(name, c) for name, c in baseline_flops.items() if _finite(c) and c > 0]
+    return [f"{a} vs {b}: {normalize.gap_note(normalize.compute_gap(ca, cb))}"
+            for i, (a, ca) in enumerate(known) for b, cb in known[i + 1:]]
 
 
 def plot_progress(ledgers: dict[str, list[dict]], out: str | Path) -> str:

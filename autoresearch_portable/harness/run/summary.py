@@ -7,7 +7,7 @@ import math
 from typing import Any
 
 GAIN_KEY = {"delta": "delta_bpb", "excess_ratio": "excess_ratio"}  # the ledger's name of a curve-free gain
-DEFAULT_GAIN = "excess_ratio"  # the gain line's name on a run not normalized (normalize.METRIC's)
+DEFAULT_GAIN = "excess_ratio"  # the gain line's name on a run not normalized (what normalize.py reports)
 
 
 def fmt(value: Any, spec: str, na: str = "n/a") -> str:

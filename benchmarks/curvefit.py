@@ -1,4 +1,5 @@
-"""Curves of val_bpb against training FLOPs C that bend (issue 12): pure fits, no device, no files.
+"""Curves of val_bpb against training FLOPs C that bend (issue 12), for the benchmarks (the
+scaling law, the normalization candidates): pure fits, no device, no files.
 
 * the power law over a known entropy floor: `bpb - floor = A * C^(-alpha)`, a line in log-log
   (the scaling benchmark's law; `fit_power_law`);
@@ -13,7 +14,12 @@ normalize.py, where it always was."""
 from __future__ import annotations
 
 import math
+import sys
+from pathlib import Path
 from typing import Sequence
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from autoresearch_portable.harness.baseline.normalize import fit_line  # noqa: E402
 
 MIN_ASYMPTOTE_BUDGETS = 4
 # the exponents searched: a fixed log-spaced grid, then golden-section refinement around the best
@@ -43,22 +49,6 @@ def fit_power_law(flops: Sequence[float], excess: Sequence[float]) -> dict:
     line = fit_line([math.log(c) for c in flops], [math.log(e) for e in excess], "cannot fit a power law")
     return dict(A=math.exp(line["intercept"]), log_A=line["intercept"], alpha=-line["slope"],
                 log_resid_sd=line["resid_sd"], n=len(flops), mean_log_c=line["mean_x"], sxx=line["sxx"])
-
-
-def fit_line(x: Sequence[float], y: Sequence[float], what: str) -> dict:
-    """Ordinary least squares y = intercept + slope*x: slope, intercept, the residual sd (n-2
-    degrees of freedom; nan with two points), the mean of x and sxx. `what` completes the error
-    when all x are equal."""
-    n = len(x)
-    mx, my = sum(x) / n, sum(y) / n
-    sxx = sum((xi - mx) ** 2 for xi in x)
-    if sxx <= 1e-12:
-        raise ValueError(f"the points all have the same compute; {what}")
-    slope = sum((xi - mx) * (yi - my) for xi, yi in zip(x, y)) / sxx
-    intercept = my - slope * mx
-    resid = [yi - (intercept + slope * xi) for xi, yi in zip(x, y)]
-    resid_sd = math.sqrt(sum(r * r for r in resid) / (n - 2)) if n > 2 else float("nan")
-    return dict(slope=slope, intercept=intercept, resid_sd=resid_sd, mean_x=mx, sxx=sxx)
 
 
 def power_law_excess(fit: dict, flops: float) -> float:
