@@ -235,7 +235,9 @@ def calibrate(
     verbose: bool = typer.Option(False, "--verbose", help="show the trainer's own output"),
     as_json: bool = typer.Option(False, "--json", help="print the profile as JSON"),
 ) -> None:
-    """Measure this device: its baseline's compute curve and noise (for work mode and normalized results)."""
+    """Measure this device: its baseline's compute curve and noise. Until then, runs are scored
+    provisionally against the workspace's runs of its unmodified baseline at its budget; this adds
+    runs at other budgets, work mode, early abandonment and a measured noise band."""
     from pathlib import Path
 
     from autoresearch_portable.harness.baseline import calibrate as cal

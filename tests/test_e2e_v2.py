@@ -50,3 +50,34 @@ def test_prepare_options_of_bundled_v2_are_checked_in_one_line():
     assert r.returncode == 2 and "bundled-v2 only" in r.stderr and "Traceback" not in r.stderr
     r = arp("prepare", "--dataset", "bundled-v2", "--budget", "nan")
     assert r.returncode == 2 and "Traceback" not in r.stderr
+
+
+def test_the_first_edit_after_the_baseline_prints_a_provisional_gain(small_bundled_v2, tmp_path):
+    """The README's first command trains the baseline; the first edited run after it is scored
+    against that run (issue 31): a numeric excess_ratio and normalized_bpb, marked provisional."""
+    ws = tmp_path / "research"
+    r = arp("init", str(ws), "--budget", "3", "--backend", "cpu", "--dataset", "bundled-v2", "--depth", "2", "--dim", "64",
+            "--device-batch", "2", "--total-batch", str(2 * small_bundled_v2.seq_len))
+    assert r.returncode == 0, r.stderr[-2000:]
+    config = json.loads((ws / ".arp.json").read_text())
+    (ws / ".arp.json").write_text(json.dumps(dict(config, overhead_seconds=30.0, eval_rows=8)))
+    r = arp("train", cwd=ws)
+    from autoresearch_portable.harness.records import ledger
+
+    first = ledger.read(ws / "results" / "ledger.jsonl")[-1]
+    if first["status"] == "noisy":
+        pytest.skip("the machine was busy during the baseline run: it cannot calibrate")
+    assert r.returncode == 0 and first["status"] == "ok", r.stderr[-2000:]
+    assert "the runs after it at 3s are scored against it (provisional)" in r.stdout
+    train = ws / "train.py"
+    train.write_text(train.read_text().replace("WARMDOWN_FRAC = 0.5", "WARMDOWN_FRAC = 0.0"))
+    subprocess.run(["git", "commit", "-qam", "no warmdown"], cwd=ws, check=True)
+    r = arp("train", cwd=ws)
+    rec = ledger.read(ws / "results" / "ledger.jsonl")[-1]
+    assert scored(r, rec["status"]), r.stderr[-2000:]
+    if rec["status"] == "ok":
+        ratio = re.search(r"^excess_ratio:\s+([0-9.]+) ± ([0-9.]+) .*\[provisional: against this device's baseline \(1 run at 3s\)",
+                          r.stdout, re.M)
+        assert ratio and float(ratio.group(2)) > 0, r.stdout
+        assert re.search(r"^normalized_bpb:\s+[0-9.]+ ± [0-9.]+ \(ref: .+\) \[provisional\]$", r.stdout, re.M), r.stdout
+        assert rec["metrics"]["provisional"] and "calibrated_sigma" not in rec["metrics"]

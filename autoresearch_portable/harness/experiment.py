@@ -150,8 +150,9 @@ def unused_seed(ledger_path: Path, code: bytes, settings: dict) -> int:
 
 
 def execute(spec: Spec, seed: int | None = None, quiet: bool = False) -> dict:
-    """Run it (harness/run/launch.py) and add the normalized metrics of this device's calibration."""
-    from autoresearch_portable.harness.records.results import annotate
+    """Run it (harness/run/launch.py) and add the normalized metrics: against this device's
+    calibration, else (provisional) against the workspace's runs of its unmodified baseline."""
+    from autoresearch_portable.harness.records.results import annotate, baseline_runs
     from autoresearch_portable.harness.run.launch import run_training
 
     ws = spec.workspace
@@ -159,7 +160,26 @@ def execute(spec: Spec, seed: int | None = None, quiet: bool = False) -> dict:
                           budget_seconds=spec.budget.seconds, budget_mode=spec.budget.mode, flop_budget=spec.budget.flops,
                           seed=spec.seed if seed is None else seed, timeout=spec.timeout, eval_rows=spec.eval_rows,
                           overhead_seconds=ws.overhead_seconds, phases=ws.phases, abandon=spec.abandon_trace, quiet=quiet)
-    return annotate(result, spec.probe, spec.plan, spec.dataset_id)
+    path, base = ledger_path(spec.train_py.parent), baseline_hash(ws)
+    runs = baseline_runs(ledger.read(path) if path.exists() else [], base, spec.probe, spec.plan, spec.dataset_id,
+                         spec.budget.seconds)
+    annotate(result, spec.probe, spec.plan, spec.dataset_id, baseline=runs)
+    if not runs and base and result.get("train_py_norm_sha256") == base and result.get("normalization_note"):
+        result["normalization_note"] = (f"this is the unmodified baseline: the runs after it at {spec.budget.seconds:g}s "
+                                        f"are scored against it (provisional), or run `arp calibrate`")
+    return result
+
+
+def baseline_hash(ws: Workspace) -> str | None:
+    """The normalized hash of the workspace's unmodified baseline: what `arp init` recorded, else
+    (a workspace made before it did) that of the train.py of the repository's first commit."""
+    if ws.baseline_sha256 or not ws.found:
+        return ws.baseline_sha256
+    from autoresearch_portable.harness.run.provenance import git_output, normalized_sha256
+
+    roots = (git_output(ws.folder, "rev-list", "--max-parents=0", "HEAD") or "").split()
+    text = git_output(ws.folder, "show", f"{roots[-1]}:train.py") if roots else None
+    return normalized_sha256(text) if text else None
 
 
 def ledger_path(folder: Path) -> Path:

@@ -13,6 +13,7 @@ from autoresearch_portable.fsutil import atomic_write_text
 from autoresearch_portable.harness.baseline import sizing
 from autoresearch_portable.harness.baseline import template
 from autoresearch_portable.harness.baseline.template import SIZE_KEYS, asset, baseline_text
+from autoresearch_portable.harness.run.provenance import normalized_sha256
 from autoresearch_portable.harness.run.settings import FILE as SETTINGS_FILE, Workspace
 
 GITIGNORE = """\
@@ -91,7 +92,7 @@ def init_workspace(target: Path, probe: dict, plan: dict, dataset: str, budget_s
     atomic_write_text(target / "program.md", asset("program.md").read_text())
     atomic_write_text(target / ".gitignore", GITIGNORE)
     Workspace(target, backend=plan["backend"], dataset=dataset, budget_seconds=budget_seconds, sizing=sizes,
-              **run_settings).save()
+              baseline_sha256=normalized_sha256(text), **run_settings).save()
     if not (target / ".git").exists():
         _git(target, "init", "-q")
     _git(target, "add", *WORKSPACE_FILES)

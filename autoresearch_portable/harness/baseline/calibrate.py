@@ -370,6 +370,9 @@ def format_profile(p: dict) -> str:
     if normalization_refusal(p):  # the curve places a run at another budget; its own budget needs none
         lines.append(f"  normalized results: at T={p['budget_seconds']:g}s only; at other budgets n/a "
                      f"({normalization_refusal(p)})")
+    lines.append("  adds to the provisional scoring against the workspace's baseline runs: runs at other budgets "
+                 "(the curve), work mode (the FLOP/s), early abandonment (the loss trace) and σ from "
+                 f"{p.get('repeats', 0) + 1} runs at T")
     runs = (p.get("loss_trace") or {}).get("runs") or []
     lines.append(f"  training-loss trace: {len(runs)} runs at T (early abandonment of runs at {p['budget_seconds']:g}s)"
                  if runs else "  training-loss trace: none (early abandonment off; `arp calibrate --force` records one)")

@@ -102,10 +102,11 @@ def runs_at_budget(profile: dict) -> int:
 
 
 def band_sigmas(profile: dict) -> float:
-    """The band of one new run around the profile's baseline, in its sigma: t(n-1) * sqrt(1 + 1/n)
-    for n runs at T. sqrt(1 + 1/n): the run's own noise plus that of the baseline's value."""
+    """The band of one new run around the profile's baseline, in its sigma: t(dof) * sqrt(1 + 1/n)
+    for n runs at T, dof = n - 1 when sigma comes from them (`sigma_dof` when it is a prior).
+    sqrt(1 + 1/n): the run's own noise plus that of the baseline's value."""
     n = runs_at_budget(profile)
-    return t975(n - 1) * math.sqrt(1 + 1 / n)
+    return t975(profile.get("sigma_dof", n - 1)) * math.sqrt(1 + 1 / n)
 
 
 def sample_std(values: Sequence[float]) -> float:

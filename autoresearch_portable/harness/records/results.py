@@ -4,6 +4,7 @@ the ledger views: `arp results` and `arp compare`. Whether a run beats the best 
 from __future__ import annotations
 
 import math
+import statistics
 import time
 from functools import partial
 from pathlib import Path
@@ -48,25 +49,33 @@ def flop_budget_for(mode: str, budget_seconds: float, probe: dict, plan: dict, d
 
 # --- normalization of a finished run -------------------------------------------------------------
 
-def annotate(result: dict, probe: dict, plan: dict, dataset_id: dict) -> dict:
+def annotate(result: dict, probe: dict, plan: dict, dataset_id: dict, baseline: list[dict] | None = None) -> dict:
     """Add the normalized metrics to a run's result (in place) when this device has a current
-    profile; otherwise a note saying why they are n/a. Returns the result."""
+    profile; else, against `baseline` (the ok runs of the workspace's unmodified baseline at this
+    budget: baseline_runs), provisional ones; otherwise a note saying why they are n/a. Returns the
+    result."""
     if result.get("status") != "ok" or result.get("val_bpb") is None:
         return result
+    from autoresearch_portable.harness.baseline.bench import reference_for
+
     profile, note = cal.find_profile(probe, plan, dataset_id)
     if profile is None:
-        result["normalization_note"] = note
-        return result
+        ref = reference_for(dataset_id)[0]
+        prov = provisional_profile(baseline or [], dataset_id, ref)
+        if prov is None or result.get("budget_mode", "wall") != "wall" or result.get("budget_seconds") != prov["budget_seconds"]:
+            result["normalization_note"] = note
+            return result
+        profile, note = prov, prov["provisional"]
     # its σ is the verdict's noise even where its curve is not trusted for normalized results
-    result.update(calibrated_sigma=float(profile["sigma"]), calibrated_sigma_dof=normalize.runs_at_budget(profile) - 1)
+    # (a provisional profile's is not: the verdict keeps its own, unchanged rule)
+    if "provisional" not in profile:
+        result.update(calibrated_sigma=float(profile["sigma"]), calibrated_sigma_dof=normalize.runs_at_budget(profile) - 1)
     refused = cal.normalization_refusal(profile)
     c_base = normalize.baseline_compute(profile, result.get("budget_seconds"), result.get("budget_mode", "wall"),
                                         result.get("flop_budget"))
     if refused and not normalize.at_own_budget(profile, c_base):  # only the curve is refused: its own budget needs none
         result["normalization_note"] = refused
         return result
-    from autoresearch_portable.harness.baseline.bench import reference_for
-
     ref, why = reference_for(dataset_id)
     n = normalize.normalize(
         float(result["val_bpb"]), profile,
@@ -75,8 +84,65 @@ def annotate(result: dict, probe: dict, plan: dict, dataset_id: dict) -> dict:
     )
     if ref is None:
         n["normalized_note"] = why
+    if "provisional" in profile:
+        n = {k: v for k, v in n.items() if k not in ("calibrated_sigma", "calibrated_sigma_dof")}
+        n["provisional"] = profile["provisional"]
     result.update(n)
     return result
+
+
+def baseline_runs(records: list[dict], baseline_sha256: str | None, probe: dict, plan: dict, dataset_id: dict,
+                  budget_seconds: float) -> list[dict]:
+    """The metrics of the ledger's ok, signed runs of the unmodified baseline (arp init's train.py,
+    by normalized hash) on this device, dataset and harness version, at this budget in wall mode.
+    Pure."""
+    from autoresearch_portable import HARNESS_VERSION
+    from autoresearch_portable.harness.run.peak import device_key
+
+    key, out = device_key(probe, plan), []
+    for rec in records if baseline_sha256 else []:
+        m = rec.get("metrics") or {}
+        if (rec.get("status") == "ok" and not rec.get(ledger.UNTRUSTED) and rec.get("train_py_norm_sha256") == baseline_sha256
+                and str(rec.get("harness_version")) == HARNESS_VERSION and m.get("dataset") == dataset_id["name"]
+                and m.get("budget_mode", "wall") == "wall" and m.get("budget_seconds") == budget_seconds
+                and _finite(m.get("val_bpb")) and _finite(m.get("train_flops"))
+                and device_key(rec.get("device") or {}, rec.get("plan") or {}) == key):
+            out.append(m)
+    return out
+
+
+def provisional_profile(runs: list[dict], dataset_id: dict, reference: dict | None = None) -> dict | None:
+    """A profile from the unmodified baseline's runs at one budget, before `arp calibrate`: their
+    mean val_bpb and FLOPs at that budget (no curve: it scores runs at that budget only). Sigma:
+    their sample deviation from two runs on; from one, a stated prior, the reference's sigma scaled
+    by the ratio of this run's evaluation error to the reference's (with the reference's degrees
+    of freedom), or without a reference the run's evaluation error itself (one degree of
+    freedom). Pure; None without runs."""
+    if not runs:
+        return None
+    vals = [float(r["val_bpb"]) for r in runs]
+    n, T = len(runs), float(runs[0]["budget_seconds"])
+    p = dict(budget_seconds=T, flops_at_budget=statistics.fmean(float(r["train_flops"]) for r in runs),
+             baseline_bpb_mean=statistics.fmean(vals), floor_bpb=dataset_id.get("floor_bpb"), repeats=n - 1,
+             name=f"this device's baseline ({n} run{'s' if n > 1 else ''} at {T:g}s)")
+    if n >= 2:
+        p["sigma"], how = normalize.sample_std(vals), f"σ from {n} runs"
+    else:
+        se = float(runs[0].get("val_bpb_stderr") or 0.0)
+        ref_se = [pt["val_bpb_stderr"] for pt in (reference or {}).get("points") or []
+                  if pt.get("fraction") == 1.0 and _finite(pt.get("val_bpb_stderr"))]
+        if reference and ref_se and se > 0:
+            p.update(sigma=float(reference["sigma"]) * se / statistics.fmean(ref_se),
+                     sigma_dof=normalize.runs_at_budget(reference) - 1)
+            how = "σ a prior: the reference's, scaled by this run's evaluation error"
+        else:
+            p.update(sigma=se, sigma_dof=1)
+            how = "σ a prior: the run's evaluation error"
+        if not p["sigma"] > 0:
+            return None
+    p["provisional"] = (f"provisional: against {p['name']}, {how}; `arp calibrate` measures the baseline's noise and "
+                        f"its curve (other budgets, work mode, early abandonment)")
+    return p
 
 
 # --- arp results -------------------------------------------------------------------------------

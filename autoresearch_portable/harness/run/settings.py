@@ -29,6 +29,7 @@ class Workspace:
     overhead_seconds: float | None = None  # start-up + warm-up + export of the baseline (older workspaces' allowance)
     phases: dict | None = None             # each phase of the baseline as the parent saw it (harness/run/phases.py)
     sizing: dict | None = None             # the baseline's sizes and how they were chosen
+    baseline_sha256: str | None = None     # arp init's train.py, normalized hash: its runs calibrate provisionally
     other: dict = field(default_factory=dict)  # keys this version does not know, kept as they were
 
     @classmethod

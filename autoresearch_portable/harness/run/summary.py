@@ -141,6 +141,8 @@ def format_gain(r: dict) -> str:
         text += f" [{r['metric_note']}]"
     if r.get("extrapolated"):
         text += " [extrapolated: this budget is far from the calibration's]"
+    if r.get("provisional"):  # against the workspace's baseline runs, before `arp calibrate`
+        text += f" [{r['provisional']}]"
     return text
 
 
@@ -157,4 +159,4 @@ def format_normalized(r: dict) -> str:
     text = f"{nb:.6f}"
     if band is not None:
         text += f" ± {band:.6f}"
-    return text + f" (ref: {r.get('normalized_reference', '?')})"
+    return text + f" (ref: {r.get('normalized_reference', '?')})" + (" [provisional]" if r.get("provisional") else "")
