@@ -294,7 +294,7 @@ def results(
     as_json: bool = typer.Option(False, "--json", help="machine-readable output (stable keys, see README)"),
     last: Optional[int] = typer.Option(None, "--last", help="only the last N runs"),
     near: bool = typer.Option(False, "--near", help="near-misses: results within the noise band of the best"),
-    plot: Optional[str] = typer.Option(None, "--plot", help="write the progress plot to FILE.png (needs matplotlib)"),
+    plot: Optional[str] = typer.Option(None, "--plot", help="write the progress plot to FILE.png"),
 ) -> None:
     """The run ledger: every run with its hypothesis, status and score (run numbers for `arp show`)."""
     from autoresearch_portable.harness.records import history
@@ -345,7 +345,7 @@ def show(
 @app.command()
 def compare(
     ledgers: list[str] = typer.Argument(..., help="ledger files or workspace folders (one per device)"),
-    plot: Optional[str] = typer.Option(None, "--plot", help="write a progress plot PNG (needs matplotlib)"),
+    plot: Optional[str] = typer.Option(None, "--plot", help="write a progress plot PNG"),
 ) -> None:
     """Several ledgers (devices) in one table with the normalized columns."""
     from autoresearch_portable.harness.records import results as res

@@ -195,7 +195,7 @@ def test_results_and_compare_survive_a_hostile_ledger(monkeypatch, capsys, tmp_p
     code, out, err = run_cli(monkeypatch, capsys, "results", str(ws))
     assert code == 0 and "Traceback" not in err, err
     assert "aaa1111" in out and "bbb2222" in out and "x1" not in out
-    assert "2 runs, 2 ok; best val_bpb 1.125000 (run 2, bbb2222)" in out
+    assert "2 runs, 2 ok;" in out and "best val_bpb at 60s: 1.125000 (run 2, bbb2222)" in out
     skipped = [line for line in out.splitlines() if "unreadable" in line]
     # 5 + 6 bad lines, the random bytes (3 newlines in them: 4 lines), the garbage and the torn tail
     assert skipped == ["the ledger: 17 unreadable lines skipped (not a run record: damaged or edited by hand)"]
@@ -217,4 +217,4 @@ def test_a_nan_score_in_an_old_ledger_is_never_the_best(tmp_path):
     records = res.load_ledger(path)
     assert records.skipped == 0
     rows = [history.run_row(n, r) for n, r in history.numbered(records)]
-    assert "best val_bpb 1.500000 (run 1, good)" in history.format_runs(records, rows)
+    assert "best val_bpb at 60s: 1.500000 (run 1, good)" in history.format_runs(records, rows)

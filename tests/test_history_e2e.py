@@ -150,7 +150,6 @@ def _png_chunks(data: bytes):
 
 
 def test_plot_is_a_png_with_one_point_per_scored_run(ws, history, tmp_path):
-    pytest.importorskip("matplotlib")
     out = tmp_path / "progress.png"
     r = arp("results", "--plot", str(out), cwd=ws)
     assert r.returncode == 0 and f"plot written: {out}" in r.stdout

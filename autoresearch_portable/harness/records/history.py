@@ -183,8 +183,8 @@ def show_json(s: dict) -> str:
 
 # --- the table ------------------------------------------------------------------------------------
 
-COLUMNS = ("run", "time", "commit", "status", "val_bpb", "±stderr", "gain", "normalized_bpb", "steps", "kept",
-           "hypothesis")
+COLUMNS = ("run", "time", "commit", "status", "val_bpb", "±stderr", "gain", "normalized_bpb", "steps", "budget",
+           "kept", "hypothesis")
 
 
 def table_cells(r: dict) -> list[str]:
@@ -196,17 +196,29 @@ def table_cells(r: dict) -> list[str]:
         status += f" on {r['node']}"
     return [str(r["run"]), _short_time(r["time"]), r["commit"] or "-", status, _f(r["val_bpb"], ".6f"),
             _f(r["val_bpb_stderr"], ".6f"), summary.short_gain(r), _normalized(r), _f(r["num_steps"], "d"),
-            {True: "keep", False: "", None: "?"}[r.get("kept")], (r.get("message") or "-")[:60]]
+            _budget(r), {True: "keep", False: "", None: "?"}[r.get("kept")], (r.get("message") or "-")[:60]]
+
+
+def _budget(r: dict) -> str:
+    """120s, or 120s work / matched: runs compare only at the same budget and mode."""
+    if not isinstance(r.get("budget_seconds"), (int, float)):
+        return "?"
+    mode = r.get("budget_mode") or "wall"
+    return f"{r['budget_seconds']:g}s" + ("" if mode == "wall" else f" {mode}")
 
 
 def notes(records: list[dict], rows: list[dict]) -> list[str]:
     ok = [r for r in rows if r["status"] == "ok" and isinstance(r["val_bpb"], (int, float)) and math.isfinite(r["val_bpb"])]
     out = []
-    allok = [rec for rec in records if memory._ok(rec)]
+    allok = [(i, rec) for i, rec in enumerate(records, 1) if memory._ok(rec)]
     if allok:
-        i, best = min(((i, rec) for i, rec in enumerate(records, 1) if memory._ok(rec)), key=lambda t: t[1]["metrics"]["val_bpb"])
-        out.append(f"{len(records)} runs, {len(allok)} ok; best val_bpb {best['metrics']['val_bpb']:.6f} "
-                   f"(run {i}, {best.get('git_commit') or '?'}); abandoned runs are never a best")
+        out.append(f"{len(records)} runs, {len(allok)} ok; abandoned runs are never a best")
+        budgets = {}  # the best of each budget and mode: val_bpb compares only within one
+        for i, rec in allok:
+            budgets.setdefault(_budget(rec["metrics"]), []).append((i, rec))
+        for b, runs in budgets.items():
+            i, best = min(runs, key=lambda t: t[1]["metrics"]["val_bpb"])
+            out.append(f"best val_bpb at {b}: {best['metrics']['val_bpb']:.6f} (run {i}, {best.get('git_commit') or '?'})")
     if len(rows) < len(records):
         out.append(f"showing the last {len(rows)} ({len(ok)} ok among them)")
     out += gain_notes(rows)
@@ -225,7 +237,7 @@ def format_runs(records: list[dict], rows: list[dict]) -> str:
     if not records:
         return "the ledger is empty"
     body = [table_cells(r) for r in rows]
-    return _table(list(COLUMNS), body, left={1, 2, 3, 9, 10}) + "\n\n" + "\n".join(notes(records, rows))
+    return _table(list(COLUMNS), body, left={1, 2, 3, 10, 11}) + "\n\n" + "\n".join(notes(records, rows))
 
 
 def rich_table(rows: list[dict]):
@@ -235,7 +247,7 @@ def rich_table(rows: list[dict]):
 
     t = Table(show_edge=False, header_style="bold")
     for i, c in enumerate(COLUMNS):
-        t.add_column(c, justify="left" if i in (1, 2, 3, 9, 10) else "right", no_wrap=c != "hypothesis")
+        t.add_column(c, justify="left" if i in (1, 2, 3, 10, 11) else "right", no_wrap=c != "hypothesis")
     for r in rows:
         style = "green" if r.get("kept") else ("" if r["status"] == "ok" else "dim")
         t.add_row(*table_cells(r), style=style)

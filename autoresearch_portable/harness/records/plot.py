@@ -30,13 +30,11 @@ def plot_data(records: list[dict], kept: set[int], sigma: float | None) -> dict:
 
 def write_plot(data: dict, out: str | Path) -> str:
     """Draw `plot_data`'s numbers into a PNG. Returns a one-line message."""
-    try:
-        import matplotlib
+    import matplotlib
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        return "no plot: matplotlib is not installed (pip install 'autoresearch-portable[plot]')"
+    matplotlib.use("Agg")  # no display needed
+    import matplotlib.pyplot as plt
+
     out = Path(out)
     if out.suffix.lower() != ".png":
         raise UserError(f"--plot writes a PNG: give a file name ending in .png (got {out.name})")

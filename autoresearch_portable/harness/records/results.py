@@ -332,14 +332,12 @@ def gap_notes(baseline_flops: dict[str, float | None]) -> list[str]:
 def plot_progress(ledgers: dict[str, list[dict]], out: str | Path) -> str:
     """A progress plot (PNG): per ledger, every ok run's normalized_bpb (val_bpb where the device
     was not calibrated) by experiment number, with the running best as a step line. Returns a
-    one-line message; never raises for a missing matplotlib."""
-    try:
-        import matplotlib
+    one-line message."""
+    import matplotlib
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        return "no plot: matplotlib is not installed (pip install 'autoresearch-portable[plot]')"
+    matplotlib.use("Agg")  # no display needed
+    import matplotlib.pyplot as plt
+
     fig, ax = plt.subplots(figsize=(9, 5))
     normalized_everywhere = all(
         row(r)["normalized_bpb"] is not None for recs in ledgers.values() for r in recs if r.get("status") == "ok")
