@@ -190,6 +190,7 @@ def test_too_few_steps_refuse_normalization_but_keep_the_profile(fake_data):
     assert p["flops_per_second"] > 0 and p["sigma"] >= 0
     assert cal.stale_reason(p, p["dataset"]) is None  # current: work mode finds it
     assert "normalized results: at T=100s only; at other budgets n/a (the baseline made only 75" in cal.format_profile(p)
+    from autoresearch_portable.harness.baseline import matched
     from autoresearch_portable.harness.records import results
 
     # at another budget the curve would place the run: refused
@@ -199,7 +200,7 @@ def test_too_few_steps_refuse_normalization_but_keep_the_profile(fake_data):
     r = results.annotate(dict(status="ok", val_bpb=1.0, budget_seconds=100), PROBE, PLAN, p["dataset"])
     assert r["metric"] == "excess_ratio" and r["baseline_bpb"] == pytest.approx(p["baseline_bpb_mean"])
     assert "normalization_note" not in r
-    assert results.flop_budget_for("work", 100, PROBE, PLAN, p["dataset"])[0] == pytest.approx(100 * p["flops_per_second"])
+    assert matched.flop_budget_for("work", 100, PROBE, PLAN, p["dataset"])[0] == pytest.approx(100 * p["flops_per_second"])
 
 
 def test_profile_records_its_fit_form(fake_data):

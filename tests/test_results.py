@@ -10,6 +10,7 @@ import pytest
 
 from autoresearch_portable.errors import UserError
 from autoresearch_portable.harness.baseline import calibrate as cal
+from autoresearch_portable.harness.baseline import matched
 from autoresearch_portable.harness.records import history, ledger
 from autoresearch_portable.harness.records import results as res
 
@@ -40,19 +41,19 @@ def calibrated(fake_data, bundle):
 def test_budget_modes_need_profiles(fake_data, monkeypatch, tmp_path):
     monkeypatch.setenv("ARP_BENCHMARKS_DIR", str(tmp_path / "nothing"))
     ds_id = cal.dataset_identity(fake_data)
-    assert res.flop_budget_for("wall", 60, PROBE, PLAN, ds_id) == (None, "")
+    assert matched.flop_budget_for("wall", 60, PROBE, PLAN, ds_id) == (None, "")
     with pytest.raises(UserError, match="work needs a calibration"):
-        res.flop_budget_for("work", 60, PROBE, PLAN, ds_id)
+        matched.flop_budget_for("work", 60, PROBE, PLAN, ds_id)
     with pytest.raises(UserError, match="matched needs a bundled reference"):
-        res.flop_budget_for("matched", 60, PROBE, PLAN, ds_id)
+        matched.flop_budget_for("matched", 60, PROBE, PLAN, ds_id)
 
 
 def test_budget_modes_flop_budgets(calibrated, bundle):
     ds_id = cal.dataset_identity(FakeDataset())
-    work, how = res.flop_budget_for("work", 60, PROBE, PLAN, ds_id)
+    work, how = matched.flop_budget_for("work", 60, PROBE, PLAN, ds_id)
     assert work == pytest.approx(calibrated["flops_per_second"] * 60) and "60s" in how
-    matched, how = res.flop_budget_for("matched", 60, PROBE, PLAN, ds_id)
-    assert matched == pytest.approx(2.0**32 / 300 * 60) and "Ref CPU" in how
+    flops, how = matched.flop_budget_for("matched", 60, PROBE, PLAN, ds_id)
+    assert flops == pytest.approx(2.0**32 / 300 * 60) and "Ref CPU" in how
 
 
 def test_annotate_adds_normalized_metrics(calibrated, bundle):

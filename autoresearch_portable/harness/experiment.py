@@ -90,7 +90,7 @@ def plan(train_py: Path, options: Options, log: Log, on_device: Callable[[dict, 
     from autoresearch_portable.harness.run import abandon
     from autoresearch_portable.harness.baseline.calibrate import dataset_identity, find_profile
     from autoresearch_portable.harness.baseline.datasize import ensure_prepared
-    from autoresearch_portable.harness.records.results import flop_budget_for
+    from autoresearch_portable.harness.baseline.matched import flop_budget_for
     from autoresearch_portable.harness.workspace import check_backend
 
     train_py = Path(train_py)

@@ -16,6 +16,7 @@ from typing import Callable
 from autoresearch_portable.errors import UserError
 from autoresearch_portable.harness.baseline import calibrate as cal
 from autoresearch_portable.harness.baseline import normalize
+from autoresearch_portable.harness.baseline.bench import reference_for
 
 
 def reference_runs(ref: dict) -> list[float]:
@@ -82,7 +83,6 @@ def matched_bench(probe: dict, plan: dict, dataset: str, *, runs: int, runner: C
                   log: Callable[[str], None] = print, quiet: bool = True) -> dict:
     """`arp bench --matched`: against the bundled reference for the dataset; UserError without one."""
     from autoresearch_portable import data
-    from autoresearch_portable.harness.baseline.bench import reference_for
 
     if runs < 1:
         raise UserError("--runs must be at least 1")
@@ -114,3 +114,27 @@ def format_matched(m: dict) -> str:
         lines.append(f"  entropy floor {m['floor_bpb']:.4f}: excess {m['mean'] - m['floor_bpb']:.4f} here, "
                      f"{m['reference_mean'] - m['floor_bpb']:.4f} on the reference")
     return "\n".join(lines)
+
+
+# --- the FLOP budget of work and matched mode ------------------------------------------------------------------------------
+
+def flop_budget_for(mode: str, budget_seconds: float, probe: dict, plan: dict, dataset_id: dict) -> tuple[float | None, str]:
+    """(FLOP budget, explanation) for --budget-mode. wall: None. work: this device's calibrated
+    baseline FLOP/s (C_T / T of its profile) x seconds. matched: the reference device's baseline
+    FLOP/s x seconds. Raises UserError (one line) when the profile needed is missing or stale."""
+    if mode == "wall":
+        return None, ""
+    if mode == "work":
+        profile, note = cal.find_profile(probe, plan, dataset_id)
+        if profile is None:
+            raise UserError(f"--budget-mode work needs a calibration of this device: {note}")
+        rate = float(profile["flops_per_second"])
+        return rate * budget_seconds, f"work: {budget_seconds:g}s x {rate:.4g} FLOP/s (this device's calibrated baseline)"
+    if mode == "matched":
+        ref, why = reference_for(dataset_id)
+        if ref is None:
+            raise UserError(f"--budget-mode matched needs a bundled reference profile: {why}")
+        rate = float(ref["flops_per_second"])
+        return rate * budget_seconds, (f"matched: {budget_seconds:g}s x {rate:.4g} FLOP/s "
+                                       f"(the baseline of {normalize.profile_label(ref)})")
+    raise UserError(f"unknown --budget-mode {mode!r}")

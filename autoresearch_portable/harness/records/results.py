@@ -21,32 +21,6 @@ from autoresearch_portable.harness.run import summary
 CALIBRATE_HINT = "run `arp calibrate`"
 
 
-# --- budget modes ------------------------------------------------------------------------------
-
-def flop_budget_for(mode: str, budget_seconds: float, probe: dict, plan: dict, dataset_id: dict) -> tuple[float | None, str]:
-    """(FLOP budget, explanation) for --budget-mode. wall: None. work: this device's calibrated
-    baseline FLOP/s (C_T / T of its profile) x seconds. matched: the reference device's baseline
-    FLOP/s x seconds. Raises UserError (one line) when the profile needed is missing or stale."""
-    if mode == "wall":
-        return None, ""
-    if mode == "work":
-        profile, note = cal.find_profile(probe, plan, dataset_id)
-        if profile is None:
-            raise UserError(f"--budget-mode work needs a calibration of this device: {note}")
-        rate = float(profile["flops_per_second"])
-        return rate * budget_seconds, f"work: {budget_seconds:g}s x {rate:.4g} FLOP/s (this device's calibrated baseline)"
-    if mode == "matched":
-        from autoresearch_portable.harness.baseline.bench import reference_for
-
-        ref, why = reference_for(dataset_id)
-        if ref is None:
-            raise UserError(f"--budget-mode matched needs a bundled reference profile: {why}")
-        rate = float(ref["flops_per_second"])
-        return rate * budget_seconds, (f"matched: {budget_seconds:g}s x {rate:.4g} FLOP/s "
-                                       f"(the baseline of {normalize.profile_label(ref)})")
-    raise UserError(f"unknown --budget-mode {mode!r}")
-
-
 # --- normalization of a finished run -------------------------------------------------------------
 
 def annotate(result: dict, probe: dict, plan: dict, dataset_id: dict, baseline: list[dict] | None = None) -> dict:

@@ -11,6 +11,10 @@ train.py's process is the thing being measured, so nothing it says decides the s
   own files did not change during the run;
 * ends the child's whole process group when the child ends, and the child dies with the parent.
 
+What train.py reports is read as a ChildReport and what the evaluator scored as a Score
+(harness/run/outcome.py): each type has exactly the fields its side may set. The Status is the
+parent's.
+
 Statuses: ok, noisy (wall mode, other work on the machine disturbed the run: not comparable),
 unverified (scored inside train.py's process: the model could not be exported), invalid (peeks at
 later tokens, below the entropy floor, tampering), over_budget, diverged (NaN or exploding loss or
