@@ -35,7 +35,7 @@ excess_at_1e17 >= 0.05 by both laws. The noise scale is each point's eval standa
 both ways (every point scores the same rows, which makes differences between points more precise
 than that, and each point trains one seed, whose noise is not measured).
 
-On bundled-v2 the JSON also holds `knowledge_bound` (data/capacity.py: the excess the knowledge
+On bundled-v2 the JSON also holds `knowledge_bound` (benchmarks/capacity.py: the excess the knowledge
 base leaves for any model trained with C FLOPs) and `two_part`: the same checks for
 excess = bound(C) + A*C^-alpha, the law that separates the part no CPU budget learns (rare facts,
 known from the generator) from the part it does (fitted). `--reanalyse JSON` recomputes both.

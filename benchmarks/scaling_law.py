@@ -114,7 +114,7 @@ def analyse(points: list[dict], floor: float, target: float = TARGET_FLOPS,
             min_excess: float = MIN_EXCESS_AT_TARGET, known: Callable[[float], float] | None = None) -> dict:
     """Fit, extrapolation and checks over the frontier of the scored points (law_checks); the
     excess at `target` must be >= min_excess by both the tail's law and the whole sweep's. With
-    `known` (the knowledge-base bound at a compute, data/capacity.py) also the two-part law
+    `known` (the knowledge-base bound at a compute, benchmarks/capacity.py) also the two-part law
     excess = known(C) + A*C^-alpha: the power law fitted to what the bound does not explain."""
     front = frontier(points)
     out: dict = dict(frontier=[dict(level=p["level"], size=p["size"], flops=p["flops"], excess=p["excess"]) for p in front])
@@ -137,7 +137,7 @@ def analyse(points: list[dict], floor: float, target: float = TARGET_FLOPS,
             out["two_part"] = dict(below_bound=below, checks=dict(passed=False, bound_holds=False))
         else:
             two = law_checks(front, lambda p: rest[id(p)], target)
-            out["two_part"] = dict(law="excess = bound(C) + A * C^-alpha, bound from data/capacity.py",
+            out["two_part"] = dict(law="excess = bound(C) + A * C^-alpha, bound from benchmarks/capacity.py",
                                    fit=two["fit"], bound_at_1e17=known(target), excess_at_1e17=known(target) + two["at"],
                                    whole_sweep_excess_at_1e17=known(target) + two["whole"]["at"],
                                    checks=dict(verdict(two, known(target)), bound_holds=True))
@@ -176,9 +176,9 @@ def held_out(sweep: dict, later: dict) -> dict:
 
 def knowledge_bound(bytes_per_token: float, levels: list[float], target: float = TARGET_FLOPS):
     """The excess that corpus v2's knowledge base alone leaves at each compute level and at the
-    target, for any model (data/capacity.py: <= 2 bits per parameter, best split of C into N and D):
+    target, for any model (benchmarks/capacity.py: <= 2 bits per parameter, best split of C into N and D):
     (the record for the JSON, the bound as a function of C)."""
-    from autoresearch_portable.data import capacity
+    import capacity  # benchmarks/capacity.py, beside this file
 
     shares = capacity.shares()
 
@@ -188,7 +188,7 @@ def knowledge_bound(bytes_per_token: float, levels: list[float], target: float =
     at = {f"{c:.4g}": dict(zip(("excess", "params"), capacity.excess_bound(c, shares, bytes_per_token)))
           for c in sorted(set(levels) | {target})}
     return dict(law="no model trained with C FLOPs stores more than 2 bits/param of the knowledge base "
-                    "(data/capacity.py); excess >= the popularity mass of what it cannot store",
+                    "(benchmarks/capacity.py); excess >= the popularity mass of what it cannot store",
                 bytes_per_token=bytes_per_token, bits_per_param=capacity.BITS_PER_PARAM,
                 shares=[vars(s) for s in shares], at=at, at_1e17=at[f"{target:.4g}"]["excess"]), known
 

@@ -1,10 +1,17 @@
-"""data/capacity.py: the knowledge-base excess that no model of a given compute can remove."""
+"""benchmarks/capacity.py: the knowledge-base excess that no model of a given compute can remove."""
 
 from __future__ import annotations
 
+import importlib.util
+from pathlib import Path
+
 import pytest
 
-from autoresearch_portable.data import capacity, corpus2, kb
+from autoresearch_portable.data import corpus2, kb
+
+_spec = importlib.util.spec_from_file_location("capacity", Path(__file__).resolve().parent.parent / "benchmarks" / "capacity.py")
+capacity = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(capacity)
 
 
 @pytest.fixture(scope="module")

@@ -42,7 +42,7 @@ class Writer2(Writer):
     `kb_bits` counts, for each fact the document states for the first time, log2 of the number of
     values its attribute has: what a model that knows nothing of the knowledge base pays at least
     on top of `bits` (statistics only; not part of the floor). `by_kind` splits it per entity kind
-    (tag -> [bits, facts]), for data/capacity.py."""
+    (tag -> [bits, facts]), for benchmarks/capacity.py."""
 
     __slots__ = ("kb_bits", "by_kind", "_facts")
 

@@ -106,7 +106,7 @@ def _recap(doc, cast: _Cast) -> None:
 
 
 # (section, weight); "beast ask" and "beast recap" only when the chronicle has creatures
-# Facts weigh most (news, register): the knowledge base is the part that keeps scaling (data/capacity.py)
+# Facts weigh most (news, register): the knowledge base is the part that keeps scaling (benchmarks/capacity.py)
 SECTIONS = (
     ("short", 1), ("ask", 3), ("news", 6), ("register", 8), ("beast", 2), ("meet", 1), ("motto", 1), ("recap", 1),
     ("beast ask", 2), ("beast recap", 1),

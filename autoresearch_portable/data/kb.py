@@ -25,7 +25,7 @@ frequency is 1/rank^s up to the bin's width (exact for ranks 1..4; within 19% fu
 is one integer below the total weight: exact probabilities, no floats, no tables per rank.
 
 Why s = 4/5, 2^24 people and the code. The excess a model cannot remove at a compute C is the
-popularity mass of the entities it cannot store (data/capacity.py). With 1/rank over 2^22 people and
+popularity mass of the entities it cannot store (benchmarks/capacity.py). With 1/rank over 2^22 people and
 7 attributes, a model at 1e17 FLOPs holding 2 bits per parameter knew the people that carry ~90% of
 the mentions, leaving < 0.01 bpb: every big device would score at the floor. The heavier tail, the
 larger population and a dense six-digit fact (~20 bits in 6 bytes) leave ~0.07 bpb at 1e17.

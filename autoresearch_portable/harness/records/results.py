@@ -18,7 +18,6 @@ from autoresearch_portable.harness.records.ledger import LedgerRecords, parse_le
 from autoresearch_portable.harness.run.summary import fmt
 from autoresearch_portable.harness.run import summary
 
-CALIBRATE_HINT = "run `arp calibrate`"
 
 
 # --- normalization of a finished run -------------------------------------------------------------
