@@ -93,17 +93,30 @@ def test_the_evaluator_process_keeps_its_large_buffers_on_the_heap(monkeypatch, 
 
     seen = {}
 
-    def fake_run(cmd, **kw):
-        seen.update(cmd=cmd, env=kw.get("env"))
-        raise runner.subprocess.TimeoutExpired(cmd, 1)
+    class FakeEvaluator:  # started like the real one; never answers
+        pid = 2**22 + 12345  # no such process: stopping it finds nothing
 
-    monkeypatch.setattr(runner.subprocess, "run", fake_run)
+        def __init__(self, cmd, **kw):
+            seen.update(cmd=cmd, env=kw.get("env"), cwd=kw.get("cwd"))
+
+        def communicate(self, text=None, timeout=None):
+            if text is not None:
+                seen["job"] = text
+                raise runner.subprocess.TimeoutExpired(seen["cmd"], 1)
+            return "", ""
+
+        def poll(self):
+            return 0
+
+    monkeypatch.setattr(runner.subprocess, "Popen", FakeEvaluator)
     monkeypatch.setenv("ARP_SOMETHING", "kept")
-    res = runner._evaluate(dict(backend="cpu"), "bundled", tmp_path, 8, 4, quiet=True)
-    assert res["status"] == "crash" and "did not finish" in res["reason"]
-    assert "autoresearch_portable.harness.score.evaluator" in seen["cmd"]
+    monkeypatch.setenv("PYTHONPATH", "/somewhere/else")
+    res = runner._evaluate(None, dict(backend="cpu"), "bundled", tmp_path, 8, 4, quiet=True)
+    assert res.status == "crash" and "did not finish" in res.reason
+    assert seen["cmd"][1:5] == ["-I", "-m", "autoresearch_portable.harness.score.evaluator", "--wait"]
+    assert seen["cwd"] == "/" and seen["job"].strip().endswith("job.json")  # the job's path on its stdin
     env = seen["env"]
-    assert env["ARP_SOMETHING"] == "kept"  # the rest of the environment is passed on
+    assert env["ARP_SOMETHING"] == "kept" and "PYTHONPATH" not in env  # the rest of the environment is passed on
     assert int(env["MALLOC_MMAP_THRESHOLD_"]) >= 2**30 and int(env["MALLOC_TRIM_THRESHOLD_"]) >= 2**30
 
 
@@ -116,17 +129,21 @@ def test_train_py_runs_with_the_same_allocator_settings_and_cannot_relabel_its_r
     from autoresearch_portable.harness.run import launch as runner
 
     train_py = tmp_path / "train.py"
-    train_py.write_text(  # its environment comes back in its report (its own folder is hidden from it)
+    train_py.write_text(  # its environment comes back in its output (its own folder is hidden from it)
         "import json, os\n"
         "cfg = json.load(open(os.environ['ARP_RUN_CONFIG']))\n"
+        "print(*(f'{k}={os.environ.get(k)}' for k in sorted(os.environ) if k.startswith('MALLOC_')))\n"
         "json.dump({'status': 'ok', 'harness_version': '0', 'budget_seconds': 1.0, 'budget_mode': 'work',\n"
         "           'dataset': 'elsewhere', 'backend': 'cuda', 'env': dict(os.environ)}, open(cfg['result_path'], 'w'))\n")
     result = runner.run_training(train_py, probe={}, plan={"backend": "cpu", "device": "cpu"}, dataset="bundled",
                                  budget_seconds=30, quiet=True, timeout=60)
-    env = result["env"]
     for k, v in runner.MALLOC_SETTINGS.items():
-        assert env[k] == v
+        assert f"{k}={v}" in result["log_tail"]
+    assert "env" not in result and "env" in result["reported_by_train_py"]  # not train.py's to set
     assert result["status"] == "crash"  # nothing was handed over
+    import psutil  # the evaluator started beside it is gone too: it had nothing to score
+
+    assert not [p for p in psutil.Process().children(recursive=True) if "score.evaluator" in " ".join(p.cmdline())]
     assert (result["harness_version"], result["budget_seconds"], result["budget_mode"], result["dataset"],
             result["backend"]) == (HARNESS_VERSION, 30, "wall", "bundled", "cpu")
 

@@ -120,6 +120,8 @@ def run_training(
             env["ARP_PROGRESS_FD"] = str(progress_w)
         argv, status_r, status_w = _confined_argv(train_py, scratch, dataset)
         monitor = LoadMonitor(watch_gpu=plan["backend"] == "cuda").start()  # the run's tree is ours
+        # the evaluator starts now, before train.py, and waits: its start-up is paid while the run trains
+        evaluator = _Evaluator(plan, dataset) if evaluate and probe_steps is None else None
         reaper = confine.Reaper()  # from here on, whatever train.py starts is ours to end
         cpu_before = _reaped_cpu_seconds()
         t_launch = time.time()
@@ -196,9 +198,11 @@ def run_training(
                 counted = dict(num_params=report.num_params,
                                matmul_flops_per_token=(report.flops_detail or {}).get("matmul_flops_per_token"))
                 rows = eval_rows or _default_eval_rows(dataset, report, budget_seconds)
-                score = _evaluate(plan, dataset, handover, rows, (report.model_config or {}).get("device_batch_size"),
-                                  quiet, counted)
+                score = _evaluate(evaluator, plan, dataset, handover, rows,
+                                  (report.model_config or {}).get("device_batch_size"), quiet, counted)
                 result.update(score.to_dict(), status=score.status, reason=score.reason)
+        if evaluator is not None:
+            evaluator.stop()  # not needed (no hand-over), or done
     if result["status"] == Status.HANDED_OVER:
         result["status"] = Status.CRASH
     if probe_steps is None and result["status"] in (Status.OK, Status.UNVERIFIED):
@@ -308,29 +312,57 @@ def _decide(outcome: str, code: int | None, report: ChildReport, tail: str, limi
     return Status.CRASH, f"exit code {code}: " + _last_line(tail)
 
 
-def _evaluate(plan: dict, dataset: str, handover: Path, eval_rows: int, batch_rows, quiet: bool,
-              counted: dict | None = None) -> Score:
-    """Score the hand-over in a new process, from a folder train.py never knew (so nothing it
-    left lying around can be imported), isolated (`python -I`: no user site, no PYTHON* variables,
-    no LD_PRELOAD). `counted`: what rt.start counted (parameters, matmul FLOPs per token); the
-    evaluator checks the handed-over graph against it."""
+class _Evaluator:
+    """The evaluator process (harness/score/evaluator.py), started with `--wait` beside train.py:
+    it imports its backend and opens the dataset while the run trains, then scores the job it is
+    handed. Isolated as every evaluation is (`python -I`: no user site, no PYTHON* variables, no
+    LD_PRELOAD), and started in / where nothing train.py left lying around can be imported; the job
+    and its result live in a folder made after train.py's processes have ended."""
+
+    def __init__(self, plan: dict, dataset: str):
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "LD_PRELOAD", "DYLD_"))}
+        self.proc = subprocess.Popen(
+            [sys.executable, "-I", "-m", "autoresearch_portable.harness.score.evaluator", "--wait",
+             json.dumps(dict(plan=plan, dataset=dataset))],
+            cwd="/", stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, errors="replace",
+            env=dict(env, **MALLOC_SETTINGS), start_new_session=True, preexec_fn=child_process.die_with_parent)
+
+    def score(self, job_path: Path, timeout: float) -> str:
+        """Hand it the job; wait for it to end. Returns its stderr. Raises TimeoutExpired."""
+        try:
+            _, err = self.proc.communicate(f"{job_path}\n", timeout=timeout)
+        except BrokenPipeError:  # it died before the job came: what it said is in its stderr
+            _, err = self.proc.communicate(timeout=timeout)
+        return err or ""
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            child_process.signal_group(self.proc, signal.SIGKILL)
+        with contextlib.suppress(subprocess.TimeoutExpired, ValueError, OSError):
+            self.proc.communicate(timeout=10)
+
+
+def _evaluate(evaluator: _Evaluator | None, plan: dict, dataset: str, handover: Path, eval_rows: int, batch_rows,
+              quiet: bool, counted: dict | None = None) -> Score:
+    """Score the hand-over in the evaluator's process (started at launch; here, if it was not),
+    from a job folder made now. `counted`: what rt.start counted (parameters, matmul FLOPs per
+    token); the evaluator checks the handed-over graph against it."""
+    evaluator = evaluator or _Evaluator(plan, dataset)
     with tempfile.TemporaryDirectory(prefix="arp-eval-") as tmp:
         job_path, out = Path(tmp) / "job.json", Path(tmp) / "result.json"
         atomic_write_json(job_path, dict(plan=plan, dataset=dataset, handover=str(handover), eval_rows=int(eval_rows),
                                          batch_rows=batch_rows, result_path=str(out), counted=counted))
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "LD_PRELOAD", "DYLD_"))}
         try:
-            run = subprocess.run([sys.executable, "-I", "-m", "autoresearch_portable.harness.score.evaluator", str(job_path)],
-                                 cwd=tmp, stdin=subprocess.DEVNULL, capture_output=True, text=True, errors="replace",
-                                 timeout=max(300.0, 20.0 * eval_rows), env=dict(env, **MALLOC_SETTINGS))
+            stderr = evaluator.score(job_path, timeout=max(300.0, 20.0 * eval_rows))
         except subprocess.TimeoutExpired:
+            evaluator.stop()
             return Score(status=Status.CRASH, reason="the evaluator did not finish in time")
         res = _read_json(out)
     if not res:
-        return Score(status=Status.CRASH, reason="the evaluator failed: " + _last_line(run.stderr))
+        return Score(status=Status.CRASH, reason="the evaluator failed: " + _last_line(stderr))
     if res.get("status") == "eval_error":
         if not quiet:
-            sys.stderr.write(run.stderr[-3000:])
+            sys.stderr.write(stderr[-3000:])
         return Score(status=Status.INVALID, reason=f"the exported model could not be evaluated ({res.get('reason')})")
     score = Score.from_json(res)
     score.status = Status(score.status)

@@ -1,13 +1,16 @@
 """The evaluator: a process of its own that scores a trained model without running any of
 train.py's code.
 
-`arp train` starts it after train.py's process has ended, with a job file naming the plan, the
+`arp train` hands it the job after train.py's process has ended: a file naming the plan, the
 dataset and the hand-over folder where train.py's process left the model as an exported graph
 and weights (torch.export / mx.export_function). It loads that graph, builds the scored rows
 (fresh documents for the bundled corpora, drawn from a seed chosen here and now), checks
 causality on those rows at unpredictable cuts, that no row's score depends on the rows batched
 with it, that the graph is the model rt.start counted (parameters, matmul FLOPs) and keeps no
-state, checks the entropy floor and writes the result file the parent reads. Run as `python -m autoresearch_portable.harness.score.evaluator JOB.json`."""
+state, checks the entropy floor and writes the result file the parent reads. Run as
+`python -m autoresearch_portable.harness.score.evaluator JOB.json`, or started beside train.py with
+`--wait '{"plan": ..., "dataset": ...}'`: it imports the backend and opens the dataset while the
+run trains, then reads the job file's path from its stdin (an empty line: nothing to score)."""
 
 from __future__ import annotations
 
@@ -73,7 +76,27 @@ def evaluate(job: dict) -> dict:
     return result
 
 
+def warm_up(plan: dict, dataset: str) -> None:
+    """What every evaluation pays before it can score, paid ahead: Python's and the backend's
+    imports (torch or mlx) and the dataset's files. No device is touched (a GPU context would take
+    memory from the training that runs meanwhile)."""
+    import importlib
+
+    importlib.import_module(f"autoresearch_portable.backends.{plan['backend']}")
+    data.load(dataset)
+
+
 def main(argv: list[str]) -> int:
+    if argv[:1] == ["--wait"]:  # started beside train.py: warm up, then wait for the job's path
+        start = json.loads(argv[1])
+        try:
+            warm_up(start["plan"], start["dataset"])
+        except Exception:  # noqa: BLE001 - the evaluation itself says what is wrong, in its result
+            pass
+        line = sys.stdin.readline().strip()
+        if not line:  # the run ended without a hand-over: nothing to score
+            return 0
+        argv = [line]
     job = json.loads(open(argv[0]).read())
     try:
         result = evaluate(job)
