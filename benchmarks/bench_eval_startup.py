@@ -76,7 +76,7 @@ def main() -> None:
         if rs:
             summary[way] = dict(runs=len(rs), after_exit_mean=statistics.fmean(r["after_exit"] for r in rs),
                                 scoring_mean=statistics.fmean(r["eval_wall_seconds"] for r in rs))
-    out = dict(machine=pr.get("cpu_model"), threads=pr.get("cpu_count"), budget=args.budget, dataset=args.dataset,
+    out = dict(machine=pr.get("cpu_model"), cores=pr.get("logical_cores"), budget=args.budget, dataset=args.dataset,
                runs=runs, summary=summary, measured=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()))
     Path(args.out).write_text(json.dumps(out, indent=2) + "\n")
     for way, s in summary.items():
