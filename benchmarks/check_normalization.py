@@ -178,6 +178,7 @@ def check_device(dev: dict, args, log, sizes: dict | None, reference: dict | Non
                    profile=profile.get("path"), budget_seconds=T, a=profile["a"], s=profile["s"],
                    s_stderr=profile.get("s_stderr"), sigma=profile["sigma"], power_fit=profile.get("power_fit"),
                    floor_bpb=profile.get("floor_bpb"), flops_at_budget=profile["flops_at_budget"], sizes=sizes,
+                   baseline_bpb_mean=profile.get("baseline_bpb_mean"),
                    band_doublings=band_doublings(profile, nz), repeats=profile["repeats"],
                    fit_form=profile.get("fit_form"), reference=nz.profile_label(ref),
                    steps_at_quarter=min(quarter) if quarter else None, curve_refused=refused,
@@ -348,6 +349,7 @@ def markdown(results: list[dict], agree: list[dict]) -> str:
 def stored_profile(r: dict, repeats: int) -> dict:
     """The numbers of a device's profile that scoring needs, from a check's result."""
     return dict(a=r["a"], s=r["s"], sigma=r["sigma"], power_fit=r.get("power_fit"), floor_bpb=r.get("floor_bpb"),
+                baseline_bpb_mean=r.get("baseline_bpb_mean"),
                 flops_at_budget=r["flops_at_budget"], budget_seconds=r["budget_seconds"],
                 fit_form=r.get("fit_form", "power"), repeats=r.get("repeats", repeats))
 

@@ -18,7 +18,7 @@ from test_results import bundle  # noqa: F401
 
 # benchmarks/update_readme.py: the README's table of the bundled reference profiles
 _spec = importlib.util.spec_from_file_location("update_readme", Path(__file__).resolve().parent.parent / "benchmarks" / "update_readme.py")
-update_readme = importlib.util.module_from_spec(_spec)
+update_readme = sys.modules[_spec.name] = importlib.util.module_from_spec(_spec)  # dataclasses need it there
 _spec.loader.exec_module(update_readme)
 
 

@@ -196,9 +196,11 @@ def test_too_few_steps_refuse_normalization_but_keep_the_profile(fake_data):
     # at another budget the curve would place the run: refused
     r = results.annotate(dict(status="ok", val_bpb=1.0, budget_seconds=200), PROBE, PLAN, p["dataset"])
     assert "excess_ratio" not in r and "normalized_bpb" not in r and r["normalization_note"] == p["normalization_refused"]
-    # at its own budget the excess ratio needs only the baseline's measured mean there (issue 32)
+    # at its own budget the gain needs only the baseline's measured mean there (issue 32); this fake
+    # baseline sits below the fake floor, so delta scores it
     r = results.annotate(dict(status="ok", val_bpb=1.0, budget_seconds=100), PROBE, PLAN, p["dataset"])
-    assert r["metric"] == "excess_ratio" and r["baseline_bpb"] == pytest.approx(p["baseline_bpb_mean"])
+    assert r["baseline_bpb"] == pytest.approx(p["baseline_bpb_mean"]) and p["baseline_bpb_mean"] < 0.5
+    assert r["metric"] == "delta" and r["delta_bpb"] == pytest.approx(1.0 - p["baseline_bpb_mean"])
     assert "normalization_note" not in r
     assert matched.flop_budget_for("work", 100, PROBE, PLAN, p["dataset"])[0] == pytest.approx(100 * p["flops_per_second"])
 

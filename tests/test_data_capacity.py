@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import sys
 from pathlib import Path
 
 import pytest
@@ -10,7 +11,7 @@ import pytest
 from autoresearch_portable.data import corpus2, kb
 
 _spec = importlib.util.spec_from_file_location("capacity", Path(__file__).resolve().parent.parent / "benchmarks" / "capacity.py")
-capacity = importlib.util.module_from_spec(_spec)
+capacity = sys.modules[_spec.name] = importlib.util.module_from_spec(_spec)  # dataclasses need it there
 _spec.loader.exec_module(capacity)
 
 

@@ -4,6 +4,7 @@ checked against numbers worked out by hand."""
 from __future__ import annotations
 
 import importlib.util
+import sys
 import math
 from pathlib import Path
 
@@ -13,7 +14,7 @@ from autoresearch_portable.harness.baseline import normalize as nz
 
 _spec = importlib.util.spec_from_file_location(
     "metric_candidates", Path(__file__).resolve().parent.parent / "benchmarks" / "metric_candidates.py")
-mc = importlib.util.module_from_spec(_spec)
+mc = sys.modules[_spec.name] = importlib.util.module_from_spec(_spec)  # dataclasses need it there
 _spec.loader.exec_module(mc)
 
 K = 2.776 * math.sqrt(1.2)

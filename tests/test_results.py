@@ -67,8 +67,6 @@ def test_annotate_adds_normalized_metrics(calibrated, bundle):
     assert r["delta_bpb"] == pytest.approx(-calibrated["s"]) and r["significant"] is True
     assert r["normalized_bpb"] == pytest.approx(5.0 - 0.12 * 32 - calibrated["s"])  # b_ref + delta
     assert r["normalized_reference"] == "Ref CPU (cpu)"
-    ll = res.normalize.normalize(r["val_bpb"], calibrated, budget_seconds=100, metric="loglinear")
-    assert ll["doublings"] == pytest.approx(1.0) and ll["compute_multiplier"] == pytest.approx(2.0)
     # no profile: a note instead
     other = dict(PROBE, cpu_model="Another CPU")
     r2 = res.annotate(dict(status="ok", val_bpb=1.0), other, PLAN, ds_id)
@@ -157,5 +155,5 @@ def test_the_best_is_named_per_budget_and_every_run_shows_its_budget(tmp_path):
     assert "best val_bpb at 300s: 0.800000 (run 1, long300)" in text
     assert "best val_bpb at 60s: 0.930000 (run 3, short02)" in text
     assert "best val_bpb at 60s work: 0.700000 (run 4, work001)" in text
-    header = text.splitlines()[0].split()
-    assert header[9] == "budget" and text.splitlines()[2].split()[9] == "300s"
+    lines = text.splitlines()
+    assert lines[0].split()[9] == "budget" and " 300s " in lines[2] and " 60s work " in lines[5]

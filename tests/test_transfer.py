@@ -4,6 +4,7 @@ the harness's band uses, checked against the committed measurement."""
 from __future__ import annotations
 
 import importlib.util
+import sys
 import json
 import math
 from pathlib import Path
@@ -14,7 +15,7 @@ from autoresearch_portable.harness.baseline import normalize as nz
 
 ROOT = Path(__file__).resolve().parent.parent
 _spec = importlib.util.spec_from_file_location("transfer", ROOT / "benchmarks" / "transfer.py")
-transfer = importlib.util.module_from_spec(_spec)
+transfer = sys.modules[_spec.name] = importlib.util.module_from_spec(_spec)  # dataclasses need it there
 _spec.loader.exec_module(transfer)
 MEASURED = ROOT / "benchmarks" / "measured" / "transfer-10x.json"
 
