@@ -269,6 +269,7 @@ def test_repeat_is_a_deliberate_rerun(ws, small_bundled, tmp_path, monkeypatch, 
     from autoresearch_portable import HARNESS_VERSION, cli
     from autoresearch_portable.harness.records import ledger
     from autoresearch_portable.harness.run import launch as runner
+    from autoresearch_portable.harness.run.provenance import file_sha256
 
     train_py = tmp_path / "train.py"
     train_py.write_text((ws / "train.py").read_text())
@@ -278,7 +279,7 @@ def test_repeat_is_a_deliberate_rerun(ws, small_bundled, tmp_path, monkeypatch, 
         calls.append(seed)
         return dict(status="ok", val_bpb=1.0 + 0.01 * seed, val_bpb_stderr=0.001, budget_seconds=budget_seconds,
                     harness_version=HARNESS_VERSION, seed=seed,
-                    budget_mode=budget_mode, backend="cpu", dataset="bundled", train_py_sha256=runner.file_sha256(path),
+                    budget_mode=budget_mode, backend="cpu", dataset="bundled", train_py_sha256=file_sha256(path),
                     train_py_norm_sha256=None)
 
     monkeypatch.setattr(runner, "run_training", fake_run)
