@@ -6,19 +6,24 @@ from __future__ import annotations
 from autoresearch_portable.backends.base import Backend
 
 
-def load_backend(plan) -> Backend:
-    if plan.backend == "cuda":
+def backend_class(name: str) -> type[Backend]:
+    """The class of backend `name`, its module imported (and its framework with it)."""
+    if name == "cuda":
         from autoresearch_portable.backends.cuda import CUDABackend
 
-        return CUDABackend(plan)
-    if plan.backend == "mps":
+        return CUDABackend
+    if name == "mps":
         from autoresearch_portable.backends.mps import MPSBackend
 
-        return MPSBackend(plan)
-    if plan.backend == "mlx":
+        return MPSBackend
+    if name == "mlx":
         from autoresearch_portable.backends.mlx import MLXBackend
 
-        return MLXBackend(plan)
+        return MLXBackend
     from autoresearch_portable.backends.cpu import CPUBackend
 
-    return CPUBackend(plan)
+    return CPUBackend
+
+
+def load_backend(plan) -> Backend:
+    return backend_class(plan.backend)(plan)

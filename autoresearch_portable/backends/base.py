@@ -137,6 +137,11 @@ class Backend:
         mlx. Returns a small description (format, static batch or None)."""
         raise NotImplementedError
 
+    @staticmethod
+    def warm_up() -> None:
+        """Import what load_model will need, touching no device: the evaluator calls it on the
+        class while the run trains (a GPU context then would take memory from the training)."""
+
     def load_model(self, folder: str) -> Callable:
         """The exported model from `folder` as a callable that score_rows and forward_logits
         accept in place of the model. Its attribute `static_batch` is the number of rows the

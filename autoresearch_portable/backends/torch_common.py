@@ -200,6 +200,15 @@ class TorchBackend(Backend):
         (folder / "model.json").write_text(json.dumps(info))
         return info
 
+    @staticmethod
+    def warm_up() -> None:
+        # torch.export.load's own imports (its serializer, sympy): ~1.7 s on a 2-core CPU, paid
+        # while the run trains instead of after it
+        import importlib
+
+        for name in ("torch.export", "torch._export.serde.serialize"):
+            importlib.import_module(name)
+
     def load_model(self, folder):
         info = json.loads((Path(folder) / "model.json").read_text())
         program = torch.export.load(str(Path(folder) / "model.pt2"))

@@ -24,6 +24,7 @@ for a while: harness/run/limits.py), interrupted (Ctrl-C, SIGTERM)."""
 from __future__ import annotations
 
 import collections
+import concurrent.futures
 import contextlib
 import json
 import os
@@ -187,19 +188,26 @@ def run_training(
             result["status"] = Status.TRAINED
         if result["status"] == Status.HANDED_OVER:
             usable = _dataset_problem(dataset)
-            moved = changed_folders(environment_before, environment_digest())
-            if harness_digest() != harness_before:
+            tampered = harness_digest() != harness_before
+            score = None
+            # the environment's digest (~1 s of stat calls) is taken while the evaluator scores: the
+            # score stands only if the environment did not change during the run
+            with concurrent.futures.ThreadPoolExecutor(1) as pool:
+                digest = pool.submit(environment_digest)
+                if not tampered and not usable:
+                    counted = dict(num_params=report.num_params,
+                                   matmul_flops_per_token=(report.flops_detail or {}).get("matmul_flops_per_token"))
+                    rows = eval_rows or _default_eval_rows(dataset, report, budget_seconds)
+                    score = _evaluate(evaluator, plan, dataset, handover, rows,
+                                      (report.model_config or {}).get("device_batch_size"), quiet, counted)
+                moved = changed_folders(environment_before, digest.result())
+            if tampered:
                 result.update(status=Status.INVALID, reason="the harness's own files changed during the run")
             elif moved:
                 result.update(status=Status.INVALID, reason=f"the Python environment changed during the run ({', '.join(moved)})")
             elif usable:
                 result.update(status=Status.CRASH, reason=usable)
             else:
-                counted = dict(num_params=report.num_params,
-                               matmul_flops_per_token=(report.flops_detail or {}).get("matmul_flops_per_token"))
-                rows = eval_rows or _default_eval_rows(dataset, report, budget_seconds)
-                score = _evaluate(evaluator, plan, dataset, handover, rows,
-                                  (report.model_config or {}).get("device_batch_size"), quiet, counted)
                 result.update(score.to_dict(), status=score.status, reason=score.reason)
         if evaluator is not None:
             evaluator.stop()  # not needed (no hand-over), or done

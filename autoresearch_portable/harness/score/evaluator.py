@@ -23,7 +23,7 @@ import traceback
 import numpy as np
 
 from autoresearch_portable import data
-from autoresearch_portable.backends import load_backend
+from autoresearch_portable.backends import backend_class, load_backend
 from autoresearch_portable.detect.plan import Plan
 from autoresearch_portable.fsutil import atomic_write_json
 from autoresearch_portable.harness.score.evalset import eval_set
@@ -80,9 +80,7 @@ def warm_up(plan: dict, dataset: str) -> None:
     """What every evaluation pays before it can score, paid ahead: Python's and the backend's
     imports (torch or mlx) and the dataset's files. No device is touched (a GPU context would take
     memory from the training that runs meanwhile)."""
-    import importlib
-
-    importlib.import_module(f"autoresearch_portable.backends.{plan['backend']}")
+    backend_class(plan["backend"]).warm_up()
     data.load(dataset)
 
 
