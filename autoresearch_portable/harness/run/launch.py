@@ -333,7 +333,7 @@ class _Evaluator:
             [sys.executable, "-I", "-m", "autoresearch_portable.harness.score.evaluator", "--wait",
              json.dumps(dict(plan=plan, dataset=dataset))],
             cwd="/", stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, errors="replace",
-            env=dict(env, **MALLOC_SETTINGS), start_new_session=True, preexec_fn=child_process.die_with_parent)
+            env=dict(env, **MALLOC_SETTINGS), start_new_session=True, preexec_fn=_lowest_priority)
 
     def score(self, job_path: Path, timeout: float) -> str:
         """Hand it the job; wait for it to end. Returns its stderr. Raises TimeoutExpired."""
@@ -348,6 +348,15 @@ class _Evaluator:
             child_process.signal_group(self.proc, signal.SIGKILL)
         with contextlib.suppress(subprocess.TimeoutExpired, ValueError, OSError):
             self.proc.communicate(timeout=10)
+
+
+def _lowest_priority() -> None:
+    """The evaluator's process, before exec: it dies with the parent, and it runs at the lowest
+    priority, so that its warm-up takes only CPU that train.py's start-up (or, on a cluster node,
+    another slot's training) leaves idle."""
+    child_process.die_with_parent()
+    with contextlib.suppress(OSError):
+        os.nice(19)
 
 
 def _evaluate(evaluator: _Evaluator | None, plan: dict, dataset: str, handover: Path, eval_rows: int, batch_rows,
