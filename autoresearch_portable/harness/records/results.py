@@ -32,8 +32,8 @@ def annotate(result: dict, probe: dict, plan: dict, dataset_id: dict, baseline: 
     from autoresearch_portable.harness.baseline.bench import reference_for
 
     profile, note = cal.find_profile(probe, plan, dataset_id)
+    ref, why = reference_for(dataset_id)  # read once: the provisional prior and the scale both use it
     if profile is None:
-        ref = reference_for(dataset_id)[0]
         prov = provisional_profile(baseline or [], dataset_id, ref)
         if prov is None or result.get("budget_mode", "wall") != "wall" or result.get("budget_seconds") != prov["budget_seconds"]:
             result["normalization_note"] = note
@@ -49,7 +49,6 @@ def annotate(result: dict, probe: dict, plan: dict, dataset_id: dict, baseline: 
     if refused and not normalize.at_own_budget(profile, c_base):  # only the curve is refused: its own budget needs none
         result["normalization_note"] = refused
         return result
-    ref, why = reference_for(dataset_id)
     n = normalize.normalize(
         float(result["val_bpb"]), profile,
         budget_seconds=result.get("budget_seconds"), budget_mode=result.get("budget_mode", "wall"),
