@@ -69,9 +69,9 @@ def _click_errors() -> tuple[type, ...]:
 
 
 def _plan(backend: Optional[str]):
-    from autoresearch_portable.detect import make_plan, probe
+    from autoresearch_portable.detect import make_plan, probe_this_boot
 
-    pr = probe()
+    pr = probe_this_boot()
     return pr.to_dict(), make_plan(pr, backend).to_dict()
 
 

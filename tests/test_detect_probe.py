@@ -184,3 +184,32 @@ def test_recorded_probes_are_complete_records(path):
 def test_from_dict_tolerates_missing_and_unknown_keys():
     p = DeviceProbe.from_dict({"os": "Linux", "future_field": 1, "gpus": [{"name": "X", "extra": 2}]})
     assert p.os == "Linux" and p.gpus == [GpuInfo(name="X")] and p.cpu_flags == []
+
+
+def test_the_probe_is_taken_once_per_boot_and_key(monkeypatch):
+    """`arp train` probes before every run; the record is kept while nothing it reads can have
+    changed (the key), and a probe with a failed step is not kept."""
+    from autoresearch_portable.detect import probe_cache
+
+    calls = []
+
+    def fake_probe():
+        calls.append(1)
+        return DeviceProbe(os="Linux", machine="x86_64", cpu_model=f"probe {len(calls)}")
+
+    monkeypatch.setattr(probe_cache, "probe", fake_probe)
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    first = probe_cache.probe_this_boot()
+    assert probe_cache.probe_this_boot().cpu_model == first.cpu_model == "probe 1" and len(calls) == 1
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "1")  # other devices visible: another key
+    assert probe_cache.probe_this_boot().cpu_model == "probe 2"
+
+    def failing_probe():
+        calls.append(1)
+        return DeviceProbe(os="Linux", machine="x86_64", notes=["torch: not importable"])
+
+    monkeypatch.setattr(probe_cache, "probe", failing_probe)
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "2")
+    probe_cache.probe_this_boot()
+    probe_cache.probe_this_boot()
+    assert len(calls) == 4  # not kept: probed again

@@ -202,12 +202,17 @@ class TorchBackend(Backend):
 
     @staticmethod
     def warm_up() -> None:
-        # torch.export.load's own imports (its serializer, sympy): ~1.7 s on a 2-core CPU, paid
-        # while the run trains instead of after it
-        import importlib
+        # torch.export.load's first call imports its serializer, sympy and dynamo and sets up
+        # symbolic shapes: ~3 s on a 2-core CPU. A round trip of a tiny CPU graph with a dynamic
+        # batch, as export_model makes them, pays that while the run trains instead of after it.
+        import io
 
-        for name in ("torch.export", "torch._export.serde.serialize"):
-            importlib.import_module(name)
+        tiny, x = torch.nn.Embedding(4, 2), torch.zeros((2, 3), dtype=torch.long)
+        program = torch.export.export(tiny, (x,), dynamic_shapes=({0: torch.export.Dim("batch", min=1, max=2**16)},))
+        buffer = io.BytesIO()
+        torch.export.save(program, buffer)
+        buffer.seek(0)
+        torch.export.load(buffer).module()(x)
 
     def load_model(self, folder):
         info = json.loads((Path(folder) / "model.json").read_text())

@@ -85,7 +85,7 @@ def plan(train_py: Path, options: Options, log: Log, on_device: Callable[[dict, 
     a bad budget, the other framework's train.py, a dataset missing here, work mode without a
     calibration."""
     from autoresearch_portable import data
-    from autoresearch_portable.detect import make_plan, probe
+    from autoresearch_portable.detect import make_plan, probe_this_boot
     from autoresearch_portable.errors import UserError
     from autoresearch_portable.harness.run import abandon
     from autoresearch_portable.harness.baseline.calibrate import dataset_identity, find_profile
@@ -103,7 +103,7 @@ def plan(train_py: Path, options: Options, log: Log, on_device: Callable[[dict, 
     note = ws.budget_note(budget.seconds)
     if note:
         log(note)
-    found = probe()
+    found = probe_this_boot()
     backend = options.backend or (None if os.environ.get("ARP_BACKEND") else ws.backend)
     pr, pl = found.to_dict(), make_plan(found, backend).to_dict()
     if on_device is not None:

@@ -53,13 +53,13 @@ def run_config(probe: dict, plan: dict, dataset: str, budget_seconds: float, **s
 def default_config(backend: str | None = None) -> dict[str, Any]:
     """train.py run directly: this machine; ARP_DATASET and ARP_BUDGET (seconds), else the
     workspace's (harness/run/settings.py: the .arp.json beside the script), else the defaults."""
-    from autoresearch_portable.detect import make_plan, probe
+    from autoresearch_portable.detect import make_plan, probe_this_boot
     from autoresearch_portable.harness.run.settings import DEFAULT_BUDGET_SECONDS, Workspace
 
     workspace = Workspace.load(Path(sys.argv[0]).resolve().parent)
     dataset = os.environ.get("ARP_DATASET") or workspace.dataset or DEFAULT_DATASET
     budget = float(os.environ.get("ARP_BUDGET") or workspace.budget_seconds or DEFAULT_BUDGET_SECONDS)
-    pr = probe()
+    pr = probe_this_boot()
     return run_config(pr.to_dict(), make_plan(pr, backend).to_dict(), dataset, budget)
 
 
