@@ -186,11 +186,12 @@ def test_from_dict_tolerates_missing_and_unknown_keys():
     assert p.os == "Linux" and p.gpus == [GpuInfo(name="X")] and p.cpu_flags == []
 
 
-def test_the_probe_is_taken_once_per_boot_and_key(monkeypatch):
+def test_the_probe_is_taken_once_per_boot_and_key(monkeypatch, tmp_path):
     """`arp train` probes before every run; the record is kept while nothing it reads can have
     changed (the key), and a probe with a failed step is not kept."""
     from autoresearch_portable.detect import probe_cache
 
+    monkeypatch.setenv("ARP_CACHE_DIR", str(tmp_path))  # not the session's cache: other tests probed
     calls = []
 
     def fake_probe():
