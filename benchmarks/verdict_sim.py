@@ -11,7 +11,8 @@ normal noise σ. The true gain of an edit over the code it started from is drawn
 (`arp calibrate`'s 4 extra runs at T: 4); 0: no calibration.
 
 Reports, per true gain: how often the edit was kept, and the runs spent on it; and the false-keep
-rate (a neutral or harmful edit kept).
+rate (a neutral or harmful edit kept). The loop itself (run_loop) takes its runs from a function:
+benchmarks/loop_replay.py replays it on runs measured on this CPU instead of simulated ones.
 
     python benchmarks/verdict_sim.py [--loops 1000] [--edits 20] [--calibration-dof 4] [--baseline-runs 3] [--seed 0] [--out FILE]
 """
@@ -23,6 +24,7 @@ import json
 import time
 from collections import defaultdict
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -32,30 +34,30 @@ from autoresearch_portable.harness.records.verdict import Noise, decide
 SETTINGS = dict(budget_seconds=30.0, budget_mode="wall", backend="cpu", device="sim", dataset="sim", harness_version="sim")
 
 
-def one_loop(rng, edits: int, gains: list[float], cal_dof: int, rounds: int, baseline_runs: int = 3,
-             sigma: float = 1.0) -> list[dict]:
-    calibrated = Noise(sigma * float(np.sqrt(rng.chisquare(cal_dof) / cal_dof)), cal_dof) if cal_dof else None
+def run_loop(edits: list[str], draw: Callable[[str, list[str]], float], rounds: int, baseline_runs: int = 3,
+             calibrated: Noise | None = None, baseline: str = "c0") -> list[dict]:
+    """One research loop as program.md has the agent run it, on any source of runs: the baseline
+    `baseline_runs` times, then each of `edits` in order, run once and then treated as the verdict
+    says (keep: it stays on the branch and is the code the next edit starts from; discard: it leaves
+    the branch; repeat N: N more runs, at most `rounds` times, then a repeat counts as a discard).
+    `draw(code, kept)`: the val_bpb of one new run of `code`, committed on top of the edits kept so
+    far (`kept`, in order; [] for the baseline). Returns per edit: code, kept, runs, repeated, verdict."""
     records: list[dict] = []
-    branch: set[str] = set()
-    truth: dict[str, float] = {}
+    branch: set[str] = {baseline}
+    kept: list[str] = []
 
-    def run(code: str) -> dict:
-        result = dict(SETTINGS, status="ok", val_bpb=truth[code] + sigma * rng.standard_normal(), train_py_sha256=code,
+    def run(code: str) -> verdict.Decision:
+        result = dict(SETTINGS, status="ok", val_bpb=float(draw(code, list(kept))), train_py_sha256=code,
                       git_commit=code, calibrated_sigma=calibrated.sigma if calibrated else None,
                       calibrated_sigma_dof=calibrated.dof if calibrated else None)
         d = decide(records, result, calibrated, branch)
         records.append(dict(status="ok", git_commit=code, train_py_sha256=code, harness_version="sim", metrics=result))
         return d
 
-    truth["c0"] = 0.0
-    branch.add("c0")
     for _ in range(baseline_runs):
-        run("c0")
-    tip = "c0"  # the code the next edit starts from: the last kept commit
+        run(baseline)
     out = []
-    for i in range(1, edits + 1):
-        code, gain = f"c{i}", float(rng.choice(gains))
-        truth[code] = truth[tip] - gain * sigma
+    for code in edits:
         branch.add(code)  # committed: on the branch until discarded
         d, spent = run(code), 1
         for _ in range(rounds):
@@ -64,13 +66,30 @@ def one_loop(rng, edits: int, gains: list[float], cal_dof: int, rounds: int, bas
             for _ in range(d.runs):
                 d = run(code)
                 spent += 1
-        kept = d.action == "keep"
-        if kept:
-            tip = code
+        if d.action == "keep":
+            kept.append(code)
         else:
             branch.discard(code)
-        out.append(dict(gain=gain, kept=kept, runs=spent, repeated=spent > 1))
+        out.append(dict(code=code, kept=d.action == "keep", runs=spent, repeated=spent > 1, verdict=d.word))
     return out
+
+
+def one_loop(rng, edits: int, gains: list[float], cal_dof: int, rounds: int, baseline_runs: int = 3,
+             sigma: float = 1.0) -> list[dict]:
+    """run_loop on simulated runs: a run is its code's true value plus normal noise σ; an edit's
+    true gain over the code it started from (the last kept edit) is drawn from `gains` (in σ)."""
+    calibrated = Noise(sigma * float(np.sqrt(rng.chisquare(cal_dof) / cal_dof)), cal_dof) if cal_dof else None
+    truth: dict[str, float] = {"c0": 0.0}
+    gain: dict[str, float] = {}
+
+    def draw(code: str, kept: list[str]) -> float:
+        if code not in truth:
+            gain[code] = float(rng.choice(gains))
+            truth[code] = truth[kept[-1] if kept else "c0"] - gain[code] * sigma
+        return truth[code] + sigma * rng.standard_normal()
+
+    out = run_loop([f"c{i}" for i in range(1, edits + 1)], draw, rounds, baseline_runs, calibrated)
+    return [dict(gain=gain[e["code"]], kept=e["kept"], runs=e["runs"], repeated=e["repeated"]) for e in out]
 
 
 def main() -> None:
