@@ -7,9 +7,10 @@ from __future__ import annotations
 import math
 from random import Random
 
+import corpus2_parse as P2
 import pytest
 
-from autoresearch_portable.data import corpus, corpus2 as C2, corpus2_parse as P2, kb, words
+from autoresearch_portable.data import corpus, corpus2 as C2, kb, words
 from autoresearch_portable.data.grammar import CLOSINGS as V1_CLOSINGS
 
 # sha256 of the first documents of each stream (each followed by NUL), v2 generator version 2.
