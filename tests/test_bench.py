@@ -116,9 +116,9 @@ def _cli(monkeypatch, capsys, *args):
     import sys
 
     from autoresearch_portable import cli
+    from autoresearch_portable.harness import experiment
 
-    monkeypatch.setattr(cli, "_ensure_dataset", lambda *a: None)
-    monkeypatch.setattr(cli, "_plan", lambda backend: (PROBE, PLAN))
+    monkeypatch.setattr(experiment, "setting", lambda options, ws, log: (*experiment.resolve(options, ws), PROBE, PLAN))
     monkeypatch.setattr(sys, "argv", ["arp", *args])
     with pytest.raises(SystemExit) as e:
         cli.main()

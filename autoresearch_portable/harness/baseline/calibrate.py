@@ -24,6 +24,7 @@ import statistics
 import tempfile
 import threading
 import time
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any, Callable
 
@@ -220,24 +221,52 @@ def _ticker(log, label: str, expected: float, stop: threading.Event) -> None:
         log(f"  ... {label}: {time.time() - t0:.0f}s elapsed (budget {expected:g}s + start-up and eval)")
 
 
-def run_point(run_training: Callable, text: str, *, probe, plan, dataset: str, budget_seconds: float,
-              seed: int, quiet: bool, log, label: str) -> dict:
-    with tempfile.TemporaryDirectory(prefix="arp-calib-") as tmp:
+def run_baseline(runner: Callable, plan: dict, sizes: dict, seed: int, *, log=None, label: str = "", **run) -> dict:
+    """Train the baseline (the template with `sizes`; seed 0: the template's model seed, else
+    another) with data seed `seed`: `runner(train_py, probe=..., dataset=..., budget_seconds=...,
+    ...)` as harness/run/launch.py's run_training takes them. With `log`, a line every so often."""
+    with tempfile.TemporaryDirectory(prefix="arp-baseline-") as tmp:
         train_py = Path(tmp) / "train.py"
-        train_py.write_text(text)
+        train_py.write_text(baseline_source(plan, sizes, None if seed == 0 else BASE_MODEL_SEED + seed))
         stop = threading.Event()
-        tick = threading.Thread(target=_ticker, args=(log, label, budget_seconds, stop), daemon=True)
-        tick.start()
+        if log is not None:
+            threading.Thread(target=_ticker, args=(log, label, run["budget_seconds"], stop), daemon=True).start()
         try:
-            return run_training(train_py, probe=probe, plan=plan, dataset=dataset, budget_seconds=budget_seconds,
-                                budget_mode="wall", seed=seed, quiet=quiet)
+            return runner(train_py, plan=plan, seed=seed, **run)
         finally:
             stop.set()
 
 
-POINT_KEYS = ("status", "reason", "val_bpb", "val_bpb_stderr", "train_flops", "tokens_per_second",
-              "flops_per_token", "mfu_percent", "peak_flops", "peak_flops_source", "training_seconds",
-              "warmup_seconds", "total_seconds", "num_steps", "total_tokens", "num_params", "loss_trace")
+@dataclass
+class Point:
+    """One run of the baseline as a calibration (or a matched comparison) keeps it: where it sits
+    (fraction of T, seed, budget) and what the run measured. A result's other keys are not kept."""
+    fraction: float | None = None
+    seed: int = 0
+    budget_seconds: float | None = None
+    status: str | None = None
+    reason: str | None = None
+    val_bpb: float | None = None
+    val_bpb_stderr: float | None = None
+    train_flops: float | None = None
+    tokens_per_second: float | None = None
+    flops_per_token: float | None = None
+    mfu_percent: float | None = None
+    peak_flops: float | None = None
+    peak_flops_source: str | None = None
+    training_seconds: float | None = None
+    warmup_seconds: float | None = None
+    total_seconds: float | None = None
+    num_steps: int | None = None
+    total_tokens: int | None = None
+    num_params: int | None = None
+    loss_trace: list | None = None
+
+    @classmethod
+    def of(cls, result: dict, **where) -> dict:
+        """The point of a run's result (a plain dict, as profiles store it)."""
+        names = {f.name for f in fields(cls)} - set(where)
+        return asdict(cls(**where, **{k: v for k, v in result.items() if k in names}))
 
 
 def calibrate(
@@ -299,14 +328,11 @@ def calibrate(
     t_start = time.time()
     for i, r in enumerate(runs, 1):
         seed = r["seed"]
-        text = baseline_source(plan, sizes, None if seed == 0 else BASE_MODEL_SEED + seed)
         label = f"[{i}/{len(runs)}] budget {r['budget_seconds']:g}s seed {seed}"
         log(f"{label}: training ...")
-        res = run_point(runner, text, probe=probe, plan=plan, dataset=dataset, budget_seconds=r["budget_seconds"],
-                        seed=seed, quiet=quiet, log=log, label=label)
-        point = dict(fraction=r["fraction"], seed=seed, budget_seconds=r["budget_seconds"])
-        point.update({k: res.get(k) for k in POINT_KEYS})
-        points.append(point)
+        res = run_baseline(runner, plan, sizes, seed, log=log, label=label, probe=probe, dataset=dataset,
+                           budget_seconds=r["budget_seconds"], budget_mode="wall", quiet=quiet)
+        points.append(Point.of(res, fraction=r["fraction"], seed=seed, budget_seconds=r["budget_seconds"]))
         if res.get("status") == "ok":
             log(f"{label}: val_bpb {res['val_bpb']:.4f} ± {res.get('val_bpb_stderr') or float('nan'):.4f}, "
                 f"{res.get('train_flops', 0):.3g} FLOPs, {res.get('num_steps')} steps, "
