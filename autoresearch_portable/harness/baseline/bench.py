@@ -128,13 +128,6 @@ def reference_name(p: dict) -> str:
     return f"{p.get('device_name', 'device')}{where}, {kind} {dtype}, T={p.get('budget_seconds', 0):g}s".replace("  ", " ")
 
 
-def bundle_filename(profile: dict) -> str:
-    stem = f"{profile.get('device_key', 'device')}--{profile.get('dataset', {}).get('name', 'data')}--h{profile.get('harness_version')}"
-    if profile.get("quick"):
-        stem += "--quick"
-    return "".join(ch if ch.isalnum() or ch in "._-" else "_" for ch in stem) + ".json"
-
-
 # --- arp bench ---------------------------------------------------------------------------------
 
 def bench_profile_path(probe: dict, plan: dict, dataset_name: str, quick: bool) -> Path:
