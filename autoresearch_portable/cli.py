@@ -146,11 +146,7 @@ def init(
     pr, plan = _plan(backend)
     ensure_prepared(dataset, pr, plan, budget, log=_log)  # a generated corpus; others must be prepared
     sizes = init_workspace(Path(directory), pr, plan, dataset, budget, force=force, log=_log,
-                           sizes=given if all(given.values()) else None)
-    if parallel:
-        from autoresearch_portable.cluster.client import add_parallel_program
-
-        add_parallel_program(Path(directory))
+                           sizes=given if all(given.values()) else None, parallel=parallel)
     steps = f" (~{sizes['expected_steps']} steps in {budget:g}s)" if sizes.get("expected_steps") else ""
     typer.echo(
         f"workspace {directory}: {plan['backend']} baseline depth {sizes['DEPTH']}, width {sizes['MODEL_DIM']}, "
