@@ -149,14 +149,10 @@ def run_bench(probe: dict, plan: dict, *, quick: bool = False, force: bool = Fal
     path = bench_profile_path(probe, plan, d["dataset"], quick)
     active = cal.profile_path(probe, plan, ds_id["name"])
     if not quick and not force and not path.exists() and active.exists():
-        try:
-            p = json.loads(active.read_text())
-            if (not cal.stale_reason(p, ds_id) and float(p["budget_seconds"]) == float(d["budget_seconds"])
-                    and p.get("repeats", 0) >= d["repeats"]):
-                log(f"using this device's calibration {active.name}: it was made under the standard benchmark's definition")
-                path = active
-        except (ValueError, KeyError):
-            pass
+        p, _ = cal.load_profile(active, ds_id)
+        if p and float(p["budget_seconds"]) == float(d["budget_seconds"]) and p.get("repeats", 0) >= d["repeats"]:
+            log(f"using this device's calibration {active.name}: it was made under the standard benchmark's definition")
+            path = active
     profile = cal.calibrate(probe, plan, d["dataset"], d["budget_seconds"], d["repeats"], force=force,
                             sizes=sizes, path=path, log=log, runner=runner, quiet=quiet,
                             min_steps=0 if quick else cal.MIN_STEPS)  # a quick bench is a CI smoke, not a profile

@@ -100,22 +100,27 @@ def stale_reason(profile: dict, dataset_id: dict | None, harness_version: str = 
     return None
 
 
+def load_profile(path: Path, dataset_id: dict) -> tuple[dict | None, str | None]:
+    """(the profile stored at `path`, None) when it is current; else (None, why not)."""
+    try:
+        profile = json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return None, "it is unreadable"
+    why = stale_reason(profile, dataset_id) if isinstance(profile, dict) else "it is unreadable"
+    return (None, why) if why else (dict(profile, path=str(path)), None)
+
+
 def find_profile(probe: dict, plan: dict, dataset_id: dict) -> tuple[dict | None, str]:
     """(profile, note): the current profile of this device + backend + dataset, or None and a
     one-line reason (no profile yet, or the one stored is stale)."""
     from autoresearch_portable.harness.run.peak import device_key
 
     key = device_key(probe, plan)
-    path = paths.profiles_dir() / profile_filename(key, dataset_id["name"])
+    path = profile_path(probe, plan, dataset_id["name"])
     if path.exists():
-        try:
-            profile = json.loads(path.read_text())
-        except ValueError:
-            return None, f"the calibration profile {path.name} is unreadable; run `arp calibrate --force`"
-        why = stale_reason(profile, dataset_id)
+        profile, why = load_profile(path, dataset_id)
         if why:
-            return None, f"the calibration profile is not used: {why}; run `arp calibrate --force`"
-        profile["path"] = str(path)
+            return None, f"the calibration profile {path.name} is not used: {why}; run `arp calibrate --force`"
         return profile, f"calibration {path.name}"
     # a profile of another harness version (another file name) is never used: say so
     others = sorted(paths.profiles_dir().glob(profile_filename(key, dataset_id["name"], "*")))
@@ -298,21 +303,15 @@ def calibrate(
     ds = data.load(dataset)
     ds_id = dataset_identity(ds)
     key = device_key(probe, plan)
-    path = Path(path) if path else paths.profiles_dir() / profile_filename(key, ds_id["name"])
+    path = Path(path) if path else profile_path(probe, plan, ds_id["name"])
     if path.exists() and not force:
-        try:
-            existing = json.loads(path.read_text())
-        except ValueError:
-            existing = None
-        why = stale_reason(existing, ds_id) if existing else "it is unreadable"
-        if existing and not why:
+        existing, why = load_profile(path, ds_id)
+        if existing:
             if float(existing["budget_seconds"]) != float(budget):
                 raise UserError(f"a calibration for budget {existing['budget_seconds']:g}s already exists ({path.name}); "
                                 f"use --force to replace it with one for {budget:g}s")
             log(f"reusing the calibration profile {path} (measured {existing.get('created', '?')}; --force to redo)")
-            existing["path"] = str(path)
-            existing["reused"] = True
-            return existing
+            return dict(existing, reused=True)
         log(f"the stored profile {path.name} is not used ({why}): calibrating again")
     if runner is None:
         from autoresearch_portable.harness.run.launch import run_training as runner
