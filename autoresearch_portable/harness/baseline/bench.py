@@ -15,7 +15,7 @@ from autoresearch_portable.errors import UserError
 from autoresearch_portable.fsutil import atomic_write_json
 from autoresearch_portable.harness.baseline import calibrate as cal
 from autoresearch_portable.harness.baseline import normalize
-from autoresearch_portable.harness.run.summary import fmt
+from autoresearch_portable.harness.run.summary import fmt, table
 from autoresearch_portable.harness.run import summary
 
 # fields of a profile that go into a bundle file (the rest, e.g. the local path, stays local)
@@ -216,12 +216,7 @@ def format_table(rows: list[dict], ref_label: str | None, missing: list[str] | N
         ("normalized_bpb", lambda r: "n/a" if r.get("normalized_bpb") is None else
          f"{r['normalized_bpb']:.4f} ± {r['normalized_bpb_band']:.4f}"),
     ]
-    table = [[name for name, _ in cols]] + [[fn(r) for _, fn in cols] for r in rows]
-    widths = [max(len(str(row[i])) for row in table) for i in range(len(cols))]
-    lines = ["  ".join(str(c).ljust(w) if i == 0 else str(c).rjust(w) for i, (c, w) in enumerate(zip(row, widths)))
-             for row in table]
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    lines.append("")
+    lines = [table([name for name, _ in cols], [[fn(r) for _, fn in cols] for r in rows], left={0}), ""]
     lines.append(f"normalized_bpb on the scale of: {ref_label}" if ref_label else
                  "normalized_bpb: n/a (no bundled reference profile for this dataset and harness version)")
     for r in rows[:1] if ref_label else []:  # this device against the scale's reference

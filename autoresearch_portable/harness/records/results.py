@@ -15,7 +15,7 @@ from autoresearch_portable.harness.baseline import calibrate as cal
 from autoresearch_portable.harness.records import ledger
 from autoresearch_portable.harness.baseline import normalize
 from autoresearch_portable.harness.records.ledger import LedgerRecords, parse_ledger
-from autoresearch_portable.harness.run.summary import fmt
+from autoresearch_portable.harness.run.summary import fmt, table
 from autoresearch_portable.harness.run import summary
 
 
@@ -214,14 +214,6 @@ def _normalized(r: dict) -> str:
     return f"{r['normalized_bpb']:.4f}±{r['normalized_bpb_band']:.4f}" if r.get("normalized_bpb_band") is not None else f"{r['normalized_bpb']:.4f}"
 
 
-def _table(header: list[str], body: list[list[str]], left: set[int]) -> str:
-    table = [header] + body
-    widths = [max(len(row[i]) for row in table) for i in range(len(header))]
-    out = ["  ".join(c.ljust(w) if i in left else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths))) for row in table]
-    out.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join(out)
-
-
 # --- arp compare -------------------------------------------------------------------------------
 
 def matched_budget(groups: list[list[dict]]) -> float | None:
@@ -290,7 +282,7 @@ def format_compare(ledgers: dict[str, list[dict]]) -> str:
         notes.append("normalized_bpb on the scale of: " + "; ".join(refs))
         if len(refs) > 1:
             notes.append("warning: the ledgers used different reference profiles; their normalized_bpb are not on one scale")
-    return _table(header, body, left={0, 1, 6}) + "\n\n" + "\n".join(notes)
+    return table(header, body, left={0, 1, 6}) + "\n\n" + "\n".join(notes)
 
 
 def gap_notes(baseline_flops: dict[str, float | None]) -> list[str]:
