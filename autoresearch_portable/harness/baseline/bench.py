@@ -12,7 +12,7 @@ from typing import Callable
 
 from autoresearch_portable import HARNESS_VERSION, paths
 from autoresearch_portable.errors import UserError
-from autoresearch_portable.fsutil import atomic_write_json
+from autoresearch_portable.fsutil import atomic_write_json, read_json
 from autoresearch_portable.harness.baseline import calibrate as cal
 from autoresearch_portable.harness.baseline import normalize
 from autoresearch_portable.harness.run.summary import fmt, table
@@ -50,11 +50,8 @@ def bundled_profiles() -> list[dict]:
         return []
     out = []
     for f in sorted(folder.glob("*.json")):
-        try:
-            p = json.loads(f.read_text())
-        except ValueError:
-            continue
-        if not isinstance(p, dict) or not all(k in p for k in ("a", "s", "budget_seconds")):
+        p = read_json(f)
+        if p is None or not all(k in p for k in ("a", "s", "budget_seconds")):
             continue  # other measurements kept beside the profiles
         p["file"] = f.name
         out.append(p)

@@ -32,7 +32,7 @@ from autoresearch_portable import HARNESS_VERSION, __version__, paths
 from autoresearch_portable.data.common import DEFAULT_DATASET
 from autoresearch_portable.detect.plan import device_name
 from autoresearch_portable.errors import UserError
-from autoresearch_portable.fsutil import atomic_write_json
+from autoresearch_portable.fsutil import atomic_write_json, read_json
 from autoresearch_portable.harness.run import abandon
 from autoresearch_portable.harness.baseline import normalize
 from autoresearch_portable.harness.baseline import template
@@ -102,11 +102,8 @@ def stale_reason(profile: dict, dataset_id: dict | None, harness_version: str = 
 
 def load_profile(path: Path, dataset_id: dict) -> tuple[dict | None, str | None]:
     """(the profile stored at `path`, None) when it is current; else (None, why not)."""
-    try:
-        profile = json.loads(Path(path).read_text())
-    except (OSError, ValueError):
-        return None, "it is unreadable"
-    why = stale_reason(profile, dataset_id) if isinstance(profile, dict) else "it is unreadable"
+    profile = read_json(path)
+    why = stale_reason(profile, dataset_id) if profile is not None else "it is unreadable"
     return (None, why) if why else (dict(profile, path=str(path)), None)
 
 
