@@ -316,7 +316,7 @@ def results(
             typer.echo(history.format_runs(records, rows))
     if plot:
         sigma = history.near_misses(records, memory.branch_commits(folder))["sigma"]
-        typer.echo(plots.write_plot(plots.plot_data(records, kept, sigma), plot), err=as_json)
+        typer.echo(plots.write_plot({"": plots.plot_data(records, kept, sigma)}, plot), err=as_json)
 
 
 @app.command()

@@ -294,39 +294,12 @@ def gap_notes(baseline_flops: dict[str, float | None]) -> list[str]:
 
 
 def plot_progress(ledgers: dict[str, list[dict]], out: str | Path) -> str:
-    """A progress plot (PNG): per ledger, every ok run's normalized_bpb (val_bpb where the device
-    was not calibrated) by experiment number, with the running best as a step line. Returns a
-    one-line message."""
-    import matplotlib
+    """`arp compare --plot`: per ledger, every ok run's normalized_bpb (val_bpb where a device was
+    not calibrated) by experiment number, with the running best as a step line (plot.py)."""
+    from autoresearch_portable.harness.records.plot import plot_data, write_plot
 
-    matplotlib.use("Agg")  # no display needed
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(9, 5))
     normalized_everywhere = all(
         row(r)["normalized_bpb"] is not None for recs in ledgers.values() for r in recs if r.get("status") == "ok")
     key = "normalized_bpb" if normalized_everywhere else "val_bpb"
-    for name, records in ledgers.items():
-        xs, ys = [], []
-        for i, rec in enumerate(records, 1):
-            r = row(rec)
-            if r["status"] == "ok" and _finite(r[key]):
-                xs.append(i)
-                ys.append(r[key])
-        if not xs:
-            continue
-        pts = ax.scatter(xs, ys, s=14, alpha=0.6, label=f"{name}")
-        best, running = float("inf"), []
-        for y in ys:
-            best = min(best, y)
-            running.append(best)
-        ax.step(xs, running, where="post", color=pts.get_facecolor()[0], linewidth=1.5)
-    ax.set_xlabel("experiment")
-    ax.set_ylabel(key + (" (reference scale)" if key == "normalized_bpb" else " (raw)"))
-    ax.set_title("autoresearch progress (lower is better)")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(out, dpi=120)
-    plt.close(fig)
-    return f"plot written: {out} ({key})"
+    return write_plot({name: plot_data(recs, set(), None, key) for name, recs in ledgers.items()}, out,
+                      key + (" (reference scale)" if key == "normalized_bpb" else " (raw)"))
