@@ -132,6 +132,7 @@ def init(
     """A new research workspace: git repo with train.py sized for this device, program.md."""
     from pathlib import Path
 
+    from autoresearch_portable.harness.baseline.datasize import ensure_prepared
     from autoresearch_portable.harness.run.budget import check_budget
     from autoresearch_portable.harness.workspace import check_target, init_workspace
 
@@ -143,25 +144,14 @@ def init(
         raise UserError("sizes must be positive")
     check_target(Path(directory), force)
     pr, plan = _plan(backend)
-    _ensure_dataset(dataset, pr, plan, budget)
+    ensure_prepared(dataset, pr, plan, budget, log=_log)  # a generated corpus; others must be prepared
     sizes = init_workspace(Path(directory), pr, plan, dataset, budget, force=force, log=_log,
-                           sizes=given if all(given.values()) else None)
-    if parallel:
-        from autoresearch_portable.cluster.client import add_parallel_program
-
-        add_parallel_program(Path(directory))
+                           sizes=given if all(given.values()) else None, parallel=parallel)
     steps = f" (~{sizes['expected_steps']} steps in {budget:g}s)" if sizes.get("expected_steps") else ""
     typer.echo(
         f"workspace {directory}: {plan['backend']} baseline depth {sizes['DEPTH']}, width {sizes['MODEL_DIM']}, "
         f"{sizes['TOTAL_BATCH_SIZE']} tokens/step{steps}. Next: cd {directory} && arp train"
     )
-
-
-def _ensure_dataset(dataset: str, pr: dict, plan: dict, budget: float) -> None:
-    """A generated corpus (bundled, bundled-v2) is prepared when missing; others must be."""
-    from autoresearch_portable.harness.baseline.datasize import ensure_prepared
-
-    ensure_prepared(dataset, pr, plan, budget, log=_log)
 
 
 @app.command()
@@ -241,17 +231,14 @@ def calibrate(
     from pathlib import Path
 
     from autoresearch_portable.harness.baseline import calibrate as cal
-    from autoresearch_portable.harness.experiment import Options, resolve
+    from autoresearch_portable.harness.experiment import Options, setting
     from autoresearch_portable.harness.run.settings import Workspace
 
-    # what `arp train` here trains on, for as long
-    t, dataset = resolve(Options(budget=budget, dataset=dataset), Workspace.load(Path.cwd()))
-    budget = t.seconds
     if repeats < 2:
         raise UserError("--repeats must be at least 2 (the noise band needs repeats at T)")
-    pr, plan = _plan(backend)
-    _ensure_dataset(dataset, pr, plan, budget)
-    profile = cal.calibrate(pr, plan, dataset, budget, repeats, force=force, log=_log, quiet=not verbose)
+    # what `arp train` here trains on, for as long, on the same backend
+    t, dataset, pr, plan = setting(Options(budget, None, dataset, backend), Workspace.load(Path.cwd()), _log)
+    profile = cal.calibrate(pr, plan, dataset, t.seconds, repeats, force=force, log=_log, quiet=not verbose)
     typer.echo(json.dumps(profile, indent=2) if as_json else cal.format_profile(profile))
 
 
@@ -266,11 +253,15 @@ def bench(
     runs: Optional[int] = typer.Option(None, "--runs", help="with --matched: how many runs (default: the benchmark's repeats + 1)"),
 ) -> None:
     """The standard benchmark on the bundled corpus, side by side with the bundled reference results."""
+    from pathlib import Path
+
     from autoresearch_portable.harness.baseline import bench as b
+    from autoresearch_portable.harness.experiment import Options, setting
+    from autoresearch_portable.harness.run.settings import Workspace
 
     d = b.definition(quick)
-    pr, plan = _plan(backend)
-    _ensure_dataset(d["dataset"], pr, plan, float(d["budget_seconds"]))
+    # the benchmark's own budget and dataset wherever it runs: no workspace's settings
+    _, _, pr, plan = setting(Options(float(d["budget_seconds"]), "wall", d["dataset"], backend), Workspace(Path.cwd()), _log)
     if matched:
         from autoresearch_portable.harness.baseline import matched as mt
 
@@ -325,7 +316,7 @@ def results(
             typer.echo(history.format_runs(records, rows))
     if plot:
         sigma = history.near_misses(records, memory.branch_commits(folder))["sigma"]
-        typer.echo(plots.write_plot(plots.plot_data(records, kept, sigma), plot), err=as_json)
+        typer.echo(plots.write_plot({"": plots.plot_data(records, kept, sigma)}, plot), err=as_json)
 
 
 @app.command()

@@ -1,5 +1,6 @@
 """Atomic file writes: write a temporary file beside the target, fsync, then rename over it, so a
-reader (or a later run after a crash) sees the old file or the new one, never half of one."""
+reader (or a later run after a crash) sees the old file or the new one, never half of one. And the
+reading side of the JSON files (read_json) and a pid lock."""
 
 from __future__ import annotations
 
@@ -48,6 +49,15 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
 
 def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
     atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
+
+
+def read_json(path: str | os.PathLike) -> dict | None:
+    """The JSON object stored at `path`; None when the file is missing, unreadable or not an object."""
+    try:
+        obj = json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return None
+    return obj if isinstance(obj, dict) else None
 
 
 @contextmanager

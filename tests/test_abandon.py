@@ -36,7 +36,11 @@ def first_abandon(run, baseline, rule=ab.Rule()):
 
 
 def test_bins_average_the_reports_by_progress():
-    bins = ab.bin_reports([(0.0, 5.0), (0.01, 3.0), (0.5, 2.0), (0.999, 1.0), (1.0, 3.0), (0.3, float("nan"))])
+    r, w = os.pipe()
+    reports = [(0.0, 5.0), (0.01, 3.0), (0.5, 2.0), (0.999, 1.0), (1.0, 3.0), (0.3, float("nan"))]
+    os.write(w, "".join(f"{p} {loss}\n" for p, loss in reports).encode())
+    os.close(w)
+    bins = ab.Watcher(r, None, kill=lambda: None).start().stop().trace
     assert bins[0] == 4.0 and bins[25] == 2.0 and bins[-1] == 2.0
     assert bins[15] is None and sum(b is not None for b in bins) == 3
 

@@ -89,7 +89,7 @@ def test_export_format(fake_data, bundle, tmp_path):
               "floor_bpb", "points", "harness_version", "dataset"):
         assert k in out, k
     # an exported file dropped into the bundle is a usable reference
-    (tmp_path / "benchmarks" / "results" / bench.bundle_filename(out)).write_text(json.dumps(out))
+    (tmp_path / "benchmarks" / "results" / "exported.json").write_text(json.dumps(out))
     names = [r.get("benchmark") for r in bench.usable_references(cal.dataset_identity(FakeDataset()))[0]]
     assert "std-quick" in names
 
@@ -116,9 +116,9 @@ def _cli(monkeypatch, capsys, *args):
     import sys
 
     from autoresearch_portable import cli
+    from autoresearch_portable.harness import experiment
 
-    monkeypatch.setattr(cli, "_ensure_dataset", lambda *a: None)
-    monkeypatch.setattr(cli, "_plan", lambda backend: (PROBE, PLAN))
+    monkeypatch.setattr(experiment, "setting", lambda options, ws, log: (*experiment.resolve(options, ws), PROBE, PLAN))
     monkeypatch.setattr(sys, "argv", ["arp", *args])
     with pytest.raises(SystemExit) as e:
         cli.main()

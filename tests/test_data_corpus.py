@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import math
 
+import corpus_parse as P
 import pytest
 
 from autoresearch_portable.data import corpus as C
-from autoresearch_portable.data import corpus_parse as P
 from autoresearch_portable.data import story
 from autoresearch_portable.data.menus import Menu
 

@@ -92,9 +92,10 @@ def test_submit_takes_the_workspaces_budget_and_refuses_code_that_already_ran(re
 def test_calibrate_without_a_budget_calibrates_the_workspaces(repo, monkeypatch):
     from autoresearch_portable import cli
     from autoresearch_portable.harness.baseline import calibrate as cal
+    from autoresearch_portable.harness.baseline import datasize
 
     seen = {}
-    monkeypatch.setattr(cli, "_ensure_dataset", lambda *a: None)
+    monkeypatch.setattr(datasize, "ensure_prepared", lambda *a, **kw: None)
     monkeypatch.setattr(cal, "calibrate", lambda pr, plan, dataset, budget, repeats, **kw: seen.update(
         dataset=dataset, budget=budget) or {})
     monkeypatch.setattr(cal, "format_profile", lambda p: "profile")

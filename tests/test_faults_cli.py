@@ -120,6 +120,14 @@ def test_init_force_commits_only_its_own_files(small_bundled, measured, tmp_path
     assert len(_git(ws, "log", "--format=%h").split()) == n
 
 
+def test_init_parallel_commits_program_parallel_with_the_baseline(small_bundled, measured, tmp_path):
+    ws = tmp_path / "ws"
+    init_workspace(ws, {}, PLAN, "bundled", 300.0, log=lambda m: None, sizes=dict(SIZES), parallel=True)
+    assert set(_git(ws, "show", "--name-only", "--format=", "HEAD").split()) == {*WORKSPACE_FILES, "program_parallel.md"}
+    assert "arp submit" in (ws / "program_parallel.md").read_text()
+    assert _git(ws, "status", "--porcelain") == ""
+
+
 def test_init_force_outside_git_keeps_existing_files(tmp_path):
     ws = tmp_path / "plain"
     ws.mkdir()

@@ -170,18 +170,18 @@ class TinyLM:
         return self.table[idx] * 2.0
 
 
-def test_row_losses_chunked_equal_unchunked_and_skip_zero_byte_targets(K):
+def test_row_scores_chunked_equal_unchunked_and_skip_zero_byte_targets(K):
     vocab, B, T = 50, 7, 12
     rng = np.random.default_rng(5)
     rows = rng.integers(0, vocab, size=(B, T + 1))
     token_bytes = rng.integers(1, 4, size=vocab)
     token_bytes[[0, 3, 7]] = 0  # specials: skipped
     model = TinyLM(vocab)
-    nats_all, bytes_all = K.row_losses(model, rows, token_bytes, max_logit_bytes=2**30)
+    nats_all, bytes_all = K.score_rows(model, rows, token_bytes, max_logit_bytes=2**30)[:2]
     assert model.calls == [(B, T)]
     # a bound of two rows of fp32 logits: four chunks, never a bigger logits buffer
     model.calls.clear()
-    nats_c, bytes_c = K.row_losses(model, rows, token_bytes, max_logit_bytes=2 * T * vocab * 4)
+    nats_c, bytes_c = K.score_rows(model, rows, token_bytes, max_logit_bytes=2 * T * vocab * 4)[:2]
     assert model.calls == [(2, T)] * 3 + [(1, T)]
     np.testing.assert_allclose(nats_c, nats_all, rtol=1e-6)
     np.testing.assert_array_equal(bytes_c, bytes_all)
@@ -195,14 +195,14 @@ def test_row_losses_chunked_equal_unchunked_and_skip_zero_byte_targets(K):
     np.testing.assert_array_equal(bytes_all, token_bytes[targets].sum(1))
 
 
-def test_row_losses_match_torch_backend(K, KT):
+def test_row_scores_match_torch_backend(K, KT):
     vocab, B, T = 30, 4, 10
     rng = np.random.default_rng(6)
     rows = rng.integers(0, vocab, size=(B, T + 1))
     token_bytes = rng.integers(0, 3, size=vocab)
     table = rng.standard_normal((vocab, vocab)).astype(np.float32)
-    m_nats, m_bytes = K.row_losses(lambda idx: mx.array(table)[idx], rows, token_bytes, 10**9)
-    t_nats, t_bytes = KT.row_losses(lambda idx: torch.from_numpy(table)[idx], rows, token_bytes, 10**9)
+    m_nats, m_bytes = K.score_rows(lambda idx: mx.array(table)[idx], rows, token_bytes, 10**9)[:2]
+    t_nats, t_bytes = KT.score_rows(lambda idx: torch.from_numpy(table)[idx], rows, token_bytes, 10**9)[:2]
     np.testing.assert_allclose(m_nats, t_nats, rtol=1e-5)
     np.testing.assert_array_equal(m_bytes, t_bytes)
 

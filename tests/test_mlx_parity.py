@@ -167,7 +167,7 @@ def test_logits_loss_and_gradients_match_torch(case):
 
 
 def test_harness_eval_path_matches_torch():
-    """forward_logits and row_losses, the harness's way to the model, agree across backends."""
+    """forward_logits and score_rows, the harness's way to the model, agree across backends."""
     nt, nm = load_pair(ATTENTION_CASES["sssl"])
     tm = random_torch_model(nt)
     mm = mlx_twin(nm, tm)
@@ -175,8 +175,8 @@ def test_harness_eval_path_matches_torch():
     rows = np.random.default_rng(3).integers(0, VOCAB, size=(3, T + 1))
     token_bytes = np.random.default_rng(4).integers(0, 4, size=VOCAB)
     assert_close(kt.forward_logits(tm, rows[:, :-1]), km.forward_logits(mm, rows[:, :-1]), what="forward_logits")
-    t_nats, t_bytes = kt.row_losses(tm, rows, token_bytes, 2**30)
-    m_nats, m_bytes = km.row_losses(mm, rows, token_bytes, 2**30)
+    t_nats, t_bytes = kt.score_rows(tm, rows, token_bytes, 2**30)[:2]
+    m_nats, m_bytes = km.score_rows(mm, rows, token_bytes, 2**30)[:2]
     np.testing.assert_array_equal(t_bytes, m_bytes)
     np.testing.assert_allclose(t_nats, m_nats, rtol=1e-5)
 

@@ -105,20 +105,14 @@ class Backend:
         """float32 logits (B, T, V) of the model for (B, T) token ids, no grad."""
         raise NotImplementedError
 
-    def row_losses(
-        self, model: Any, rows: np.ndarray, token_bytes: np.ndarray, max_logit_bytes: int
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Per row of (B, T+1) tokens: summed cross-entropy in nats over targets with a byte
-        length > 0 (BOS and other specials are skipped), and the summed byte lengths. Logits are
-        built a few rows at a time so no logits buffer exceeds max_logit_bytes."""
-        nats, nbytes, _ = self.score_rows(model, rows, token_bytes, max_logit_bytes)
-        return nats, nbytes
-
     def score_rows(
         self, model: Any, rows: np.ndarray, token_bytes: np.ndarray, max_logit_bytes: int,
         perturbed: np.ndarray | None = None, cuts: np.ndarray | None = None,
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-        """row_losses, plus the causality check when `perturbed` is given: perturbed[i] is row i's
+        """Per row of (B, T+1) tokens: summed cross-entropy in nats over targets with a byte
+        length > 0 (BOS and other specials are skipped), and the summed byte lengths; logits are
+        built a few rows at a time so no logits buffer exceeds max_logit_bytes. Plus the
+        causality check when `perturbed` is given: perturbed[i] is row i's
         input (B, T) with every token from position cuts[i] on replaced. The copies go through the
         model in forward passes of their own, the same number of rows at a time as the rows
         (so the same kernels run), never in a pass with the row they check: a row and its copy

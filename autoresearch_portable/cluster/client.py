@@ -204,17 +204,3 @@ def cluster_report(probe: dict, folder: Path = Path(".")) -> tuple[dict, str]:
     data = dict(ray_installed=installed, address=address, settings=settings, status=info, local=local)
     return data, engine.format_status(info, settings, local, installed)
 
-
-def add_parallel_program(workspace: Path) -> None:
-    """`arp init --parallel`: program_parallel.md beside program.md, committed."""
-    from autoresearch_portable.fsutil import atomic_write_text
-    from autoresearch_portable.harness.baseline.template import asset
-
-    workspace = Path(workspace)
-    atomic_write_text(workspace / "program_parallel.md", asset("program_parallel.md").read_text())
-    identity = [] if _git(workspace, "config", "user.email").stdout.strip() else ["-c", "user.name=arp", "-c", "user.email=arp@localhost"]
-    for args in (["add", "program_parallel.md"],
-                 [*identity, "commit", "-q", "-m", "program_parallel.md from arp init --parallel", "--", "program_parallel.md"]):
-        got = _git(workspace, *args)
-        if got.returncode != 0 and "nothing to commit" not in got.stdout + got.stderr:
-            raise UserError(f"git {args[0]} failed in {workspace}: {got.stderr.strip()[:200]}")

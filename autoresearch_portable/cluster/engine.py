@@ -21,7 +21,7 @@ from pathlib import Path
 
 from autoresearch_portable.cluster import queue, worker
 from autoresearch_portable.errors import UserError
-from autoresearch_portable.fsutil import atomic_write_json
+from autoresearch_portable.fsutil import atomic_write_json, read_json
 
 NAMESPACE = "autoresearch-portable"
 LOCAL_OBJECT_STORE = 256 * 2**20  # results are small; Ray's default would take 30 % of the memory
@@ -43,11 +43,7 @@ def settings_path(workspace: Path) -> Path:
 
 
 def load_settings(workspace: Path) -> dict:
-    try:
-        got = json.loads(settings_path(workspace).read_text())
-        return got if isinstance(got, dict) else {}
-    except (OSError, ValueError):
-        return {}
+    return read_json(settings_path(workspace)) or {}
 
 
 def save_settings(workspace: Path, address: str | None, cpus_per_slot: int | None) -> dict:

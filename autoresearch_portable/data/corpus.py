@@ -23,14 +23,14 @@ explicit integer weights) and adds -log2(p) of the outcome to the document's `bi
 written so that the text determines every choice (no two choice sequences give the same text; no
 document is a prefix of another, thanks to the unique closing line), so `bits` is exactly
 -log2 P(text): the sum of `bits` over a split divided by its UTF-8 byte count is the lowest
-bits-per-byte any model can reach on it in expectation (`floor_bpb`). `corpus_parse.parse_document`
-re-derives the choices from a text by re-running the same grammar against it (backtracking search
-over the choices, pruned by the text); the tests use it to show that every sampled document has
-exactly one parse and that its bits match.
+bits-per-byte any model can reach on it in expectation (`floor_bpb`). `parse_document` of
+tests/corpus_parse.py re-derives the choices from a text by re-running the same grammar against it
+(backtracking search over the choices, pruned by the text); the tests use it to show that every
+sampled document has exactly one parse and that its bits match.
 
 Where things are: words.py (word lists), menus.py (menus of options and their bits), story.py
 (stories and their episodes), grammar.py (the other kinds and the choice of kind), this file (the
-Writer that draws the choices, and the public API), corpus_parse.py (the test-only parser).
+Writer that draws the choices, and the public API), tests/corpus_parse.py (the parser the tests use).
 
 Rule for anyone editing the grammar: every choice must become visible in the text of the same
 document, and never clamp or merge outcomes after drawing (draw from the set that is actually

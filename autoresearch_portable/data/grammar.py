@@ -2,7 +2,7 @@
 sheets, lists, maths practice) and the three short kinds themselves. Every kind ends with a
 closing line (CLOSINGS) that appears nowhere else, so no document is a prefix of another.
 
-`doc` is the chooser (corpus.Writer when generating, corpus_parse's oracle when parsing); nothing
+`doc` is the chooser (corpus.Writer when generating, tests/corpus_parse.py's oracle when parsing); nothing
 here may read randomness from anywhere else."""
 
 from __future__ import annotations

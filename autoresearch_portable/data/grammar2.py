@@ -10,7 +10,7 @@
   as sections.
 
 The document ends with "End of chronicle.", which occurs nowhere else, so no chronicle is a prefix
-of another. `doc` is the chooser (corpus2.Writer2 when generating, corpus2_parse's oracle when
+of another. `doc` is the chooser (corpus2.Writer2 when generating, tests/corpus2_parse.py's oracle when
 parsing) and makes every random choice; a fact's value comes from `doc.fact` (kb.value_text): it
 is fixed by the knowledge base, not chosen here, so it costs no bits (see corpus2.py).
 """

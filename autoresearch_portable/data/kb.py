@@ -108,14 +108,6 @@ class Zipf:
         total = self.total - sum(self.weight(u) for u in used) if used else self.total
         return math.log2(total / self.weight(rank))
 
-    def mass_from(self, rank: int) -> float:
-        """The share of all draws that land on ranks >= `rank`."""
-        k = bisect_right(self.lo, rank) - 1
-        if k < 0:
-            return 1.0
-        below = (self.cum[k - 1] if k else 0) + (rank - self.lo[k]) * self.q[k]
-        return 1.0 - below / self.total
-
 
 class Attr:
     """One attribute: its values (distinct strings) and how the grammar states it. `intro` is a

@@ -15,24 +15,20 @@ size stay on disk for a later, larger prepare; `arp prepare --force` deletes eve
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from autoresearch_portable.data.assemble import WrittenSplit
 from autoresearch_portable.data.chunks import chunk_sizer, docs_to_reach, ordered_chunks
 from autoresearch_portable.data.store import PROGRESS, TOKENIZER_FILE, ShardWriter, sha256_file
 from autoresearch_portable.data.tokenizer import Tokenizer
-from autoresearch_portable.fsutil import atomic_write_json
+from autoresearch_portable.fsutil import atomic_write_json, read_json
 
 TAIL = "train-tail"
 
 
 def read_progress(ddir: Path) -> dict | None:
-    try:
-        p = json.loads((ddir / PROGRESS).read_text())
-        return p if isinstance(p, dict) and isinstance(p.get("shards"), list) else None
-    except (OSError, ValueError):
-        return None
+    p = read_json(ddir / PROGRESS)
+    return p if p is not None and isinstance(p.get("shards"), list) else None
 
 
 def reusable_tokenizer(ddir: Path, key: dict) -> Tokenizer | None:

@@ -3,7 +3,7 @@ early (age, favourite colour and food, pet, home, siblings, lucky number) that l
 (dialogue that asks about them, characters who remember them, age comparisons), plus travel,
 counting, lists and small arithmetic, and a closing line that returns to the hero's pet.
 
-Every function takes `doc`, the chooser (corpus.Writer when generating, corpus_parse's oracle
+Every function takes `doc`, the chooser (corpus.Writer when generating, tests/corpus_parse.py's oracle
 when parsing) and makes its random choices only through it (see corpus.py for the rules)."""
 
 from __future__ import annotations

@@ -13,7 +13,9 @@ driver all go through these steps.
 * record: the decision (keep, discard or repeat N against the bar on this branch), the signed
   ledger line, results.tsv.
 
-The duplicate check (`check_new`) sits between plan and execute, or at submit time for a cluster."""
+The duplicate check (`check_new`) sits between plan and execute, or at submit time for a cluster.
+`arp calibrate` and `arp bench` take plan's first step (`setting`: the same budget, dataset and
+device as `arp train` there) and train the baseline through harness/baseline/calibrate.py."""
 
 from __future__ import annotations
 
@@ -80,26 +82,16 @@ class Spec:
                     backend=self.plan["backend"])
 
 
-def plan(train_py: Path, options: Options, log: Log, on_device: Callable[[dict, dict], None] | None = None) -> Spec:
-    """Decide the run. Raises UserError (one line) for anything the user can fix before training:
-    a bad budget, the other framework's train.py, a dataset missing here, work mode without a
-    calibration."""
-    from autoresearch_portable import data
+def setting(options: Options, ws: Workspace, log: Log, on_device: Callable[[dict, dict], None] | None = None
+            ) -> tuple[Budget, str, dict, dict]:
+    """Where a command stands in the workspace `ws` (plan's first step, and all of `arp calibrate`'s
+    and `arp bench`'s): the budget and dataset (resolve), this machine's probe and plan (the flag's
+    backend, else $ARP_BACKEND, else the workspace's), the dataset prepared when it is generated
+    (others must be: DataError)."""
     from autoresearch_portable.detect import make_plan, probe_this_boot
-    from autoresearch_portable.errors import UserError
-    from autoresearch_portable.harness.run import abandon
-    from autoresearch_portable.harness.baseline.calibrate import dataset_identity, find_profile
     from autoresearch_portable.harness.baseline.datasize import ensure_prepared
-    from autoresearch_portable.harness.baseline.matched import flop_budget_for
-    from autoresearch_portable.harness.workspace import check_backend
 
-    train_py = Path(train_py)
-    if not train_py.is_file():
-        raise UserError(f"{train_py} not found (run `arp init DIR` to create a workspace)")
-    ws = Workspace.load(train_py.parent)
     budget, dataset = resolve(options, ws)
-    if options.timeout is not None:
-        check_budget(options.timeout, "--timeout")
     note = ws.budget_note(budget.seconds)
     if note:
         log(note)
@@ -108,7 +100,28 @@ def plan(train_py: Path, options: Options, log: Log, on_device: Callable[[dict, 
     pr, pl = found.to_dict(), make_plan(found, backend).to_dict()
     if on_device is not None:
         on_device(pr, pl)
-    ensure_prepared(dataset, pr, pl, budget.seconds, log=log)  # a generated corpus; others raise DataError
+    ensure_prepared(dataset, pr, pl, budget.seconds, log=log)
+    return budget, dataset, pr, pl
+
+
+def plan(train_py: Path, options: Options, log: Log, on_device: Callable[[dict, dict], None] | None = None) -> Spec:
+    """Decide the run. Raises UserError (one line) for anything the user can fix before training:
+    a bad budget, the other framework's train.py, a dataset missing here, work mode without a
+    calibration."""
+    from autoresearch_portable import data
+    from autoresearch_portable.errors import UserError
+    from autoresearch_portable.harness.run import abandon
+    from autoresearch_portable.harness.baseline.calibrate import dataset_identity, find_profile
+    from autoresearch_portable.harness.baseline.matched import flop_budget_for
+    from autoresearch_portable.harness.workspace import check_backend
+
+    train_py = Path(train_py)
+    if not train_py.is_file():
+        raise UserError(f"{train_py} not found (run `arp init DIR` to create a workspace)")
+    if options.timeout is not None:
+        check_budget(options.timeout, "--timeout")
+    ws = Workspace.load(train_py.parent)
+    budget, dataset, pr, pl = setting(options, ws, log, on_device)
     check_backend(train_py, pl["backend"])  # an MLX train.py on torch (or the reverse): say so now
     data.check_usable(dataset)
     ds_id = dataset_identity(data.load(dataset))

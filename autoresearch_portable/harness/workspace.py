@@ -25,7 +25,8 @@ __pycache__/
 """
 
 
-# What arp init writes (and commits): nothing else in the folder is touched or committed.
+# What arp init writes (and commits; with --parallel program_parallel.md too): nothing else in the
+# folder is touched or committed.
 WORKSPACE_FILES = ("train.py", "program.md", ".gitignore", SETTINGS_FILE)
 
 
@@ -67,8 +68,9 @@ def _unsaved_work(target: Path) -> list[str]:
 
 
 def init_workspace(target: Path, probe: dict, plan: dict, dataset: str, budget_seconds: float,
-                   force: bool = False, log=print, sizes: dict | None = None) -> dict:
-    """`sizes` with all of SIZE_KEYS (HEAD_DIM optional) skips the measurement (a user who knows what they want)."""
+                   force: bool = False, log=print, sizes: dict | None = None, parallel: bool = False) -> dict:
+    """`sizes` with all of SIZE_KEYS (HEAD_DIM optional) skips the measurement (a user who knows what they want).
+    `parallel` (arp init --parallel): program_parallel.md too, the loop with many experiments at once."""
     target = Path(target)
     check_target(target, force)
     from autoresearch_portable import data
@@ -89,20 +91,23 @@ def init_workspace(target: Path, probe: dict, plan: dict, dataset: str, budget_s
     text = baseline_text(plan, values)
     target.mkdir(parents=True, exist_ok=True)
     atomic_write_text(target / "train.py", text)
-    atomic_write_text(target / "program.md", asset("program.md").read_text())
+    programs = ("program.md", "program_parallel.md") if parallel else ("program.md",)
+    for name in programs:
+        atomic_write_text(target / name, asset(name).read_text())
     atomic_write_text(target / ".gitignore", GITIGNORE)
     Workspace(target, backend=plan["backend"], dataset=dataset, budget_seconds=budget_seconds, sizing=sizes,
               baseline_sha256=normalized_sha256(text), **run_settings).save()
     if not (target / ".git").exists():
         _git(target, "init", "-q")
-    _git(target, "add", *WORKSPACE_FILES)
-    unchanged = subprocess.run(["git", "diff", "--cached", "--quiet", "--", *WORKSPACE_FILES], cwd=target).returncode == 0
+    files = (*WORKSPACE_FILES, *programs[1:])
+    _git(target, "add", *files)
+    unchanged = subprocess.run(["git", "diff", "--cached", "--quiet", "--", *files], cwd=target).returncode == 0
     if not unchanged:  # (a --force that writes what is already committed has nothing to commit)
         # the user's git identity if they have one; a placeholder so the first commit never fails
         has_identity = subprocess.run(["git", "config", "user.email"], cwd=target, capture_output=True, text=True).stdout.strip()
         identity = [] if has_identity else ["-c", "user.name=arp", "-c", "user.email=arp@localhost"]
         # only our files: anything else the user had staged stays staged, out of the baseline
-        _git(target, *identity, "commit", "-q", "-m", "baseline from arp init", "--", *WORKSPACE_FILES)
+        _git(target, *identity, "commit", "-q", "-m", "baseline from arp init", "--", *files)
     return sizes
 
 

@@ -12,10 +12,10 @@ from typing import Callable
 
 from autoresearch_portable import HARNESS_VERSION, paths
 from autoresearch_portable.errors import UserError
-from autoresearch_portable.fsutil import atomic_write_json
+from autoresearch_portable.fsutil import atomic_write_json, read_json
 from autoresearch_portable.harness.baseline import calibrate as cal
 from autoresearch_portable.harness.baseline import normalize
-from autoresearch_portable.harness.run.summary import fmt
+from autoresearch_portable.harness.run.summary import fmt, table
 from autoresearch_portable.harness.run import summary
 
 # fields of a profile that go into a bundle file (the rest, e.g. the local path, stays local)
@@ -50,11 +50,8 @@ def bundled_profiles() -> list[dict]:
         return []
     out = []
     for f in sorted(folder.glob("*.json")):
-        try:
-            p = json.loads(f.read_text())
-        except ValueError:
-            continue
-        if not isinstance(p, dict) or not all(k in p for k in ("a", "s", "budget_seconds")):
+        p = read_json(f)
+        if p is None or not all(k in p for k in ("a", "s", "budget_seconds")):
             continue  # other measurements kept beside the profiles
         p["file"] = f.name
         out.append(p)
@@ -128,13 +125,6 @@ def reference_name(p: dict) -> str:
     return f"{p.get('device_name', 'device')}{where}, {kind} {dtype}, T={p.get('budget_seconds', 0):g}s".replace("  ", " ")
 
 
-def bundle_filename(profile: dict) -> str:
-    stem = f"{profile.get('device_key', 'device')}--{profile.get('dataset', {}).get('name', 'data')}--h{profile.get('harness_version')}"
-    if profile.get("quick"):
-        stem += "--quick"
-    return "".join(ch if ch.isalnum() or ch in "._-" else "_" for ch in stem) + ".json"
-
-
 # --- arp bench ---------------------------------------------------------------------------------
 
 def bench_profile_path(probe: dict, plan: dict, dataset_name: str, quick: bool) -> Path:
@@ -156,14 +146,10 @@ def run_bench(probe: dict, plan: dict, *, quick: bool = False, force: bool = Fal
     path = bench_profile_path(probe, plan, d["dataset"], quick)
     active = cal.profile_path(probe, plan, ds_id["name"])
     if not quick and not force and not path.exists() and active.exists():
-        try:
-            p = json.loads(active.read_text())
-            if (not cal.stale_reason(p, ds_id) and float(p["budget_seconds"]) == float(d["budget_seconds"])
-                    and p.get("repeats", 0) >= d["repeats"]):
-                log(f"using this device's calibration {active.name}: it was made under the standard benchmark's definition")
-                path = active
-        except (ValueError, KeyError):
-            pass
+        p, _ = cal.load_profile(active, ds_id)
+        if p and float(p["budget_seconds"]) == float(d["budget_seconds"]) and p.get("repeats", 0) >= d["repeats"]:
+            log(f"using this device's calibration {active.name}: it was made under the standard benchmark's definition")
+            path = active
     profile = cal.calibrate(probe, plan, d["dataset"], d["budget_seconds"], d["repeats"], force=force,
                             sizes=sizes, path=path, log=log, runner=runner, quiet=quiet,
                             min_steps=0 if quick else cal.MIN_STEPS)  # a quick bench is a CI smoke, not a profile
@@ -227,12 +213,7 @@ def format_table(rows: list[dict], ref_label: str | None, missing: list[str] | N
         ("normalized_bpb", lambda r: "n/a" if r.get("normalized_bpb") is None else
          f"{r['normalized_bpb']:.4f} ± {r['normalized_bpb_band']:.4f}"),
     ]
-    table = [[name for name, _ in cols]] + [[fn(r) for _, fn in cols] for r in rows]
-    widths = [max(len(str(row[i])) for row in table) for i in range(len(cols))]
-    lines = ["  ".join(str(c).ljust(w) if i == 0 else str(c).rjust(w) for i, (c, w) in enumerate(zip(row, widths)))
-             for row in table]
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    lines.append("")
+    lines = [table([name for name, _ in cols], [[fn(r) for _, fn in cols] for r in rows], left={0}), ""]
     lines.append(f"normalized_bpb on the scale of: {ref_label}" if ref_label else
                  "normalized_bpb: n/a (no bundled reference profile for this dataset and harness version)")
     for r in rows[:1] if ref_label else []:  # this device against the scale's reference

@@ -24,6 +24,7 @@ import statistics
 import tempfile
 import threading
 import time
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any, Callable
 
@@ -31,7 +32,7 @@ from autoresearch_portable import HARNESS_VERSION, __version__, paths
 from autoresearch_portable.data.common import DEFAULT_DATASET
 from autoresearch_portable.detect.plan import device_name
 from autoresearch_portable.errors import UserError
-from autoresearch_portable.fsutil import atomic_write_json
+from autoresearch_portable.fsutil import atomic_write_json, read_json
 from autoresearch_portable.harness.run import abandon
 from autoresearch_portable.harness.baseline import normalize
 from autoresearch_portable.harness.baseline import template
@@ -99,22 +100,24 @@ def stale_reason(profile: dict, dataset_id: dict | None, harness_version: str = 
     return None
 
 
+def load_profile(path: Path, dataset_id: dict) -> tuple[dict | None, str | None]:
+    """(the profile stored at `path`, None) when it is current; else (None, why not)."""
+    profile = read_json(path)
+    why = stale_reason(profile, dataset_id) if profile is not None else "it is unreadable"
+    return (None, why) if why else (dict(profile, path=str(path)), None)
+
+
 def find_profile(probe: dict, plan: dict, dataset_id: dict) -> tuple[dict | None, str]:
     """(profile, note): the current profile of this device + backend + dataset, or None and a
     one-line reason (no profile yet, or the one stored is stale)."""
     from autoresearch_portable.harness.run.peak import device_key
 
     key = device_key(probe, plan)
-    path = paths.profiles_dir() / profile_filename(key, dataset_id["name"])
+    path = profile_path(probe, plan, dataset_id["name"])
     if path.exists():
-        try:
-            profile = json.loads(path.read_text())
-        except ValueError:
-            return None, f"the calibration profile {path.name} is unreadable; run `arp calibrate --force`"
-        why = stale_reason(profile, dataset_id)
+        profile, why = load_profile(path, dataset_id)
         if why:
-            return None, f"the calibration profile is not used: {why}; run `arp calibrate --force`"
-        profile["path"] = str(path)
+            return None, f"the calibration profile {path.name} is not used: {why}; run `arp calibrate --force`"
         return profile, f"calibration {path.name}"
     # a profile of another harness version (another file name) is never used: say so
     others = sorted(paths.profiles_dir().glob(profile_filename(key, dataset_id["name"], "*")))
@@ -220,24 +223,52 @@ def _ticker(log, label: str, expected: float, stop: threading.Event) -> None:
         log(f"  ... {label}: {time.time() - t0:.0f}s elapsed (budget {expected:g}s + start-up and eval)")
 
 
-def run_point(run_training: Callable, text: str, *, probe, plan, dataset: str, budget_seconds: float,
-              seed: int, quiet: bool, log, label: str) -> dict:
-    with tempfile.TemporaryDirectory(prefix="arp-calib-") as tmp:
+def run_baseline(runner: Callable, plan: dict, sizes: dict, seed: int, *, log=None, label: str = "", **run) -> dict:
+    """Train the baseline (the template with `sizes`; seed 0: the template's model seed, else
+    another) with data seed `seed`: `runner(train_py, probe=..., dataset=..., budget_seconds=...,
+    ...)` as harness/run/launch.py's run_training takes them. With `log`, a line every so often."""
+    with tempfile.TemporaryDirectory(prefix="arp-baseline-") as tmp:
         train_py = Path(tmp) / "train.py"
-        train_py.write_text(text)
+        train_py.write_text(baseline_source(plan, sizes, None if seed == 0 else BASE_MODEL_SEED + seed))
         stop = threading.Event()
-        tick = threading.Thread(target=_ticker, args=(log, label, budget_seconds, stop), daemon=True)
-        tick.start()
+        if log is not None:
+            threading.Thread(target=_ticker, args=(log, label, run["budget_seconds"], stop), daemon=True).start()
         try:
-            return run_training(train_py, probe=probe, plan=plan, dataset=dataset, budget_seconds=budget_seconds,
-                                budget_mode="wall", seed=seed, quiet=quiet)
+            return runner(train_py, plan=plan, seed=seed, **run)
         finally:
             stop.set()
 
 
-POINT_KEYS = ("status", "reason", "val_bpb", "val_bpb_stderr", "train_flops", "tokens_per_second",
-              "flops_per_token", "mfu_percent", "peak_flops", "peak_flops_source", "training_seconds",
-              "warmup_seconds", "total_seconds", "num_steps", "total_tokens", "num_params", "loss_trace")
+@dataclass
+class Point:
+    """One run of the baseline as a calibration (or a matched comparison) keeps it: where it sits
+    (fraction of T, seed, budget) and what the run measured. A result's other keys are not kept."""
+    fraction: float | None = None
+    seed: int = 0
+    budget_seconds: float | None = None
+    status: str | None = None
+    reason: str | None = None
+    val_bpb: float | None = None
+    val_bpb_stderr: float | None = None
+    train_flops: float | None = None
+    tokens_per_second: float | None = None
+    flops_per_token: float | None = None
+    mfu_percent: float | None = None
+    peak_flops: float | None = None
+    peak_flops_source: str | None = None
+    training_seconds: float | None = None
+    warmup_seconds: float | None = None
+    total_seconds: float | None = None
+    num_steps: int | None = None
+    total_tokens: int | None = None
+    num_params: int | None = None
+    loss_trace: list | None = None
+
+    @classmethod
+    def of(cls, result: dict, **where) -> dict:
+        """The point of a run's result (a plain dict, as profiles store it)."""
+        names = {f.name for f in fields(cls)} - set(where)
+        return asdict(cls(**where, **{k: v for k, v in result.items() if k in names}))
 
 
 def calibrate(
@@ -269,21 +300,15 @@ def calibrate(
     ds = data.load(dataset)
     ds_id = dataset_identity(ds)
     key = device_key(probe, plan)
-    path = Path(path) if path else paths.profiles_dir() / profile_filename(key, ds_id["name"])
+    path = Path(path) if path else profile_path(probe, plan, ds_id["name"])
     if path.exists() and not force:
-        try:
-            existing = json.loads(path.read_text())
-        except ValueError:
-            existing = None
-        why = stale_reason(existing, ds_id) if existing else "it is unreadable"
-        if existing and not why:
+        existing, why = load_profile(path, ds_id)
+        if existing:
             if float(existing["budget_seconds"]) != float(budget):
                 raise UserError(f"a calibration for budget {existing['budget_seconds']:g}s already exists ({path.name}); "
                                 f"use --force to replace it with one for {budget:g}s")
             log(f"reusing the calibration profile {path} (measured {existing.get('created', '?')}; --force to redo)")
-            existing["path"] = str(path)
-            existing["reused"] = True
-            return existing
+            return dict(existing, reused=True)
         log(f"the stored profile {path.name} is not used ({why}): calibrating again")
     if runner is None:
         from autoresearch_portable.harness.run.launch import run_training as runner
@@ -299,14 +324,11 @@ def calibrate(
     t_start = time.time()
     for i, r in enumerate(runs, 1):
         seed = r["seed"]
-        text = baseline_source(plan, sizes, None if seed == 0 else BASE_MODEL_SEED + seed)
         label = f"[{i}/{len(runs)}] budget {r['budget_seconds']:g}s seed {seed}"
         log(f"{label}: training ...")
-        res = run_point(runner, text, probe=probe, plan=plan, dataset=dataset, budget_seconds=r["budget_seconds"],
-                        seed=seed, quiet=quiet, log=log, label=label)
-        point = dict(fraction=r["fraction"], seed=seed, budget_seconds=r["budget_seconds"])
-        point.update({k: res.get(k) for k in POINT_KEYS})
-        points.append(point)
+        res = run_baseline(runner, plan, sizes, seed, log=log, label=label, probe=probe, dataset=dataset,
+                           budget_seconds=r["budget_seconds"], budget_mode="wall", quiet=quiet)
+        points.append(Point.of(res, fraction=r["fraction"], seed=seed, budget_seconds=r["budget_seconds"]))
         if res.get("status") == "ok":
             log(f"{label}: val_bpb {res['val_bpb']:.4f} ± {res.get('val_bpb_stderr') or float('nan'):.4f}, "
                 f"{res.get('train_flops', 0):.3g} FLOPs, {res.get('num_steps')} steps, "

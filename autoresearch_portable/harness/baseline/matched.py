@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import math
 import statistics
-import tempfile
-from pathlib import Path
 from typing import Callable
 
 from autoresearch_portable.errors import UserError
@@ -67,13 +65,9 @@ def run_matched(probe: dict, plan: dict, ref: dict, dataset: str, *, repeats: in
         f"{sizes.get('MODEL_DIM')}), {flops:.4g} training FLOPs per run, {repeats + 1} runs")
     runs = []
     for seed in range(repeats + 1):
-        text = cal.baseline_source(plan, sizes, None if seed == 0 else cal.BASE_MODEL_SEED + seed)
-        with tempfile.TemporaryDirectory(prefix="arp-matched-") as tmp:
-            path = Path(tmp) / "train.py"
-            path.write_text(text)
-            r = runner(path, probe=probe, plan=plan, dataset=dataset, budget_seconds=T, budget_mode="matched",
-                       flop_budget=flops, seed=seed, quiet=quiet)
-        runs.append({k: r.get(k) for k in cal.POINT_KEYS if k != "loss_trace"})
+        r = cal.run_baseline(runner, plan, sizes, seed, probe=probe, dataset=dataset, budget_seconds=T,
+                             budget_mode="matched", flop_budget=flops, quiet=quiet)
+        runs.append(cal.Point.of(r, seed=seed, budget_seconds=T))
         log(f"[{seed + 1}/{repeats + 1}] seed {seed}: {r.get('status')}: val_bpb {r.get('val_bpb')}, "
             f"{r.get('num_steps')} steps in {r.get('training_seconds') or float('nan'):.0f}s of training")
     return summarize(runs, ref)

@@ -3,14 +3,13 @@
 
 from __future__ import annotations
 
-import json
 import re
 import tempfile
 from pathlib import Path
 
 from autoresearch_portable import HARNESS_VERSION, paths
 from autoresearch_portable.detect import plan as plan_mod
-from autoresearch_portable.fsutil import atomic_write_json
+from autoresearch_portable.fsutil import atomic_write_json, read_json
 from autoresearch_portable.harness.baseline import sizing
 
 
@@ -61,10 +60,9 @@ def throughput_probe(probe: dict, plan: dict, dataset: str, depth: int, dim: int
 
     key = f"{device_key(probe, plan)}-{dataset}-h{HARNESS_VERSION}-d{depth}w{dim}b{device_batch}"
     cache = paths.probes_dir() / f"throughput-{key}.json"
-    try:
-        return json.loads(cache.read_text())
-    except (OSError, ValueError):
-        pass
+    cached = read_json(cache)
+    if cached is not None:
+        return cached
     from autoresearch_portable import data
 
     log(f"measuring throughput: depth {depth}, width {dim}, device batch {device_batch} ...")

@@ -18,8 +18,8 @@ from autoresearch_portable.errors import UserError
 from autoresearch_portable.harness.records import ledger
 from autoresearch_portable.harness.records import memory
 from autoresearch_portable.harness.records import verdict
-from autoresearch_portable.harness.records.results import _f, _normalized, _short_time, _table, gain_notes, row, skipped_note
-from autoresearch_portable.harness.run.summary import format_summary
+from autoresearch_portable.harness.records.results import _f, _normalized, _short_time, gain_notes, row, skipped_note
+from autoresearch_portable.harness.run.summary import format_summary, table
 from autoresearch_portable.harness.run import summary
 from autoresearch_portable.harness.run.provenance import git_output
 
@@ -237,7 +237,7 @@ def format_runs(records: list[dict], rows: list[dict]) -> str:
     if not records:
         return "the ledger is empty"
     body = [table_cells(r) for r in rows]
-    return _table(list(COLUMNS), body, left={1, 2, 3, 10, 11}) + "\n\n" + "\n".join(notes(records, rows))
+    return table(list(COLUMNS), body, left={1, 2, 3, 10, 11}) + "\n\n" + "\n".join(notes(records, rows))
 
 
 def rich_table(rows: list[dict]):

@@ -15,7 +15,7 @@ from autoresearch_portable.harness.baseline import calibrate as cal
 from autoresearch_portable.harness.records import ledger
 from autoresearch_portable.harness.baseline import normalize
 from autoresearch_portable.harness.records.ledger import LedgerRecords, parse_ledger
-from autoresearch_portable.harness.run.summary import fmt
+from autoresearch_portable.harness.run.summary import fmt, table
 from autoresearch_portable.harness.run import summary
 
 
@@ -214,14 +214,6 @@ def _normalized(r: dict) -> str:
     return f"{r['normalized_bpb']:.4f}±{r['normalized_bpb_band']:.4f}" if r.get("normalized_bpb_band") is not None else f"{r['normalized_bpb']:.4f}"
 
 
-def _table(header: list[str], body: list[list[str]], left: set[int]) -> str:
-    table = [header] + body
-    widths = [max(len(row[i]) for row in table) for i in range(len(header))]
-    out = ["  ".join(c.ljust(w) if i in left else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths))) for row in table]
-    out.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join(out)
-
-
 # --- arp compare -------------------------------------------------------------------------------
 
 def matched_budget(groups: list[list[dict]]) -> float | None:
@@ -290,7 +282,7 @@ def format_compare(ledgers: dict[str, list[dict]]) -> str:
         notes.append("normalized_bpb on the scale of: " + "; ".join(refs))
         if len(refs) > 1:
             notes.append("warning: the ledgers used different reference profiles; their normalized_bpb are not on one scale")
-    return _table(header, body, left={0, 1, 6}) + "\n\n" + "\n".join(notes)
+    return table(header, body, left={0, 1, 6}) + "\n\n" + "\n".join(notes)
 
 
 def gap_notes(baseline_flops: dict[str, float | None]) -> list[str]:
@@ -302,39 +294,12 @@ def gap_notes(baseline_flops: dict[str, float | None]) -> list[str]:
 
 
 def plot_progress(ledgers: dict[str, list[dict]], out: str | Path) -> str:
-    """A progress plot (PNG): per ledger, every ok run's normalized_bpb (val_bpb where the device
-    was not calibrated) by experiment number, with the running best as a step line. Returns a
-    one-line message."""
-    import matplotlib
+    """`arp compare --plot`: per ledger, every ok run's normalized_bpb (val_bpb where a device was
+    not calibrated) by experiment number, with the running best as a step line (plot.py)."""
+    from autoresearch_portable.harness.records.plot import plot_data, write_plot
 
-    matplotlib.use("Agg")  # no display needed
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(9, 5))
     normalized_everywhere = all(
         row(r)["normalized_bpb"] is not None for recs in ledgers.values() for r in recs if r.get("status") == "ok")
     key = "normalized_bpb" if normalized_everywhere else "val_bpb"
-    for name, records in ledgers.items():
-        xs, ys = [], []
-        for i, rec in enumerate(records, 1):
-            r = row(rec)
-            if r["status"] == "ok" and _finite(r[key]):
-                xs.append(i)
-                ys.append(r[key])
-        if not xs:
-            continue
-        pts = ax.scatter(xs, ys, s=14, alpha=0.6, label=f"{name}")
-        best, running = float("inf"), []
-        for y in ys:
-            best = min(best, y)
-            running.append(best)
-        ax.step(xs, running, where="post", color=pts.get_facecolor()[0], linewidth=1.5)
-    ax.set_xlabel("experiment")
-    ax.set_ylabel(key + (" (reference scale)" if key == "normalized_bpb" else " (raw)"))
-    ax.set_title("autoresearch progress (lower is better)")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(out, dpi=120)
-    plt.close(fig)
-    return f"plot written: {out} ({key})"
+    return write_plot({name: plot_data(recs, set(), None, key) for name, recs in ledgers.items()}, out,
+                      key + (" (reference scale)" if key == "normalized_bpb" else " (raw)"))

@@ -75,18 +75,6 @@ class Decision:
         return dict(asdict(self), ratio=self.ratio)
 
 
-def bin_reports(reports, bins: int = BINS) -> list[float | None]:
-    """Mean loss per progress bin from (progress, loss) pairs; None where a bin has no finite loss."""
-    sums, counts = [0.0] * bins, [0] * bins
-    for p, loss in reports:
-        if not (isinstance(loss, (int, float)) and math.isfinite(loss) and math.isfinite(p)):
-            continue
-        i = min(bins - 1, max(0, int(p * bins)))
-        sums[i] += loss
-        counts[i] += 1
-    return [s / c if c else None for s, c in zip(sums, counts)]
-
-
 def _window_mean(trace: list, end: int, window: int, least: float = 0.5) -> float | None:
     """Mean of the bins end-window+1 .. end, if at least `least` of them have data."""
     vals = [v for v in trace[max(0, end - window + 1):end + 1] if v is not None]

@@ -26,10 +26,10 @@ def known_peak(probe: dict, plan: dict) -> tuple[float, str] | None:
     None. What the parent hands train.py's process (which, confined, cannot read the cache)."""
     if plan.get("peak_flops"):
         return float(plan["peak_flops"]), plan.get("peak_flops_source", "datasheet")
+    record = read_json(_cache_file(probe, plan)) or {}
     try:
-        record = json.loads(_cache_file(probe, plan).read_text())
         return float(record["flops"]), str(record["source"])
-    except (OSError, ValueError, KeyError, TypeError):
+    except (KeyError, TypeError, ValueError):
         return None
 
 

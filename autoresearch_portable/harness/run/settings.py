@@ -7,11 +7,10 @@ budget, mode, dataset and backend from here unless a flag says otherwise (harnes
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
-from autoresearch_portable.fsutil import atomic_write_json
+from autoresearch_portable.fsutil import atomic_write_json, read_json
 
 FILE = ".arp.json"
 DEFAULT_BUDGET_SECONDS = 300.0  # outside a workspace (the original autoresearch's 5 minutes)
@@ -37,11 +36,8 @@ class Workspace:
         """The settings of the workspace at `folder`; found=False (and nothing set) when there is
         no readable .arp.json there (a train.py outside any workspace)."""
         folder = Path(folder)
-        try:
-            raw = json.loads((folder / FILE).read_text())
-        except (OSError, ValueError):
-            return cls(folder)
-        if not isinstance(raw, dict):
+        raw = read_json(folder / FILE)
+        if raw is None:
             return cls(folder)
         known = {f.name for f in fields(cls)} - {"folder", "found", "other"}
         ws = cls(folder, True, **{k: raw[k] for k in known if k in raw},

@@ -1,5 +1,5 @@
 """The summary block. The first lines are exactly the original's (agents grep "^val_bpb:");
-ours follow."""
+ours follow. And the formatting every table shares (fmt, table, the gain's cell)."""
 
 from __future__ import annotations
 
@@ -21,6 +21,15 @@ def fmt(value: Any, spec: str, na: str = "n/a") -> str:
         return format(value, spec)
     except (TypeError, ValueError):
         return str(value)
+
+
+def table(header: list[str], body: list[list[str]], left: set[int]) -> str:
+    """A plain text table: the columns in `left` left-aligned, the others right-aligned."""
+    rows = [header] + [[str(c) for c in row] for row in body]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+    out = ["  ".join(c.ljust(w) if i in left else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths))) for row in rows]
+    out.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(out)
 
 
 def format_summary(r: dict[str, Any]) -> str:

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from autoresearch_portable.data import corpus_parse
-from autoresearch_portable.data.corpus_parse import _Mismatch, _Oracle
+import corpus_parse
+from corpus_parse import _Mismatch, _Oracle
 from autoresearch_portable.data.grammar2 import chronicle
 from autoresearch_portable.data.kb import EntityKind, value_text
 
