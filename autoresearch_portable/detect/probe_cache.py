@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import importlib.metadata
-import json
 import os
 import sys
 
@@ -16,7 +15,7 @@ import psutil
 
 from autoresearch_portable import paths
 from autoresearch_portable.detect.probe import DeviceProbe, probe
-from autoresearch_portable.fsutil import atomic_write_json
+from autoresearch_portable.fsutil import atomic_write_json, read_json
 
 PACKAGES = ("torch", "mlx", "mlx-metal", "triton")  # what the probe imports or looks for
 DEVICE_ENV = ("CUDA_", "HIP_", "ROCR_", "MLX_", "PYTORCH_")  # what changes which devices torch sees
@@ -37,10 +36,12 @@ def probe_this_boot() -> DeviceProbe:
     """The probe of this machine, taken once per key. A probe with a failed step (`notes`) or a CPU
     measurement made under load serves this command only: the next one probes again."""
     path = paths.probes_dir() / f"device-{probe_key()}.json"
-    try:
-        return DeviceProbe.from_dict(json.loads(path.read_text()))
-    except (OSError, ValueError, TypeError):
-        pass
+    kept = read_json(path)
+    if kept is not None:
+        try:
+            return DeviceProbe.from_dict(kept)
+        except (ValueError, TypeError):
+            pass
     found = probe()
     if not found.notes and not found.cpu_matmul_load:
         atomic_write_json(path, found.to_dict())

@@ -13,6 +13,7 @@ from pathlib import Path
 from autoresearch_portable import paths
 from autoresearch_portable.detect.plan import device_name
 from autoresearch_portable.detect.load import cached_measurement
+from autoresearch_portable.fsutil import read_json
 
 
 def device_key(probe: dict, plan: dict) -> str:
@@ -26,8 +27,8 @@ def known_peak(probe: dict, plan: dict) -> tuple[float, str] | None:
     None. What the parent hands train.py's process (which, confined, cannot read the cache)."""
     if plan.get("peak_flops"):
         return float(plan["peak_flops"]), plan.get("peak_flops_source", "datasheet")
-    record = read_json(_cache_file(probe, plan)) or {}
     try:
+        record = read_json(_cache_file(probe, plan)) or {}  # KeyError: a plan without a device
         return float(record["flops"]), str(record["source"])
     except (KeyError, TypeError, ValueError):
         return None
