@@ -330,7 +330,7 @@ def show(
     from autoresearch_portable.harness.records import results as res
 
     found = history.show(res.load_ledger(file), history.revision(res.workspace_folder(file), run))
-    typer.echo(history.show_json(found) if as_json else history.format_show(found))
+    typer.echo(json.dumps(found, indent=2, default=str) if as_json else history.format_show(found))
 
 
 @app.command()

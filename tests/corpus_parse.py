@@ -8,11 +8,63 @@ text, so a depth-first search over those outcomes visits every parse."""
 
 from __future__ import annotations
 
+import hashlib
 import math
 from typing import Callable, Sequence
 
+from autoresearch_portable.data import corpus
 from autoresearch_portable.data.grammar import document
 from autoresearch_portable.data.menus import Menu, log2, num_menu
+
+
+class Recording:
+    """Mixed into a corpus writer (corpus.Writer, corpus2.Writer2): it also keeps the outcome of
+    every choice that cost bits, in order: what a parse must find."""
+
+    def __init__(self, seed: int):
+        super().__init__(seed)
+        self.choices: list[int] = []
+
+    def _keep(self, i: int, drawn: bool) -> int:
+        if drawn:
+            self.choices.append(i)
+        return i
+
+    def pick(self, n):
+        return self._keep(super().pick(n), n >= 2)
+
+    def pick_weighted(self, weights):
+        return self._keep(super().pick_weighted(weights), len(weights) >= 2)
+
+    def word(self, menu):
+        return self._keep(super().word(menu), menu.n >= 2)
+
+    def word_ex(self, menu, used):
+        return self._keep(super().word_ex(menu, used), menu.n - len(used) >= 2)
+
+    def entity(self, kind, used=()):
+        return self._keep(super().entity(kind, used), True)
+
+
+class _Recording1(Recording, corpus.Writer):
+    pass
+
+
+def recorded(seed: int, index: int, writer: type = _Recording1, seed_of=corpus.document_seed, grammar=document):
+    """Document `index` of stream `seed` as corpus.generate_document writes it, with its choices:
+    (text, bits, choices)."""
+    doc = writer(seed_of(seed, index))
+    grammar(doc)
+    return "".join(doc.out), doc.bits, doc.choices
+
+
+def stream_digest(generate, seed: int, n_docs: int) -> str:
+    """sha256 over the UTF-8 bytes of the first n_docs documents of a stream, each followed by NUL."""
+    h = hashlib.sha256()
+    for i in range(n_docs):
+        h.update(generate(seed, i)[0].encode("utf-8"))
+        h.update(b"\0")
+    return h.hexdigest()
 
 class _Mismatch(Exception):
     pass

@@ -21,7 +21,7 @@ def shares():
 
 
 def test_shares_are_the_documents_knowledge_bits(shares):
-    stats = [corpus2.document_stats(corpus2.VAL_SEED, i) for i in range(300)]
+    stats = [capacity.document_stats(corpus2.VAL_SEED, i) for i in range(300)]
     nbytes = sum(s["bytes"] for s in stats)
     assert sum(s.bits_per_byte for s in shares) == pytest.approx(sum(s["kb_bits"] for s in stats) / nbytes)
     assert {s.tag for s in shares} == {k.tag for k in kb.KINDS}
@@ -64,3 +64,19 @@ def test_corpus_v2_keeps_excess_at_h100_scale(shares):
     """The design target of issue 12: at 1e17 FLOPs (an H100's 300 s) the knowledge base alone
     leaves at least 0.05 bpb above the floor for any model, so big devices don't score at the floor."""
     assert capacity.excess_bound(1e17, shares, 3.9)[0] >= 0.05
+
+
+def test_floor_and_knowledge_base_share():
+    """The floor bits are the generator's (corpus2.generate_document); the knowledge-base bits
+    come on top of them, split by kind."""
+    stats = [capacity.document_stats(1, i) for i in range(200)]
+    nbytes = sum(s["bytes"] for s in stats)
+    floor = sum(s["bits"] for s in stats) / nbytes
+    kb_bpb = sum(s["kb_bits"] for s in stats) / nbytes
+    assert [s["bits"] for s in stats[:20]] == [corpus2.generate_document(1, i)[1] for i in range(20)]
+    assert 0.15 < floor < 0.5 and 0.15 < kb_bpb < 0.3
+    per_kind = {}
+    for st in stats:
+        for tag, (bits, facts) in st["kb_by_kind"].items():
+            per_kind[tag] = per_kind.get(tag, 0.0) + bits
+    assert sum(per_kind.values()) == pytest.approx(sum(s["kb_bits"] for s in stats))

@@ -48,20 +48,18 @@ from autoresearch_portable.data.common import GENERATOR_VERSION, TRAIN_SEED, VAL
 from autoresearch_portable.data.grammar import CLOSINGS, document
 from autoresearch_portable.data.menus import Menu, log2, num_menu
 
-__all__ = ["CLOSINGS", "GENERATOR_VERSION", "TRAIN_SEED", "VAL_SEED", "Writer", "document_seed",
-           "generate_document", "stream_digest"]
+__all__ = ["CLOSINGS", "GENERATOR_VERSION", "TRAIN_SEED", "VAL_SEED", "Writer", "document_seed", "generate_document"]
 
 
 class Writer:
     """Makes every random choice of one document and accounts its information in `bits`."""
 
-    __slots__ = ("_rb", "out", "bits", "choices")
+    __slots__ = ("_rb", "out", "bits")
 
-    def __init__(self, seed: int, record: bool = False):
+    def __init__(self, seed: int):
         self._rb = Random(seed).getrandbits
         self.out: list[str] = []
         self.bits = 0.0
-        self.choices: list[int] | None = [] if record else None
 
     def _below(self, n: int) -> int:
         k = (n - 1).bit_length()
@@ -80,8 +78,6 @@ class Writer:
             return 0
         i = self._below(n)
         self.bits += log2(n)
-        if self.choices is not None:
-            self.choices.append(i)
         return i
 
     def pick_weighted(self, weights: Sequence[int]) -> int:
@@ -97,8 +93,6 @@ class Writer:
             i += 1
             acc += weights[i]
         self.bits += math.log2(total / weights[i])
-        if self.choices is not None:
-            self.choices.append(i)
         return i
 
     def word(self, menu: Menu) -> int:
@@ -115,8 +109,6 @@ class Writer:
             while r >= cum[i]:
                 i += 1
         self.bits += menu.bits[i]
-        if self.choices is not None:
-            self.choices.append(i)
         self.out.append(menu.options[i])
         return i
 
@@ -130,8 +122,6 @@ class Writer:
             while i in used:
                 i = self._below(menu.n)
             self.bits += log2(m)
-            if self.choices is not None:
-                self.choices.append(i)
         self.out.append(menu.options[i])
         return i
 
@@ -156,24 +146,8 @@ def document_seed(seed: int, index: int, stream: str = "") -> int:
     return int.from_bytes(hashlib.sha256(f"{stream}{seed}:{index}".encode("ascii")).digest(), "big")
 
 
-def write(doc, grammar, record: bool):
-    """Run `grammar` on the writer `doc`: (text, bits), or (text, bits, choices) with record."""
-    grammar(doc)
-    text = "".join(doc.out)
-    if record:
-        return text, doc.bits, doc.choices
-    return text, doc.bits
-
-
-def generate_document(seed: int, index: int, record: bool = False):
-    """Document `index` of stream `seed`: (text, bits), or (text, bits, choices) with record."""
-    return write(Writer(document_seed(seed, index), record), document, record)
-
-
-def stream_digest(seed: int, n_docs: int) -> str:
-    """sha256 over the UTF-8 bytes of the first n_docs documents of a stream, each followed by NUL."""
-    h = hashlib.sha256()
-    for i in range(n_docs):
-        h.update(generate_document(seed, i)[0].encode("utf-8"))
-        h.update(b"\0")
-    return h.hexdigest()
+def generate_document(seed: int, index: int) -> tuple[str, float]:
+    """Document `index` of stream `seed`: (text, bits)."""
+    doc = Writer(document_seed(seed, index))
+    document(doc)
+    return "".join(doc.out), doc.bits

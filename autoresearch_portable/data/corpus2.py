@@ -23,7 +23,6 @@ v1 grammar it embeds.
 
 from __future__ import annotations
 
-import hashlib
 from typing import Sequence
 
 from autoresearch_portable.data.common import GENERATOR_VERSION_V2, TRAIN_SEED, VAL_SEED
@@ -31,37 +30,17 @@ from autoresearch_portable.data import corpus
 from autoresearch_portable.data.corpus import Writer
 from autoresearch_portable.data.grammar2 import CLOSING, chronicle
 from autoresearch_portable.data.kb import EntityKind, value_text
-from autoresearch_portable.data.menus import log2
 
-__all__ = ["CLOSING", "GENERATOR_VERSION_V2", "TRAIN_SEED", "VAL_SEED", "Writer2", "document_seed", "document_stats",
-           "generate_document", "generate_range", "stream_digest"]
+__all__ = ["CLOSING", "GENERATOR_VERSION_V2", "TRAIN_SEED", "VAL_SEED", "Writer2", "document_seed", "generate_document"]
 
 
 class Writer2(Writer):
-    """corpus.Writer plus the draw of a knowledge-base entity and the lookup of its facts.
-    `kb_bits` counts, for each fact the document states for the first time, log2 of the number of
-    values its attribute has: what a model that knows nothing of the knowledge base pays at least
-    on top of `bits` (statistics only; not part of the floor). `by_kind` splits it per entity kind
-    (tag -> [bits, facts]), for benchmarks/capacity.py."""
+    """corpus.Writer plus the draw of a knowledge-base entity and the lookup of its facts."""
 
-    __slots__ = ("kb_bits", "by_kind", "_facts")
-
-    def __init__(self, seed: int, record: bool = False):
-        super().__init__(seed, record)
-        self.kb_bits = 0.0
-        self.by_kind: dict[int, list] = {}
-        self._facts: list[tuple] = []
+    __slots__ = ()
 
     def fact(self, kind: EntityKind, rank: int, attr: int) -> str:
         """The knowledge base's value of a fact, as text: fixed, so it costs no bits."""
-        key = (kind.tag, rank, attr)
-        if key not in self._facts:
-            self._facts.append(key)
-            bits = log2(kind.attrs[attr].n)
-            self.kb_bits += bits
-            tally = self.by_kind.setdefault(kind.tag, [0.0, 0])
-            tally[0] += bits
-            tally[1] += 1
         return value_text(kind, rank, attr)
 
     def entity(self, kind: EntityKind, used: Sequence[int] = ()) -> int:
@@ -72,8 +51,6 @@ class Writer2(Writer):
         while rank in used:
             rank = z.rank_of(self._below(z.total))
         self.bits += z.bits(rank, used)
-        if self.choices is not None:
-            self.choices.append(rank)
         self.out.append(kind.name(rank))
         return rank
 
@@ -83,33 +60,8 @@ def document_seed(seed: int, index: int) -> int:
     return corpus.document_seed(seed, index, stream="v2:")
 
 
-def generate_document(seed: int, index: int, record: bool = False):
-    """Document `index` of stream `seed`: (text, bits), or (text, bits, choices) with record."""
-    return corpus.write(Writer2(document_seed(seed, index), record), chronicle, record)
-
-
-def document_stats(seed: int, index: int) -> dict:
-    """UTF-8 bytes, floor bits and knowledge-base bits (Writer2.kb_bits, .by_kind) of one document."""
+def generate_document(seed: int, index: int) -> tuple[str, float]:
+    """Document `index` of stream `seed`: (text, bits)."""
     doc = Writer2(document_seed(seed, index))
     chronicle(doc)
-    return {"bytes": len("".join(doc.out).encode("utf-8")), "bits": doc.bits, "kb_bits": doc.kb_bits,
-            "kb_by_kind": doc.by_kind}
-
-
-def generate_range(seed: int, start: int, stop: int) -> tuple[list[str], list[float]]:
-    """Documents [start, stop) of a stream: texts and bits (what a worker process generates)."""
-    texts, bits = [], []
-    for i in range(start, stop):
-        t, b = generate_document(seed, i)
-        texts.append(t)
-        bits.append(b)
-    return texts, bits
-
-
-def stream_digest(seed: int, n_docs: int) -> str:
-    """sha256 over the UTF-8 bytes of the first n_docs documents of a stream, each followed by NUL."""
-    h = hashlib.sha256()
-    for i in range(n_docs):
-        h.update(generate_document(seed, i)[0].encode("utf-8"))
-        h.update(b"\0")
-    return h.hexdigest()
+    return "".join(doc.out), doc.bits

@@ -22,7 +22,6 @@ commit), and the known checksum where one is listed (common.KNOWN_SHA256).
 from __future__ import annotations
 
 import http.client
-import json
 import os
 import re
 import shutil
@@ -39,7 +38,7 @@ from typing import Callable
 from autoresearch_portable import __version__ as _pkg_version
 from autoresearch_portable.data.common import DataError
 from autoresearch_portable.data.store import sha256_file
-from autoresearch_portable.fsutil import atomic_write_json
+from autoresearch_portable.fsutil import atomic_write_json, read_json
 
 CHUNK = 1 << 20
 RETRIES = 5
@@ -291,13 +290,10 @@ class Manifest:
     def __init__(self, folder: Path):
         self.path = folder / "manifest.json"
         self._lock = threading.Lock()
-        try:
-            with open(self.path, "r", encoding="utf-8") as f:
-                raw = json.load(f)
-            self.files = dict(raw.get("files", {}))
-            self.revision = raw.get("revision") if _COMMIT.match(str(raw.get("revision"))) else None
-        except (OSError, ValueError, AttributeError, TypeError):
-            self.files, self.revision = {}, None
+        raw = read_json(self.path) or {}
+        files = raw.get("files")
+        self.files = dict(files) if isinstance(files, dict) else {}
+        self.revision = raw.get("revision") if _COMMIT.match(str(raw.get("revision"))) else None
 
     def get(self, name: str) -> dict | None:
         with self._lock:

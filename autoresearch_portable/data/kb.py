@@ -34,7 +34,6 @@ larger population and a dense six-digit fact (~20 bits in 6 bytes) leave ~0.07 b
 from __future__ import annotations
 
 import math
-import re
 from bisect import bisect_right
 from typing import Callable, Sequence
 
@@ -131,24 +130,21 @@ class Attr:
 class EntityKind:
     """A population of `count` entities of one kind, ranked by popularity. `parts` are the lists a
     name is made of (the name is an affine bijection of the rank onto their product) and `spell`
-    joins the chosen parts; `pattern` (a regex with one group per part) reads a name back."""
+    joins the chosen parts (tests/corpus2_parse.py reads a name back into its rank)."""
 
-    def __init__(self, tag: int, count: int, parts: Sequence[Sequence[str]], spell: Callable, pattern: str,
+    def __init__(self, tag: int, count: int, parts: Sequence[Sequence[str]], spell: Callable,
                  attrs: Sequence[Attr], zipf_s: tuple[int, int] = (1, 1), seed: int = KB_SEED):
         self.tag = tag
         self.count = count
         self.parts = [tuple(p) for p in parts]
-        self.index = [{w: i for i, w in enumerate(p)} for p in self.parts]
         self.space = math.prod(len(p) for p in self.parts)
         if count > self.space:  # pragma: no cover
             raise ValueError("more entities than distinct names")
         self.mul = 0x9E3779B1 % self.space
         while math.gcd(self.mul, self.space) != 1:
             self.mul += 1
-        self.inv = pow(self.mul, -1, self.space)
         self.add = mix64(seed ^ tag) % self.space
         self.spell = spell
-        self.pattern = re.compile(pattern)
         self.attrs = tuple(attrs)
         self.base = mix64((seed << 8) ^ tag)
         self.zipf = Zipf(count, *zipf_s)
@@ -163,24 +159,6 @@ class EntityKind:
 
     def name(self, rank: int) -> str:
         return self.spell(*(p[i] for p, i in zip(self.parts, self.name_parts(rank))))
-
-    def rank_of_parts(self, idx: Sequence[int]) -> int | None:
-        code = 0
-        for p, i in zip(self.parts, idx):
-            code = code * len(p) + i
-        rank = ((code - self.add) * self.inv) % self.space
-        return rank if rank < self.count else None
-
-    def read_name(self, text: str, pos: int) -> tuple[int, int] | None:
-        """(rank, end) of the entity whose name starts text[pos:], or None if none does."""
-        m = self.pattern.match(text, pos)
-        if m is None:
-            return None
-        idx = [ix.get(g) for ix, g in zip(self.index, m.groups())]
-        if None in idx:
-            return None
-        rank = self.rank_of_parts(idx)
-        return None if rank is None else (rank, m.end())
 
     def value(self, rank: int, attr: int) -> int:
         """The index of entity `rank`'s value of attribute `attr`: fixed by the seed."""
@@ -220,7 +198,7 @@ PERSON_ATTRS = (
 )
 N_PERSONS = 1 << 24
 PERSONS = EntityKind(1, N_PERSONS, [NAMES.options, SURNAMES.options, _TOWNS],
-                     lambda f, s, t: f"{f} {s} of {t}", r"(\w+) (\w+) of (\w+)", PERSON_ATTRS, ZIPF_S)
+                     lambda f, s, t: f"{f} {s} of {t}", PERSON_ATTRS, ZIPF_S)
 
 # A creature's keeper is one of the KEEPERS most popular people (values are ranks, spelled later).
 KEEPERS = 1 << 16
@@ -233,7 +211,7 @@ CREATURE_ATTRS = (
 )
 N_CREATURES = 1 << 20
 CREATURES = EntityKind(2, N_CREATURES, [[capitalized(c) for c in words.COLORS], [capitalized(a) for a in _ANIMALS], _TOWNS],
-                       lambda c, a, t: f"the {c} {a} of {t}", r"the (\w+) (\w+) of (\w+)", CREATURE_ATTRS)
+                       lambda c, a, t: f"the {c} {a} of {t}", CREATURE_ATTRS)
 KINDS = (PERSONS, CREATURES)
 
 

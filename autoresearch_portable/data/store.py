@@ -19,7 +19,6 @@ ends; `full=True` re-hashes everything, as prepare does before it says "already 
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 from itertools import chain
 from pathlib import Path
@@ -28,7 +27,7 @@ import numpy as np
 
 from autoresearch_portable.data.common import DATA_FORMAT, LOCAL_SEQ_LEN, MIN_VAL_ROWS, MIN_VOCAB, DataError
 from autoresearch_portable.data.packing import count_rows
-from autoresearch_portable.fsutil import atomic_open, atomic_write_json
+from autoresearch_portable.fsutil import atomic_open, atomic_write_json, read_json
 
 META = "meta.json"
 TOKENIZER_FILE = "tokenizer.json"
@@ -61,12 +60,7 @@ def file_record(path: Path) -> dict:
 
 
 def read_meta(ddir: Path) -> dict | None:
-    try:
-        with open(ddir / META, "r", encoding="utf-8") as f:
-            meta = json.load(f)
-        return meta if isinstance(meta, dict) else None
-    except (OSError, ValueError):
-        return None
+    return read_json(ddir / META)
 
 
 def write_meta(ddir: Path, meta: dict) -> None:

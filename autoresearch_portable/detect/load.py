@@ -6,7 +6,6 @@ beyond a threshold is `noisy` and a probe taken under load is not cached."""
 from __future__ import annotations
 
 import glob
-import json
 import os
 import subprocess
 import sys
@@ -18,7 +17,7 @@ from typing import Callable
 
 import psutil
 
-from autoresearch_portable.fsutil import atomic_write_json
+from autoresearch_portable.fsutil import atomic_write_json, read_json
 
 from autoresearch_portable.detect.load_gpu import GPU_EVERY, GpuWatch
 
@@ -320,12 +319,11 @@ def cached_measurement(path: Path, measure: Callable[[dict | None], dict | None]
     stored record when there is one and `fresh(record)` accepts it; otherwise `measure(the stored
     record or None)`, run by measure_quietly and stored unless other processes loaded the
     machine meanwhile (or it measured nothing: None)."""
-    old = None
+    old = read_json(path)
     try:
-        old = json.loads(Path(path).read_text())
-        if fresh(old):
+        if old is not None and fresh(old):
             return old
-    except (OSError, ValueError, KeyError, TypeError):
+    except (KeyError, TypeError, ValueError):
         pass
     record, cacheable = measure_quietly(lambda: measure(old), what, log=log)
     if record and cacheable:

@@ -11,7 +11,6 @@ none are renamed or removed."""
 
 from __future__ import annotations
 
-import json
 import math
 
 from autoresearch_portable.errors import UserError
@@ -175,10 +174,6 @@ def format_show(s: dict) -> str:
             diff.rstrip() if diff.strip() else "(no diff recorded)", "", "--- log tail (train.py's output)",
             (s.get("log_tail") or "(no log recorded)").rstrip()]
     return "\n".join(head + body)
-
-
-def show_json(s: dict) -> str:
-    return json.dumps(s, indent=2, default=str)
 
 
 # --- the table ------------------------------------------------------------------------------------
