@@ -14,6 +14,16 @@ SMALL_TRAIN_BYTES = 2_000_000
 SMALL_VAL_BYTES = 200_000
 
 
+def pytest_configure(config):
+    """Under pytest-xdist (scripts/test.sh), each worker gets cores of its own: a run then shares
+    no core with another worker's run, and its load watch, which counts only the cores the run may
+    use, sees a quiet machine."""
+    worker, count = os.environ.get("PYTEST_XDIST_WORKER"), os.environ.get("PYTEST_XDIST_WORKER_COUNT")
+    if worker and count and hasattr(os, "sched_setaffinity"):
+        cores = sorted(os.sched_getaffinity(0))
+        os.sched_setaffinity(0, cores[int(worker.removeprefix("gw")) :: int(count)] or cores)
+
+
 @pytest.fixture(scope="session", autouse=True)
 def arp_cache_dir():
     """Point ARP_CACHE_DIR at a fresh temporary folder for the whole session."""

@@ -106,6 +106,7 @@ def until(what, check, timeout=240):
     raise AssertionError(f"timed out waiting for {what}")
 
 
+@pytest.mark.serial  # two slots of one core each: two cores, not one worker's
 def test_three_commits_on_two_slots_survive_a_driver_restart(workspace, env):
     shas = commits(workspace, 3)
     r = arp("submit", *shas, "--cpus-per-slot", "1", cwd=workspace, env=env)

@@ -71,6 +71,7 @@ def test_init_refuses_a_non_empty_folder(workspace):
     assert r.returncode == 2 and "not empty" in r.stderr and "Traceback" not in r.stderr
 
 
+@pytest.mark.serial  # two `arp train` start at once: on one worker's core the refused one slows the other's start-up
 def test_train_prints_the_summary_records_the_ledger_and_refuses_a_second_run_at_once(workspace):
     """Two `arp train` at once in one workspace (they would share the cores and both measure
     noise): the second is refused with one line; the first prints the summary and records its

@@ -104,6 +104,7 @@ def test_a_user_without_arp_cache_dir_gets_the_dataset_in_a_confined_run(workspa
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the subreaper is Linux's")
+@pytest.mark.serial  # the .pth file lands in the shared site-packages: any run beside it would be invalid
 def test_unconfined_the_pth_file_makes_the_run_invalid_and_the_daemon_is_ended(workspace, tmp_path, monkeypatch):
     """Where confinement is off or unavailable, what it would have prevented is still caught: the
     environment digest changes (invalid), and the subreaper ends what train.py left behind."""
