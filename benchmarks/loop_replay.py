@@ -48,7 +48,6 @@ on its seed; three in a row stop the phase (rerun when the machine is quiet).
 from __future__ import annotations
 
 import argparse
-import ast
 import hashlib
 import json
 import math
@@ -67,7 +66,7 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 import verdict_sim  # noqa: E402  (the loop itself, shared with the simulation)
-from transfer import ok_bpb  # noqa: E402
+from transfer import constants, ok_bpb  # noqa: E402
 
 BASELINE = "baseline"
 RUN_KEYS = ("status", "reason", "val_bpb", "val_bpb_stderr", "num_steps", "training_seconds", "total_seconds",
@@ -75,18 +74,6 @@ RUN_KEYS = ("status", "reason", "val_bpb", "val_bpb_stderr", "num_steps", "train
 MACHINE = ("noisy", "over_budget", "timeout", "interrupted")  # statuses a busy or disturbed machine causes
 MAX_FAILED = 3  # failed runs of one code after which it is not tried again at that budget
 MAX_BUSY = 3    # runs in a row the machine spoiled that stop the phase
-
-
-def constants(text: str) -> dict:
-    """The module-level `NAME = literal` constants of a train.py. Pure."""
-    out = {}
-    for node in ast.parse(text).body:
-        if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
-            try:
-                out[node.targets[0].id] = ast.literal_eval(node.value)
-            except ValueError:
-                pass
-    return out
 
 
 @dataclass(frozen=True)

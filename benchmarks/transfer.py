@@ -76,17 +76,22 @@ def edited_values(sizes: dict, template: dict, edit: str) -> dict:
     return out
 
 
-def template_defaults() -> dict:
+def constants(text: str) -> dict:
+    """The module-level `NAME = literal` constants of a train.py. Pure."""
     import ast
 
     out = {}
-    for node in ast.parse((ROOT / "train_template.py").read_text()).body:
+    for node in ast.parse(text).body:
         if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
             try:
                 out[node.targets[0].id] = ast.literal_eval(node.value)
             except ValueError:
                 pass
     return out
+
+
+def template_defaults() -> dict:
+    return constants((ROOT / "train_template.py").read_text())
 
 
 def use_device(dev: dict, cache_root: Path) -> None:
