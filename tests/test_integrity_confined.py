@@ -144,14 +144,19 @@ def test_training_on_after_rt_done_is_over_budget(workspace, tmp_path):
 
 def test_work_done_before_rt_start_is_limited_by_the_start_up_phase(workspace, tmp_path):
     """Statistics over the training split computed before rt.start (a bigram table) are training
-    outside the clock: the start-up phase is limited by the baseline's measured start-up."""
-    phases = workspace_phases(workspace)
-    startup_limit = 1.5 * phases["startup_seconds"] + 5.0 + 0.02 * 2
-    path = cheat(workspace, tmp_path, "rt.start(model", f"import time as _t; _t.sleep({startup_limit + 1:.1f})\nrt.start(model")
+    outside the clock: the start-up phase is limited by the baseline's measured start-up, on a CPU
+    backend in CPU-seconds (work costs CPU; waiting for a core does not)."""
+    from autoresearch_portable.harness.run.phases import Measured, limits
+
+    lim = next(x for x in limits(Measured.from_dict(workspace_phases(workspace)), 2.0, "wall", None, on_cpu=True)
+               if x.took == "startup_cpu_seconds")
+    work = (f"import time as _t\nbusy = _t.process_time() + {lim.limit + 1:.1f}\n"
+            "while _t.process_time() < busy:  # the 'statistics'\n    sum(range(10000))\nrt.start(model")
+    path = cheat(workspace, tmp_path, "rt.start(model", work)
     r = arp("train", str(path), "--budget", "2", "--backend", "cpu")
     assert r.returncode == 1, r.stderr[-2000:]
     rec = last(path.parent)
-    assert rec["status"] == "over_budget" and "start-up" in rec["reason"], rec.get("reason")
+    assert rec["status"] == "over_budget" and "start-up" in rec["reason"] and "CPU-s" in rec["reason"], rec.get("reason")
 
 
 def test_a_private_loader_in_work_mode_is_over_budget(workspace, tmp_path):

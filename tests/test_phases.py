@@ -50,6 +50,7 @@ def test_the_overrun_limit_grows_with_slow_steps():
     ("training", 2 * 1.0 + 5.0 + 0.2 + 1.0, "training"),          # over budget + 2x warm-up + slack
 ])
 def test_each_phase_has_its_own_limit(phase, shift, word):
+    """On an accelerator every phase is limited in wall time."""
     m = honest()
     if phase == "startup":
         m.start += shift
@@ -61,8 +62,27 @@ def test_each_phase_has_its_own_limit(phase, shift, word):
         m.finish += shift
         m.done = m.finish - 0.01
         m.exited += shift
-    why = phases.judge(m, phases.limits(BASE, 10.0, "wall", None, on_cpu=True))
+    why = phases.judge(m, phases.limits(BASE, 10.0, "wall", None, on_cpu=False))
     assert why and word in why, why
+
+
+@pytest.mark.parametrize("phase", ["startup", "handover"])
+def test_on_cpu_start_up_and_hand_over_are_limited_by_the_work_done_not_by_waiting(phase):
+    """On a CPU backend, in wall mode too: a start-up or hand-over slowed by sharing its core (the
+    evaluator's start-up on a one-core machine) is fine; the same phase doing work beyond 1.5x the
+    baseline + slack (5.2 s at 2 CPU-s per second) is over budget."""
+    lims = phases.limits(BASE, 10.0, "wall", None, on_cpu=True)
+    waited = honest()
+    if phase == "startup":
+        waited.start, waited.done, waited.finish = waited.start + 10, waited.done + 10, waited.finish + 10
+    waited.exited += 10
+    assert phases.judge(waited, lims) is None
+    worked, extra = honest(), 4.0 * 0.5 + 5.2 * 2.0 + 1.0
+    if phase == "startup":
+        worked.cpu_start, worked.cpu_finish = worked.cpu_start + extra, worked.cpu_finish + extra
+    worked.cpu_exit += extra
+    why = phases.judge(worked, lims)
+    assert why and ("start-up" if phase == "startup" else "hand-over") in why and "CPU-s" in why, why
 
 
 def test_work_mode_caps_training_cpu_seconds_not_wall_time():
