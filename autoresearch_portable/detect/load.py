@@ -21,10 +21,14 @@ from autoresearch_portable.fsutil import atomic_write_json, read_json
 
 from autoresearch_portable.detect.load_gpu import GPU_EVERY, GpuWatch
 
-# Others using a quarter of the cores the run may use: a CPU run wants every core and torch's
-# threads wait for the slowest one, so this costs a CPU run at least a quarter of its steps
-# (about 0.4 compute doublings), the same size as the run-to-run noise the verdict must beat.
-OTHERS_CPU_SHARE = 0.25
+# Others using a twentieth of the cores the run may use: a CPU run wants every core and torch's
+# threads wait for the slowest one, so each share of the CPU others take costs a wall-mode run
+# 1.8 times that share of its steps and, at 30 s on a 2-core EPYC, 0.010 bpb per 1 % of the CPU
+# (benchmarks/load_threshold.py: 6 % cost 4 % of the steps, 12 % cost 20 %, 20 % cost 39 %). At
+# 5 % that is ~9 % of the steps (the spread of quiet runs there) and ~+0.05 bpb (1.3 sigma of a
+# run); quiet runs saw others use 0-2 %. Below it a run may still be slowed a little: work mode
+# is immune.
+OTHERS_CPU_SHARE = 0.05
 # A run whose accelerator does the work needs the CPU only to feed it: disturbed when the CPUs
 # are saturated (others plus the run's own use at 90 % of the cores) and others take their share.
 SATURATED_SHARE = 0.90
