@@ -60,6 +60,15 @@ def test_eval_rows_is_ten_percent_of_budget_and_bounded():
     assert eval_rows(1, 10, 1024, max_rows=2) == 2
 
 
+def test_eval_rows_from_the_measured_forward_rate():
+    # arp init's probe measured 17,200 forward tokens/s: three passes per row and a fifth of margin
+    # leave 4,587 scored tokens/s; 10 % of 30 s -> 13,760 tokens -> 13 rows of 1024 (the estimate
+    # from 5,000 training tokens/s alone says 7)
+    assert eval_rows(30, 5_000, 1024) == 7
+    assert eval_rows(30, 5_000, 1024, forward_tokens_per_second=17_200) == 13
+    assert eval_rows(30, 5_000, 1024, forward_tokens_per_second=100) == 4  # the floor still holds
+
+
 def test_work_mode_time_limit_leaves_room_for_a_busy_machine():
     """Wall mode stops a run at twice its budget; in work/matched mode the FLOPs are fixed and the
     clock is only a far backstop (a hog slowed torch up to ~20x here); the stall guard finds hangs."""

@@ -264,7 +264,7 @@ def test_throughput_probe_is_not_cached_under_load(fake_load, monkeypatch, tmp_p
     def fake_run(train_py, **kw):
         runs.append(kw)
         return dict(status=status["value"], tokens_per_second=1000.0, flops_per_token=1e6, peak_memory_mb=10.0,
-                    wall_seconds=5.0, training_seconds=1.0)
+                    wall_seconds=5.0, training_seconds=1.0, forward_tokens_per_second=3000.0)
 
     monkeypatch.setattr(runner, "run_training", fake_run)
     plan = {"backend": "cpu", "device": "cpu", "dtype": "float32"}
@@ -282,6 +282,10 @@ def test_throughput_probe_is_not_cached_under_load(fake_load, monkeypatch, tmp_p
     probe(4)
     assert len(list(paths.probes_dir().glob("throughput-*.json"))) == 2
     assert probe(4)["status"] == "ok" and len(runs) == 4  # from the cache
+    # an ok probe cached before the forward rate was measured is measured again (it sizes the evaluation)
+    for f in paths.probes_dir().glob("throughput-*b4.json"):
+        f.write_text(f.read_text().replace('"forward_tokens_per_second": 3000.0', '"x": 0'))
+    assert probe(4)["forward_tokens_per_second"] == 3000.0 and len(runs) == 5
 
 
 def test_cpu_matmul_probe_is_not_cached_under_load(fake_load, monkeypatch, tmp_path):

@@ -121,7 +121,8 @@ def workspace_run_settings(measured: dict | None, budget_seconds: float, seq_len
 
     if not measured or measured.get("status") != "ok":
         return {}
-    out = dict(eval_rows=eval_rows(budget_seconds, measured["tokens_per_second"], seq_len))
+    out = dict(eval_rows=eval_rows(budget_seconds, measured["tokens_per_second"], seq_len,
+                                   forward_tokens_per_second=measured.get("forward_tokens_per_second")))
     if measured.get("overhead_seconds") is not None:
         out["overhead_seconds"] = round(float(measured["overhead_seconds"]), 2)
     if measured.get("phases"):

@@ -61,8 +61,8 @@ def throughput_probe(probe: dict, plan: dict, dataset: str, depth: int, dim: int
     key = f"{device_key(probe, plan)}-{dataset}-h{HARNESS_VERSION}-d{depth}w{dim}b{device_batch}"
     cache = paths.probes_dir() / f"throughput-{key}.json"
     cached = read_json(cache)
-    if cached is not None:
-        return cached
+    if cached is not None and (cached.get("status") != "ok" or cached.get("forward_tokens_per_second")):
+        return cached  # (an ok one measured before the forward rate was is measured again)
     from autoresearch_portable import data
 
     log(f"measuring throughput: depth {depth}, width {dim}, device batch {device_batch} ...")
@@ -86,6 +86,7 @@ def throughput_probe(probe: dict, plan: dict, dataset: str, depth: int, dim: int
         out.update(tokens_per_second=result["tokens_per_second"],
                    flops_per_second=result["tokens_per_second"] * result["flops_per_token"],
                    peak_memory_mb=result.get("peak_memory_mb"),
+                   forward_tokens_per_second=result.get("forward_tokens_per_second"),  # sizes the evaluation
                    # launch to hand-over minus the timed steps: start-up, warm-up and export, as
                    # the parent's clock saw them (the allowance of wall-mode runs is made from it)
                    overhead_seconds=result["wall_seconds"] - result["training_seconds"],

@@ -132,12 +132,18 @@ def eval_rows(
     max_rows: int = MAX_EVAL_ROWS,
     fraction: float = 0.1,
     min_rows: int = 4,
+    forward_tokens_per_second: float | None = None,
 ) -> int:
-    """How many rows to score so the evaluation costs at most ~`fraction` of the budget. A
-    forward pass costs about a third of a training step (no backward); every scored row goes
-    through three (its own, its perturbed copy's for the causality check, and once more among
-    other rows for the batch check: harness/score/passes.py score), and we keep half as margin for
-    loading the model, making the rows and computing the losses."""
-    eval_tokens_per_second = 3.0 * train_tokens_per_second * 0.5 / 3
+    """How many rows to score so the evaluation costs at most ~`fraction` of the budget. Every
+    scored row goes through three forward passes (its own, its perturbed copy's for the causality
+    check, and once more among other rows for the batch check: harness/score/passes.py score).
+    With the forward rate `arp init` measured (runtime._forward_rate), a fifth is kept as margin
+    for making the rows and computing the losses. Without it, a forward pass is taken to cost a
+    third of a training step (no backward), with half as margin: on a 2-core CPU that estimate
+    scored 7 rows in 1.0-1.9 s of a 30 s budget's 3 (benchmarks/README.md, "Scored rows")."""
+    if forward_tokens_per_second:
+        eval_tokens_per_second = forward_tokens_per_second / 3 * 0.8
+    else:
+        eval_tokens_per_second = 3.0 * train_tokens_per_second * 0.5 / 3
     rows = int(fraction * budget_seconds * eval_tokens_per_second // seq_len)
     return max(min(min_rows, max_rows), min(rows, max_rows))

@@ -92,6 +92,7 @@ class ChildReport:
     total_tokens: int | None = None
     tokens_per_second: float | None = None
     first_steps_tokens_per_second: float | None = None
+    forward_tokens_per_second: float | None = None  # `arp init`'s probe only: sizes the evaluation
     train_flops: float | None = None
     flops_per_token: float | None = None
     flops_detail: dict | None = None

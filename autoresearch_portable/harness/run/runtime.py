@@ -210,7 +210,7 @@ class Runtime:
             result.update(status="unverified", reason=f"not exported: {why}")
         result["export_seconds"] = time.perf_counter() - t
         if self.probe_steps is not None:  # throughput probe for `arp init`: no eval
-            result.update(status="ok", reason="throughput probe")
+            result.update(status="ok", reason="throughput probe", forward_tokens_per_second=self._forward_rate(model))
         elif result["status"] == "unverified" or self.standalone:
             from autoresearch_portable.harness.score.evaluator import score_model
 
@@ -235,6 +235,16 @@ class Runtime:
         if not diff <= 1e-3 * (1 + float(np.abs(live).max())):
             raise ValueError(f"the exported model's logits differ from the trained model's by {diff:.3g}")
         return exported
+
+    def _forward_rate(self, model) -> float:
+        """Tokens per second of a forward pass over a batch of rows the size the evaluator scores
+        in (the device batch): what `arp init` sizes the evaluation by (budget.eval_rows). The
+        second of two passes is timed: the first may still set up kernels."""
+        rows = next(self._data.train_batches(max(1, min(64, self._batch_size)), seed=54321))[:, :-1]
+        self.backend.forward_logits(model, rows)
+        t = time.perf_counter()
+        self.backend.forward_logits(model, rows)
+        return rows.size / max(time.perf_counter() - t, 1e-9)
 
     def _eval_rows(self) -> int:
         n = self.config.get("eval_rows")
