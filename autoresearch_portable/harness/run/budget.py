@@ -136,13 +136,14 @@ def eval_rows(
 ) -> int:
     """How many rows to score so the evaluation costs at most ~`fraction` of the budget. Every
     scored row goes through three forward passes (its own, its perturbed copy's for the causality
-    check, and once more among other rows for the batch check: harness/score/passes.py score).
-    With the forward rate `arp init` measured (runtime._forward_rate), a fifth is kept as margin
-    for making the rows and computing the losses. Without it, a forward pass is taken to cost a
-    third of a training step (no backward), with half as margin: on a 2-core CPU that estimate
-    scored 7 rows in 1.0-1.9 s of a 30 s budget's 3 (benchmarks/README.md, "Scored rows")."""
+    check, and once more among other rows for the batch check: harness/score/passes.py score), at
+    the forward rate `arp init` measured (runtime._forward_rate); a row has cost 2.25 passes'
+    time on a 2-core CPU (the copies are cut short), the rest is margin. Without a measured rate,
+    a forward pass is taken to cost a third of a training step (no backward), with half as
+    margin: on that CPU the estimate used 1.0-1.9 s of a 30 s budget's 3 (benchmarks/README.md,
+    "Scored rows")."""
     if forward_tokens_per_second:
-        eval_tokens_per_second = forward_tokens_per_second / 3 * 0.8
+        eval_tokens_per_second = forward_tokens_per_second / 3
     else:
         eval_tokens_per_second = 3.0 * train_tokens_per_second * 0.5 / 3
     rows = int(fraction * budget_seconds * eval_tokens_per_second // seq_len)
