@@ -240,7 +240,8 @@ class Runtime:
         """Tokens per second of a forward pass over a batch of rows the size the evaluator scores
         in (the device batch): what `arp init` sizes the evaluation by (budget.eval_rows). The
         second of two passes is timed: the first may still set up kernels."""
-        rows = next(self._data.train_batches(max(1, min(64, self._batch_size)), seed=54321))[:, :-1]
+        batch = getattr(self, "_batch_size", None) or 1  # set by train_loader
+        rows = next(self._data.train_batches(max(1, min(64, batch)), seed=54321))[:, :-1]
         self.backend.forward_logits(model, rows)
         t = time.perf_counter()
         self.backend.forward_logits(model, rows)
