@@ -6,10 +6,10 @@
 # --quick and --parallel run one pytest worker per core (up to 4, pytest-xdist) on Linux, each
 # pinned to cores of its own (tests/conftest.py), so a run's load watch never sees the other
 # worker's runs; the tests marked `serial` (two cores, or a write into the shared environment)
-# run afterwards, one at a time. The full suite is not parallel by default: on one core a run's
-# start-up is twice as slow as on two, and the tests that check the start-up limit then fail now
-# and then (3 times in 3 runs of the full suite on 2 cores). Elsewhere (macOS cannot pin a process
-# to cores) everything runs in one process.
+# run afterwards, one at a time. The full suite is not parallel by default: it has passed in
+# parallel once since a run's start-up and hand-over are limited in CPU-seconds (on one core the
+# evaluator's start-up shares the core and doubled their wall time: 3 of 3 parallel runs failed
+# before). Elsewhere (macOS cannot pin a process to cores) everything runs in one process.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh dev
