@@ -17,8 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing
-import os
-import platform
 import random
 import statistics
 import subprocess
@@ -29,6 +27,8 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from noise_check import train  # noqa: E402
+
+from autoresearch_portable.detect import probe_this_boot  # noqa: E402
 
 PERIOD = 0.01  # seconds: the hog's cycle, busy for duty x PERIOD, then asleep
 
@@ -104,8 +104,7 @@ def main() -> None:
     if args.analyse_only:
         out = json.loads(args.out.read_text())
         out["analysis"] = analyse(out["runs"])
-        print(json.dumps(out["analysis"], indent=2))
-        args.out.write_text(json.dumps(out, indent=2) + "\n")
+        _report(out, args.out)
         return
     ws = args.workspace
     budget = json.loads((ws / ".arp.json").read_text())["budget_seconds"]
@@ -121,17 +120,18 @@ def main() -> None:
             runs.append(dict(r, duty=duty))  # others_share: the load watch's figure (others' share of the run's cores)
             print(f"round {rnd} duty {duty:4.2f}: {r['status']:8} steps {r['steps']} others {runs[-1]['others_share']}",
                   flush=True)
-    out = dict(budget=budget, cpu_model=platform.processor() or None, cpus=_cpus(), runs=runs, analysis=analyse(runs),
+    machine = probe_this_boot()
+    out = dict(budget=budget, cpu_model=machine.cpu_model, cpus=machine.usable_cores, runs=runs, analysis=analyse(runs),
                commit=subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=HERE, capture_output=True,
                                      text=True).stdout.strip())
+    _report(out, args.out)
+
+
+def _report(out: dict, path: Path | None) -> None:
     print(json.dumps(out["analysis"], indent=2))
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(out, indent=2) + "\n")
-
-
-def _cpus() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    if path:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(out, indent=2) + "\n")
 
 
 if __name__ == "__main__":

@@ -112,7 +112,9 @@ def limits(measured: Measured, budget_seconds: float, mode: str, flop_budget: fl
     the budget (2 %, so that long budgets tolerate more jitter). On CPU backends start-up and
     hand-over are limited in CPU-seconds in every mode: work done there (training before rt.start or
     after rt.finish) costs CPU whatever the clock says, while waiting for a core does not (on one
-    core the evaluator's own start-up shares it, and halves the wall-clock pace). On accelerators
+    core the evaluator's own start-up shares it, and halves the wall-clock pace). The count covers
+    the run's process tree (confine.Reaper): on Linux every descendant, zombies included; on macOS a
+    double-forked daemon escapes it, as it escapes the reaper. On accelerators
     they are limited in wall time. Training is limited in wall time in wall mode (the budget is
     wall time), in CPU-seconds on CPU backends in the work modes."""
     slack = 5.0 + 0.02 * budget_seconds
