@@ -120,7 +120,14 @@ EDITS = {
     "pow2": Edit("neutral", "ReLU² written .pow(2) instead of .square(): an equivalent expression",
                  replace=(("F.relu(self.c_fc(x)).square()", "F.relu(self.c_fc(x)).pow(2)"),)),
     "wd_tiny": Edit("neutral", "Muon weight decay 0.2 -> 0.19: a change far below the noise", {"WEIGHT_DECAY": 0.19}),
-    # extras (--edits): not in the default set
+    # extras (--edits): not in the default set. The first three were tried at 120 s, where the
+    # 30 s wins above are not wins (arp init's sizing fits the longer budget better)
+    "half_depth": Edit("better", "half the blocks: half the block FLOPs, more steps (transfer.py: a clear gain "
+                       "at 30 s on 1 thread)", {"DEPTH": lambda c: max(1, c["DEPTH"] // 2)}),
+    "lr_x2": Edit("better", "Muon LR x2: a few hundred steps favour a faster rate (check_normalization.py at "
+                  "300 s: 0.6064 against the baseline's 0.6085)", {"MATRIX_LR": lambda c: 2 * c["MATRIX_LR"]}),
+    "long_warmdown": Edit("better", "warm-down over 75 % of the budget instead of 50 % (none at all costs "
+                          "0.018 at 200 s: transfer.py)", {"WARMDOWN_FRAC": 0.75}),
     "init_tiny": Edit("neutral", "output head init std 0.001 -> 0.0011", replace=(
         ("self.lm_head.weight.normal_(0, 0.001)", "self.lm_head.weight.normal_(0, 0.0011)"),)),
     "mlp2_full": Edit("better", "mlp2 and full_attn together (overlaps both: not replayable with them)",
