@@ -14,8 +14,8 @@ import torch.nn as nn
 from template_loader import load_template
 from autoresearch_portable.backends.torch_common import TorchBackend
 from autoresearch_portable.detect.plan import Plan
-from autoresearch_portable.harness.score.passes import (FLOP_SLACK, arrangements, graph_problem, judge, rows_per_pass,
-                                                    score)
+from autoresearch_portable.harness.score.passes import (FLOP_SLACK, MAX_BATCH_ROWS, arrangements, graph_problem, judge,
+                                                    rows_per_pass, score)
 from autoresearch_portable.harness.score.evaluator import evaluate, score_model
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -49,6 +49,8 @@ def test_rows_per_pass_keeps_the_logits_bound_and_a_graphs_fixed_batch():
     assert rows_per_pass(64, 100, 8192, 2**17) == 1  # two passes' logits must fit MAX_LOGIT_BYTES
     assert rows_per_pass(5, 100, 32, 64, static_batch=8) == 8
     assert rows_per_pass(12, 100, 32, 64, static_batch=8) == 16
+    assert rows_per_pass(None, 100, 32, 64) == 8  # a run that reported no batch
+    assert rows_per_pass(1000, 100, 32, 64) == MAX_BATCH_ROWS
 
 
 def test_judge_batch_dependence():
@@ -138,9 +140,9 @@ class TinyData:
         return self.rows[:n]
 
 
-def exported(backend, model, folder):
+def exported(backend, model, folder, rows=4):
     Path(folder).mkdir(parents=True, exist_ok=True)
-    backend.export_model(model, str(folder), T)
+    backend.export_model(model, str(folder), T, rows)
     return backend.load_model(str(folder))
 
 
@@ -271,7 +273,7 @@ def test_the_evaluator_process_checks_the_counted_model(small_bundled, tmp_path)
         return model
 
     model = template(2)
-    backend.export_model(model, str(tmp_path), seq)
+    backend.export_model(model, str(tmp_path), seq, 2)
     job = dict(plan=plan().to_dict(), dataset="bundled", handover=str(tmp_path), eval_rows=2, batch_rows=2)
     real = dict(num_params=backend.count_params(model),
                 matmul_flops_per_token=backend.train_flops_per_token(model, seq, vocab)["matmul_flops_per_token"])

@@ -352,7 +352,7 @@ def test_causality_check_catches_an_mlx_model_that_sees_the_future():
 
 def test_mlx_export_hands_over_the_same_model(tmp_path):
     """mx.export_function + weights: the imported graph computes the trained model's logits, for
-    any number of rows (the graph has a fixed batch; the loader pads)."""
+    any number of rows (the graph has a fixed batch: 3 rows run as a pass of 2 and one padded)."""
     c = {**BASE, **ATTENTION_CASES["sssl"]}
     nt, _ = load_pair(c)
     backend = MLXBackend(make_plan("mlx"))
@@ -360,7 +360,7 @@ def test_mlx_export_hands_over_the_same_model(tmp_path):
     load_torch_into_mlx(model, random_torch_model(nt).state_dict())
     rows = np.random.default_rng(3).integers(1, VOCAB, size=(3, T))
     live = backend.forward_logits(model, rows)
-    backend.export_model(model, str(tmp_path), T)
+    backend.export_model(model, str(tmp_path), T, 2)
     loaded = backend.load_model(str(tmp_path))
     np.testing.assert_allclose(backend.forward_logits(loaded, rows), live, rtol=0, atol=1e-5)
     np.testing.assert_allclose(backend.forward_logits(model, rows), live, rtol=0, atol=0)  # model intact

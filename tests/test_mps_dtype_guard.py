@@ -138,7 +138,7 @@ def test_evaluation_uses_no_dtype_or_op_mps_lacks(template):
 
 def test_evaluation_of_the_exported_model_uses_no_dtype_or_op_mps_lacks(template, tmp_path):
     _, backend, model = template
-    backend.export_model(model, tmp_path, T)
+    backend.export_model(model, tmp_path, T, 2)
     evaluate_under_guard(backend, backend.load_model(tmp_path))  # what the evaluator process runs
 
 

@@ -125,10 +125,11 @@ class Backend:
         raise NotImplementedError
 
     # --- hand-over: the trained model leaves train.py's process as a graph + weights ---------
-    def export_model(self, model: Any, folder: str, seq_len: int) -> dict:
-        """Write `model`'s forward (token ids (B, seq_len) -> float32 logits) into `folder` in a
-        form that runs without train.py's Python: torch.export on torch, mx.export_function on
-        mlx. Returns a small description (format, static batch or None)."""
+    def export_model(self, model: Any, folder: str, seq_len: int, rows: int) -> dict:
+        """Write `model`'s forward (token ids (rows, seq_len) -> float32 logits) into `folder` in
+        a form that runs without train.py's Python: torch.export on torch, mx.export_function on
+        mlx, traced for a fixed batch of `rows` rows (the evaluator's pass size). Returns a small
+        description (format, batch)."""
         raise NotImplementedError
 
     @staticmethod
@@ -139,9 +140,8 @@ class Backend:
     def load_model(self, folder: str) -> Callable:
         """The exported model from `folder` as a callable that score_rows and forward_logits
         accept in place of the model. Its attribute `static_batch` is the number of rows the
-        graph was traced for (None when any number of rows runs): it is padded to that, so the
-        harness passes multiples of it (harness/score/passes.py) and no row shares a pass with
-        padding made of its own copies."""
+        graph was traced for: it is padded to that, so the harness passes multiples of it
+        (harness/score/passes.py) and no row shares a pass with padding made of its own copies."""
         raise NotImplementedError
 
     # --- the handed-over graph, as the evaluator sees it (what rt.start counted must match) ---

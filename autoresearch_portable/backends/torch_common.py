@@ -172,52 +172,46 @@ class TorchBackend(Backend):
         return logits.float()
 
     # --- hand-over -------------------------------------------------------------------------
-    def export_model(self, model, folder, seq_len):
+    def export_model(self, model, folder, seq_len, rows):
         folder = Path(folder)
         # Tracing must not leave fake tensors in the kernel caches the live model still uses,
         # and flex_attention (a compiled kernel) is swapped for SDPA with a mask, the same
-        # function, so the graph runs on any device without a compiler.
+        # function, so the graph runs on any device without a compiler. The batch is fixed: the
+        # evaluator's passes all hold `rows` rows, and a dynamic batch makes export reason about
+        # symbolic shapes, which costs seconds on every run.
         masks, block_masks = dict(self._masks), dict(self._block_masks)
         self.exporting = True
         if hasattr(model, "eval"):
             model.eval()
-        wrapped = _WithAutocast(model, self)
-        x = torch.zeros((2, seq_len), dtype=torch.long, device=self.device)  # batch 2: 0/1 specialise
+        x = torch.zeros((rows, seq_len), dtype=torch.long, device=self.device)
         try:
             with torch.no_grad():
-                try:
-                    program = torch.export.export(
-                        wrapped, (x,), dynamic_shapes=({0: torch.export.Dim("batch", min=1, max=2**16)},))
-                    batch = None
-                except Exception:  # the model pins its batch size somewhere: export it as it is
-                    program = torch.export.export(wrapped, (x,))
-                    batch = 2
+                program = torch.export.export(_WithAutocast(model, self), (x,))
             torch.export.save(program, str(folder / "model.pt2"))
         finally:
             self.exporting = False
             self._masks, self._block_masks = masks, block_masks
-        info = dict(format="torch.export", batch=batch)
+        info = dict(format="torch.export", batch=rows)
         (folder / "model.json").write_text(json.dumps(info))
         return info
 
     @staticmethod
     def warm_up() -> None:
-        # torch.export.load's first call imports its serializer, sympy and dynamo and sets up
-        # symbolic shapes: ~3 s on a 2-core CPU. A round trip of a tiny CPU graph with a dynamic
-        # batch, as export_model makes them, pays that while the run trains instead of after it.
+        # torch.export.load's first call imports its serializer and dynamo: a few seconds on a
+        # 2-core CPU. A round trip of a tiny CPU graph pays that while the run trains instead of
+        # after it.
         import io
 
         tiny, x = torch.nn.Embedding(4, 2), torch.zeros((2, 3), dtype=torch.long)
-        program = torch.export.export(tiny, (x,), dynamic_shapes=({0: torch.export.Dim("batch", min=1, max=2**16)},))
         buffer = io.BytesIO()
-        torch.export.save(program, buffer)
+        torch.export.save(torch.export.export(tiny, (x,)), buffer)
         buffer.seek(0)
         torch.export.load(buffer).module()(x)
 
     def load_model(self, folder):
         info = json.loads((Path(folder) / "model.json").read_text())
         program = torch.export.load(str(Path(folder) / "model.pt2"))
-        return _Exported(program, info.get("batch"))
+        return _Exported(program, int(info["batch"]))
 
     def graph_params(self, model) -> int:
         # a tied weight is one tensor listed under two names (its storage is shared once loaded)
@@ -283,18 +277,15 @@ class _WithAutocast(torch.nn.Module):
 
 
 class _Exported:
-    """An exported model as a callable; a graph exported with a fixed batch gets its input
-    split and padded to that batch (the evaluator passes whole multiples of it: see
-    Backend.load_model)."""
+    """An exported model as a callable: the graph runs a fixed batch, so its input is split and
+    padded to it (the evaluator passes whole multiples of it: see Backend.load_model)."""
 
-    def __init__(self, program, static_batch: int | None):
+    def __init__(self, program, static_batch: int):
         self.program = program
         self.module = program.module()
         self.static_batch = static_batch
 
     def __call__(self, x):
-        if self.static_batch is None:
-            return self.module(x)
         outs = []
         for s in range(0, x.size(0), self.static_batch):
             part = x[s : s + self.static_batch]

@@ -160,9 +160,9 @@ class MLXBackend(Backend):
         return logits
 
     # --- hand-over -------------------------------------------------------------------------
-    def export_model(self, model, folder, seq_len):
+    def export_model(self, model, folder, seq_len, rows):
         """mx.export_function traces the forward with the weights as inputs (they would be frozen
-        in as constants otherwise), for a fixed batch of EXPORT_ROWS rows; the weights go to a
+        in as constants otherwise), for a fixed batch of `rows` rows; the weights go to a
         safetensors file beside it."""
         folder = Path(folder)
         model.eval()
@@ -176,7 +176,7 @@ class MLXBackend(Backend):
             model.update(tree_map(lambda _: next(leaves), params))
             return model(x).astype(mx.float32)
 
-        x = mx.zeros((EXPORT_ROWS, seq_len), dtype=mx.int32)
+        x = mx.zeros((rows, seq_len), dtype=mx.int32)
         masks = dict(self._masks)
         try:
             mx.export_function(str(folder / "model.mlxfn"), forward, x, *[v for _, v in flat])
@@ -184,7 +184,7 @@ class MLXBackend(Backend):
             model.update(params)  # tracing left placeholders in the model
             self._masks = masks
         mx.save_safetensors(str(folder / "weights.safetensors"), {f"w{i}": v for i, (_, v) in enumerate(flat)})
-        info = dict(format="mlx.export_function", batch=EXPORT_ROWS, weights=len(flat))
+        info = dict(format="mlx.export_function", batch=rows, weights=len(flat))
         (folder / "model.json").write_text(json.dumps(info))
         return info
 
@@ -229,9 +229,6 @@ class MLXBackend(Backend):
             reps += 1
             elapsed = time.perf_counter() - t0
         return 2 * n**3 * reps / elapsed
-
-
-EXPORT_ROWS = 8  # the batch an exported mlx graph is traced for; evaluation pads to it
 
 
 class _Exported:

@@ -29,6 +29,7 @@ from autoresearch_portable.data.common import DEFAULT_DATASET
 from autoresearch_portable.detect.plan import device_name
 from autoresearch_portable.fsutil import atomic_write_json
 from autoresearch_portable.harness.run.budget import BudgetClock, eval_rows
+from autoresearch_portable.harness.score.passes import rows_per_pass
 
 # exit codes the parent reads when the child could not write a result itself
 EXIT_DIVERGED = 3
@@ -200,7 +201,9 @@ class Runtime:
         t = time.perf_counter()
         folder = self.config.get("handover_dir") or tempfile.mkdtemp(prefix="arp-handover-")
         try:
-            result["handover"] = self.backend.export_model(model, folder, self.seq_len)
+            rows = rows_per_pass(self._model_config.get("device_batch_size"), self._eval_rows(),
+                                 self.seq_len, self.vocab_size)  # the evaluator's pass, as it will size it
+            result["handover"] = self.backend.export_model(model, folder, self.seq_len, rows)
             exported = self._check_export(model, folder)
             result["status"] = "handed_over"
         except Exception as e:  # noqa: BLE001 - any failure to export means: score here, unverified

@@ -30,18 +30,15 @@ from autoresearch_portable.harness.score.evalset import eval_set
 from autoresearch_portable.harness.score.passes import (batch_tolerance, causality_tolerance, graph_problem, judge,
                                                     rejected, score)
 
-MAX_BATCH_ROWS = 64
 
-
-def score_model(backend, model, ds, n_rows: int, batch_rows: int) -> dict:
+def score_model(backend, model, ds, n_rows: int, batch_rows: int | None) -> dict:
     """Score `model` (exported or live) on a fresh evaluation set: val_bpb, causality, batch
     independence, floor."""
     t0 = time.perf_counter()
     seed = secrets.randbits(63)  # chosen now: nothing before this moment could know the text
     rows = eval_set(ds, n_rows, seed)
     rng = np.random.default_rng(secrets.randbits(63))  # cuts, arrangement, fillers: unpredictable too
-    batch = max(1, min(MAX_BATCH_ROWS, int(batch_rows or 8)))
-    scored = score(backend, model, rows.rows, ds.token_bytes, batch, rng, causality=True, batch_check=True)
+    scored = score(backend, model, rows.rows, ds.token_bytes, batch_rows, rng, causality=True, batch_check=True)
     dtype = backend.plan.dtype
     result = judge(scored["nats"], scored["nbytes"], scored["change"], causality_tolerance(dtype),
                    rows.floor_bits, rows.text_bytes, scored["batch_change"], batch_tolerance(dtype))

@@ -14,6 +14,7 @@ from autoresearch_portable.harness.score.evalset import perturbed_copies
 # A logits buffer never grows beyond this, whatever the vocab and batch (a 24 GB Mac once died
 # building one 16 GiB buffer for the final eval).
 MAX_LOGIT_BYTES = 256 * 2**20
+MAX_BATCH_ROWS = 64  # rows in one pass at most, whatever the run's batch
 
 
 def bpb_from_rows(nats: np.ndarray, nbytes: np.ndarray) -> tuple[float, float]:
@@ -50,12 +51,14 @@ def batch_tolerance(dtype: str) -> float:
     return causality_tolerance(dtype)
 
 
-def rows_per_pass(batch_rows: int, n: int, seq_len: int, vocab: int, static_batch: int | None = None) -> int:
-    """Rows in every forward pass of an evaluation: the run's batch, no more than the logits
-    bound allows with two passes' logits alive (a chunk's and its copies'), a whole multiple of
-    a graph's fixed batch (that many rows run however few are given)."""
+def rows_per_pass(batch_rows: int | None, n: int, seq_len: int, vocab: int, static_batch: int | None = None) -> int:
+    """Rows in every forward pass of an evaluation of n rows: the run's batch (8 if it reported
+    none, at most MAX_BATCH_ROWS), no more than the logits bound allows with two passes' logits
+    alive (a chunk's and its copies'), a whole multiple of a graph's fixed batch (that many rows
+    run however few are given). train.py's process traces its graph for this many rows
+    (Runtime.finish), so that nothing is padded or cut."""
     fit = max(1, MAX_LOGIT_BYTES // (2 * seq_len * vocab * 4))
-    b = max(1, min(int(batch_rows), fit, n))
+    b = max(1, min(MAX_BATCH_ROWS, int(batch_rows or 8), fit, n))
     if static_batch:
         b = -(-b // static_batch) * static_batch
     return b
