@@ -313,7 +313,7 @@ def test_an_mlx_model_whose_rows_meet_in_a_pass_is_invalid(tmp_path):
     mx.random.seed(0)
     honest = score_model(backend, exported(backend, TinyMLX(), tmp_path / "honest"), TinyData(n=6), 6, 2)
     assert honest["status"] == "ok", honest.get("reason")
-    assert honest["eval_rows_per_pass"] == 8  # the exported function's fixed batch, filled
+    assert honest["eval_rows_per_pass"] == 4  # the graph's fixed batch (exported(): 4), not the run's 2
     assert honest["batch_check"]["rows_checked"] == 6 and honest["batch_check"]["max_change"] == 0.0
     assert backend.graph_params(exported(backend, TinyMLX(), tmp_path / "n")) == VOCAB * 16 * 2
     mixing = score_model(backend, exported(backend, TinyMLX(mix=0.01), tmp_path / "mix"), TinyData(n=6), 6, 2)
