@@ -175,3 +175,21 @@ def test_calibrate_and_a_standalone_run_use_the_workspaces_dataset_else_corpus_v
     assert runtime.default_config("cpu")["dataset"] == DEFAULT_DATASET
     monkeypatch.setenv("ARP_DATASET", "tinystories")
     assert runtime.default_config("cpu")["dataset"] == "tinystories"
+
+
+def _bench_handover():
+    path = Path(__file__).resolve().parent.parent / "benchmarks" / "bench_handover.py"
+    spec = importlib.util.spec_from_file_location("bench_handover", path)
+    module = sys.modules[spec.name] = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_bench_handover_splits_a_run_into_its_phases():
+    bh = _bench_handover()
+    run = dict(status="ok", startup_seconds=5.0, training_seconds=5.0, export_seconds=2.0, total_seconds=17.0, wall=18.0)
+    assert bh.after_exit(run) == pytest.approx(5.0)
+    assert bh.after_exit(dict(run, export_seconds=None)) is None
+    s = bh.summarize([run, dict(run, export_seconds=3.0, wall=20.0), dict(status="crash", wall=1.0)])
+    assert s["ok"] == 2 and s["handover"] == pytest.approx(2.5) and s["after_exit"] == pytest.approx(4.5)
+    assert s["wall"] == pytest.approx(19.0) and s["startup"] == pytest.approx(5.0)
