@@ -29,7 +29,7 @@ from autoresearch_portable.data.common import DEFAULT_DATASET
 from autoresearch_portable.detect.plan import device_name
 from autoresearch_portable.fsutil import atomic_write_json
 from autoresearch_portable.harness.run.budget import BudgetClock, eval_rows
-from autoresearch_portable.harness.score.passes import rows_per_pass
+from autoresearch_portable.harness.score.passes import MAX_BATCH_ROWS, rows_per_pass
 
 # exit codes the parent reads when the child could not write a result itself
 EXIT_DIVERGED = 3
@@ -244,7 +244,7 @@ class Runtime:
         in (the device batch): what `arp init` sizes the evaluation by (budget.eval_rows). The
         second of two passes is timed: the first may still set up kernels."""
         batch = getattr(self, "_batch_size", None) or 1  # set by train_loader
-        rows = next(self._data.train_batches(max(1, min(64, batch)), seed=54321))[:, :-1]
+        rows = next(self._data.train_batches(min(MAX_BATCH_ROWS, batch), seed=54321))[:, :-1]
         self.backend.forward_logits(model, rows)
         t = time.perf_counter()
         self.backend.forward_logits(model, rows)
