@@ -36,6 +36,13 @@ The real measurement (on a quiet machine; nothing else running):
         --out benchmarks/measured/loop-replay.json
     python benchmarks/loop_replay.py --replay-only --out benchmarks/measured/loop-replay.json
 
+A screen for candidate edits (a few runs each, kept apart from the established runs: --out a file
+of its own; --loops 0 analyses the runs without replaying them):
+
+    flock /work/cpu.lock python benchmarks/loop_replay.py --budgets 120 --runs 2 --edits dim96,no_wd \
+        --out benchmarks/measured/loop-replay-screen-120s.json
+    python benchmarks/loop_replay.py --replay-only --loops 0 --out benchmarks/measured/loop-replay-screen-120s.json
+
 Time: runs x (budget + overhead per run). The smoke test at 5 s took 20 s per run (about 15 s of
 start-up, hand-over and scoring; scoring grows with the budget, ~10 % of it). With the defaults
 (baseline 12 runs, 6 edits x 10 runs = 72 runs per budget): 30 s: 72 x ~50 s ~ 1 h; 120 s:
@@ -69,8 +76,8 @@ import verdict_sim  # noqa: E402  (the loop itself, shared with the simulation)
 from transfer import constants, ok_bpb  # noqa: E402
 
 BASELINE = "baseline"
-RUN_KEYS = ("status", "reason", "val_bpb", "val_bpb_stderr", "num_steps", "training_seconds", "total_seconds",
-            "eval_rows", "load_summary")
+RUN_KEYS = ("status", "reason", "val_bpb", "val_bpb_stderr", "floor_bpb", "num_steps", "training_seconds",
+            "total_seconds", "eval_rows", "load_summary")
 MACHINE = ("noisy", "over_budget", "timeout", "interrupted")  # statuses a busy or disturbed machine causes
 MAX_FAILED = 3  # failed runs of one code after which it is not tried again at that budget
 MAX_BUSY = 3    # runs in a row the machine spoiled that stop the phase
@@ -128,6 +135,25 @@ EDITS = {
                   "300 s: 0.6064 against the baseline's 0.6085)", {"MATRIX_LR": lambda c: 2 * c["MATRIX_LR"]}),
     "long_warmdown": Edit("better", "warm-down over 75 % of the budget instead of 50 % (none at all costs "
                           "0.018 at 200 s: transfer.py)", {"WARMDOWN_FRAC": 0.75}),
+    # screened at 120 s for a win there (2 runs each first)
+    "head32": Edit("better", "heads of 32 channels instead of 64: twice the heads for the same FLOPs",
+                   {"HEAD_DIM": 32}),
+    "unembed_lr_x2": Edit("better", "output head LR x2 (0.004 -> 0.008)",
+                          {"UNEMBEDDING_LR": lambda c: 2 * c["UNEMBEDDING_LR"]}),
+    "unembed_lr_half": Edit("better", "output head LR / 2 (0.004 -> 0.002): x2 looked worse at 120 s",
+                            {"UNEMBEDDING_LR": lambda c: c["UNEMBEDDING_LR"] / 2}),
+    "embed_lr_x2": Edit("better", "embedding LR x2 (0.3 -> 0.6)", {"EMBEDDING_LR": lambda c: 2 * c["EMBEDDING_LR"]}),
+    "short_warmdown": Edit("better", "warm-down over 30 % of the budget instead of 50 % (75 % was worse at 120 s)",
+                           {"WARMDOWN_FRAC": 0.3}),
+    "dim96": Edit("better", "three quarters of the width, two heads of 48 channels: between the baseline and "
+                  "half_width, which tie at 120 s", {"MODEL_DIM": 96, "HEAD_DIM": 48}),
+    "no_wd": Edit("better", "no weight decay on the Muon matrices: a few hundred steps are far from overfitting",
+                  {"WEIGHT_DECAY": 0.0}),
+    "momentum_085": Edit("better", "Muon momentum 0.95 -> 0.85: a short run may favour a shorter memory",
+                         {"MUON_MOMENTUM": 0.85}),
+    "compile": Edit("better", "torch.compile the model on the CPU too (the plan leaves it eager there): fused "
+                    "elementwise ops, paid for by the compile time inside the budget",
+                    replace=(("train_model = K.compile(model)", "train_model = torch.compile(model, dynamic=False)"),)),
     "init_tiny": Edit("neutral", "output head init std 0.001 -> 0.0011", replace=(
         ("self.lm_head.weight.normal_(0, 0.001)", "self.lm_head.weight.normal_(0, 0.0011)"),)),
     "mlp2_full": Edit("better", "mlp2 and full_attn together (overlaps both: not replayable with them)",
@@ -183,6 +209,28 @@ def noise(runs: dict[str, list[dict]]) -> dict:
                 baseline_n=len(base), eval_stderr=ev, train_sigma=train)
 
 
+def floor_noise(runs: dict[str, list[dict]]) -> dict:
+    """How much of a run's noise is the difficulty of the text it was scored on. Over the ok runs
+    that recorded their scored text's entropy floor (floor_bpb; runs before it was recorded did
+    not): σ of one run pooled within codes on val_bpb and on val_bpb − floor_bpb (the same runs,
+    the same degrees of freedom), and the σ of the floor itself across those runs. Pure."""
+    have = {c: [r for r in rs if r.get("status") == "ok" and isinstance(r.get("val_bpb"), (int, float))
+                and isinstance(r.get("floor_bpb"), (int, float))] for c, rs in runs.items()}
+    ss_val = ss_excess = 0.0
+    dof = 0
+    for rs in have.values():
+        if len(rs) >= 2:
+            vals, excess = [r["val_bpb"] for r in rs], [r["val_bpb"] - r["floor_bpb"] for r in rs]
+            mv, me = statistics.fmean(vals), statistics.fmean(excess)
+            ss_val += sum((v - mv) ** 2 for v in vals)
+            ss_excess += sum((e - me) ** 2 for e in excess)
+            dof += len(rs) - 1
+    floors = [r["floor_bpb"] for rs in have.values() for r in rs]
+    return dict(runs=len(floors), dof=dof, sigma_val=math.sqrt(ss_val / dof) if dof else None,
+                sigma_excess=math.sqrt(ss_excess / dof) if dof else None,
+                floor_sigma=statistics.stdev(floors) if len(floors) >= 2 else None)
+
+
 def analyse(b: dict) -> dict:
     """Per budget: the noise, each edit's Welch class, and the seconds a run took."""
     runs = b.get("runs", {})
@@ -194,8 +242,9 @@ def analyse(b: dict) -> dict:
             rows[name] = dict(n=len(v), mean=statistics.fmean(v) if v else None, **welch(v, base))
     secs = [r["seconds"] for rs in runs.values() for r in rs if r.get("seconds")]
     per_run = statistics.fmean(secs) if secs else None
-    return dict(baseline_mean=statistics.fmean(base) if base else None, noise=noise(runs), edits=rows,
-                seconds_per_run=per_run, overhead_per_run=per_run - b["budget_seconds"] if per_run else None)
+    return dict(baseline_mean=statistics.fmean(base) if base else None, noise=noise(runs),
+                floor_noise=floor_noise(runs), edits=rows, seconds_per_run=per_run,
+                overhead_per_run=per_run - b["budget_seconds"] if per_run else None)
 
 
 # --- replay (pure) -----------------------------------------------------------------------------
@@ -370,6 +419,14 @@ def fmt(x, spec=".4f") -> str:
     return "n/a" if x is None else format(x, spec)
 
 
+def floor_line(f: dict | None) -> list[str]:
+    if not f or not f["dof"]:
+        return []
+    return [f"the scored text's difficulty, over the {f['runs']} runs that recorded its floor: σ per run "
+            f"{fmt(f['sigma_val'])} on val_bpb, {fmt(f['sigma_excess'])} on val_bpb − floor ({f['dof']} dof); "
+            f"the floor itself varies by σ {fmt(f['floor_sigma'])}"]
+
+
 def report(out: dict) -> str:
     lines = []
     for key, b in out["budgets"].items():
@@ -379,6 +436,7 @@ def report(out: dict) -> str:
                   f"{fmt(n['baseline_sigma'])}); σ per run {fmt(n['sigma'])} ({n['sigma_dof']} dof, pooled) = "
                   f"training {fmt(n['train_sigma'])} + evaluation {fmt(n['eval_stderr'])} (evaluator's stderr); "
                   f"{fmt(a['seconds_per_run'], '.0f')} s per run",
+                  *floor_line(a.get("floor_noise")),
                   f"{'edit':11} {'chosen':8} {'n':>3} {'mean':>7} {'gain':>8} {'± se':>7} {'t':>6} {'test':8} "
                   f"{'kept':>6} {'repeated':>8} {'runs':>5}"]
         for name, row in a["edits"].items():
@@ -423,7 +481,7 @@ def main(argv: list[str] | None = None) -> None:
                     help="where the workspaces are made (one per budget)")
     ap.add_argument("--out", default=str(HERE / "measured" / "loop-replay.json"))
     ap.add_argument("--replay-only", action="store_true", help="train nothing: replay the runs in --out")
-    ap.add_argument("--loops", type=int, default=200)
+    ap.add_argument("--loops", type=int, default=200, help="0: no replay, the analysis of the runs only")
     ap.add_argument("--rounds", type=int, default=10, help="repeat rounds before a verdict is final")
     ap.add_argument("--loop-baseline-runs", type=int, default=3, help="program.md's step 0: arp train --repeat 3")
     ap.add_argument("--unpaired", action="store_true", help="each code its own seed order in a loop")
@@ -453,7 +511,11 @@ def main(argv: list[str] | None = None) -> None:
         chosen = {e: dict(expect=EDITS[e].expect, why=EDITS[e].why) for e in args.edits}
         out["edits"] = {**out.get("edits", {}), **chosen}
         establish(args, out, save)
-    replay_all(args, out)
+    if args.loops:
+        replay_all(args, out)
+    else:  # a screen: the runs' analysis only (its edits may overlap, and few runs replay nothing useful)
+        for b in out["budgets"].values():
+            b["analysis"] = analyse(b)
     save()
     print(report(out))
 

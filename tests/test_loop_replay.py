@@ -41,6 +41,22 @@ def test_welch_classes():
     assert loop_replay.welch([0.9], base)["cls"] == "n/a"
 
 
+def test_floor_noise_separates_the_texts_difficulty_from_the_rest():
+    # every run of a code scores 0.37 above its text's floor: the whole spread is the text
+    floors = [0.250, 0.256, 0.253, 0.259]
+    runs = {B: [dict(seed=i, status="ok", val_bpb=0.37 + f, floor_bpb=f) for i, f in enumerate(floors)],
+            "x": [dict(seed=0, status="ok", val_bpb=0.6, floor_bpb=0.25), dict(seed=1, status="ok", val_bpb=0.61,
+                                                                              floor_bpb=0.25)],
+            "old": [dict(seed=0, status="ok", val_bpb=0.7), dict(seed=1, status="ok", val_bpb=0.5)],  # no floor
+            "bad": [dict(seed=0, status="invalid", val_bpb=None, floor_bpb=0.3)]}
+    f = loop_replay.floor_noise(runs)
+    assert f["runs"] == 6 and f["dof"] == 4
+    assert f["sigma_excess"] == pytest.approx((0.005 ** 2 * 2 / 4) ** 0.5)  # only x's spread is left
+    assert f["sigma_val"] == pytest.approx(((45e-6 + 50e-6) / 4) ** 0.5)  # the floors' spread too
+    assert f["floor_sigma"] > 0
+    assert loop_replay.floor_noise({"old": runs["old"]})["sigma_val"] is None
+
+
 def test_the_establish_phase_resumes_on_the_seeds_it_lacks():
     runs = [dict(seed=0, status="ok", val_bpb=1.0), dict(seed=1, status="noisy", val_bpb=1.1),
             dict(seed=2, status="crash"), dict(seed=3, status="invalid", reason="the Python environment changed "
