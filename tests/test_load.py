@@ -75,12 +75,23 @@ def test_other_gpu_work_makes_a_run_noisy_when_the_driver_tells_its_utilisation(
     assert not noisy and "1 other process(es) held 2048 MiB on the GPU; their use is unknown" in figures["notes"]
 
 
+def test_a_baseline_run_far_below_its_earlier_rate_is_noisy_in_wall_mode_only():
+    from autoresearch_portable.harness.run import launch
+
+    for mode, expected, status in (("wall", 5400.0, "noisy"), ("wall", None, "ok"), ("work", 5400.0, "ok")):
+        result = dict(status="ok", tokens_per_second=3900.0, first_steps_tokens_per_second=3950.0)
+        launch._judge_load(result, report(0.02), dict(device="cpu"), mode, expected)
+        assert result["status"] == status, (mode, expected)
+        assert result["load_figures"].get("tokens_per_second_vs_expected") == (0.722 if expected else None)
+    assert "72% of the same code's earlier runs (5,400 tokens/s)" in result["load_summary"]
+
+
 def test_throughput_below_its_first_steps_or_the_calibrated_rate_is_noisy():
     noisy, reason, figures = judge(report(0.0), tokens_per_second=600, first_steps_tokens_per_second=1000)
     assert noisy and reason == "steady throughput 600 tokens/s was 60% of its first timed steps (1,000 tokens/s)"
     assert figures["tokens_per_second_vs_first_steps"] == 0.6
     noisy, reason, _ = judge(report(0.0), tokens_per_second=700, expected_tokens_per_second=1000)
-    assert noisy and reason == "steady throughput 700 tokens/s was 70% of the calibrated baseline (1,000 tokens/s)"
+    assert noisy and reason == "steady throughput 700 tokens/s was 70% of the same code's earlier runs (1,000 tokens/s)"
     assert not judge(report(0.0), tokens_per_second=800, first_steps_tokens_per_second=1000)[0]
     assert judge(report(0.0), tokens_per_second=800, first_steps_tokens_per_second=1000, slow_ratio=0.9)[0]
 

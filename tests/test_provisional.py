@@ -36,6 +36,18 @@ def test_only_the_unmodified_baselines_ok_runs_here_count():
     assert res.baseline_runs(recs, None, PROBE, PLAN, DS, 60.0) == []  # no baseline known: nothing provisional
 
 
+def test_the_baselines_earlier_rate_is_expected_of_the_baseline_only():
+    from autoresearch_portable.harness.experiment import expected_rate
+
+    recs = [_rec(1.0, tokens_per_second=5400.0), _rec(1.01, tokens_per_second=5000.0), _rec(0.99),  # no rate recorded
+            _rec(1.02, tokens_per_second=3000.0, status="noisy"), _rec(0.9, sha="e" * 64, tokens_per_second=9000.0),
+            _rec(1.0, tokens_per_second=8000.0, budget=120.0), _rec(1.0, tokens_per_second=5600.0)]
+    assert expected_rate(recs, BASE, BASE, PROBE, PLAN, DS, 60.0) == 5400.0  # median of 5000, 5400, 5600
+    assert expected_rate(recs, BASE, "e" * 64, PROBE, PLAN, DS, 60.0) is None  # an edit: its rate is its own
+    assert expected_rate(recs, None, None, PROBE, PLAN, DS, 60.0) is None
+    assert expected_rate(recs[:1], BASE, BASE, PROBE, PLAN, DS, 300.0) is None  # nothing at this budget yet
+
+
 def test_two_runs_give_their_own_sigma():
     p = res.provisional_profile([_rec(1.0)["metrics"], _rec(0.98)["metrics"]], DS)
     assert p["baseline_bpb_mean"] == pytest.approx(0.99) and p["sigma"] == pytest.approx(0.02 / math.sqrt(2))

@@ -247,8 +247,8 @@ def judge(report: LoadReport | None, *, tokens_per_second: float | None = None,
           gpu_others_util: float = GPU_OTHERS_UTIL) -> tuple[bool, str, dict]:
     """Was this run disturbed? Pure: decides from the report and the run's throughput figures.
     `run_on_cpu`: the run computes on the CPU (else the CPU only feeds an accelerator).
-    `expected_tokens_per_second`: the calibrated rate for this same train.py (pass it only when it
-    applies, e.g. same train.py hash as the calibrated baseline). Returns (noisy, reason, figures):
+    `expected_tokens_per_second`: the rate this same train.py reached before on this device (pass it
+    only when it applies: harness/experiment.py expected_rate, the unmodified baseline's earlier runs). Returns (noisy, reason, figures):
     the reason names the measured figures, for a quiet run too."""
     reasons, figures = [], {}
     notes = list(report.notes) if report else []
@@ -276,7 +276,7 @@ def judge(report: LoadReport | None, *, tokens_per_second: float | None = None,
         mem = sum(p["memory_mb"] for p in report.gpu_others)
         notes.append(f"{len(report.gpu_others)} other process(es) held {mem:.0f} MiB on the GPU; their use is unknown")
     for key, name, ref in (("tokens_per_second_vs_first_steps", "its first timed steps", first_steps_tokens_per_second),
-                           ("tokens_per_second_vs_expected", "the calibrated baseline", expected_tokens_per_second)):
+                           ("tokens_per_second_vs_expected", "the same code's earlier runs", expected_tokens_per_second)):
         if tokens_per_second and ref:
             figures[key] = ratio = round(tokens_per_second / ref, 3)
             if ratio < slow_ratio:

@@ -20,6 +20,7 @@ device as `arp train` there) and train the baseline through harness/baseline/cal
 from __future__ import annotations
 
 import os
+import statistics
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Callable
@@ -74,6 +75,7 @@ class Spec:
     timeout: float | None
     eval_rows: int | None
     abandon_trace: list | None
+    expected_tokens_per_second: float | None = None  # expected_rate: only for the unmodified baseline
 
     @property
     def settings(self) -> dict:
@@ -113,6 +115,7 @@ def plan(train_py: Path, options: Options, log: Log, on_device: Callable[[dict, 
     from autoresearch_portable.harness.run import abandon
     from autoresearch_portable.harness.baseline.calibrate import dataset_identity, find_profile
     from autoresearch_portable.harness.baseline.matched import flop_budget_for
+    from autoresearch_portable.harness.run.provenance import normalized_sha256
     from autoresearch_portable.harness.workspace import check_backend
 
     train_py = Path(train_py)
@@ -136,7 +139,29 @@ def plan(train_py: Path, options: Options, log: Log, on_device: Callable[[dict, 
                 trace)
     spec.seed = int(options.seed) if options.seed is not None else unused_seed(
         ledger_path(train_py.parent), train_py.read_bytes(), spec.settings)
+    path = ledger_path(train_py.parent)
+    spec.expected_tokens_per_second = expected_rate(
+        ledger.read(path) if path.exists() else [], baseline_hash(ws),
+        normalized_sha256(train_py.read_text(encoding="utf-8", errors="replace")), pr, pl, ds_id, budget.seconds)
     return spec
+
+
+def expected_rate(records: list[dict], baseline_sha256: str | None, code_sha256: str | None, probe: dict, plan: dict,
+                  dataset_id: dict, budget_seconds: float) -> float | None:
+    """The steady tokens/s a run should reach if the machine is as fast as it was: the median of the
+    ledger's earlier ok runs of the workspace's unmodified baseline on this device, dataset and
+    budget (results.baseline_runs), when this run is that baseline; else None (an edit changes the
+    rate). A wall-mode run below 3/4 of it is `noisy` (detect/load.py judge): the machine was slower
+    than before, whatever load this system could see (benchmarks/README.md: on a VM the same
+    baseline ran 462-552 steps in 120 s against 552-632 hours before, others using 1-4 % of the
+    CPU). Pure."""
+    from autoresearch_portable.harness.records.results import baseline_runs
+
+    if not baseline_sha256 or code_sha256 != baseline_sha256:
+        return None
+    runs = baseline_runs(records, baseline_sha256, probe, plan, dataset_id, budget_seconds)
+    rates = [float(m["tokens_per_second"]) for m in runs if isinstance(m.get("tokens_per_second"), (int, float))]
+    return statistics.median(rates) if rates else None
 
 
 def check_new(ledger_path: Path, code: bytes, settings: dict, *, again: bool, log: Log) -> None:
@@ -172,7 +197,8 @@ def execute(spec: Spec, seed: int | None = None, quiet: bool = False) -> dict:
     result = run_training(spec.train_py, probe=spec.probe, plan=spec.plan, dataset=spec.dataset,
                           budget_seconds=spec.budget.seconds, budget_mode=spec.budget.mode, flop_budget=spec.budget.flops,
                           seed=spec.seed if seed is None else seed, timeout=spec.timeout, eval_rows=spec.eval_rows,
-                          overhead_seconds=ws.overhead_seconds, phases=ws.phases, abandon=spec.abandon_trace, quiet=quiet)
+                          overhead_seconds=ws.overhead_seconds, phases=ws.phases, abandon=spec.abandon_trace, quiet=quiet,
+                          expected_tokens_per_second=spec.expected_tokens_per_second)
     path, base = ledger_path(spec.train_py.parent), baseline_hash(ws)
     runs = baseline_runs(ledger.read(path) if path.exists() else [], base, spec.probe, spec.plan, spec.dataset_id,
                          spec.budget.seconds)

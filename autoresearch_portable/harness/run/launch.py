@@ -84,6 +84,7 @@ def run_training(
     phases: dict | None = None,
     abandon: list | None = None,
     evaluate: bool = True,
+    expected_tokens_per_second: float | None = None,
 ) -> dict[str, Any]:
     """`phases`: the workspace baseline's phases as `arp init` measured them (phases.Measured); each
     phase of this run is limited by them. Without them (a workspace made before they were measured),
@@ -91,7 +92,9 @@ def run_training(
     `abandon`: the calibrated baseline's loss traces (abandon.trace_for); with them, a run whose
     training loss clearly trails the baseline's is stopped early (status `abandoned`).
     `evaluate=False` (throughput benchmarks on tokens no evaluator can load): a model handed over
-    is not scored, and the run's status is `trained`."""
+    is not scored, and the run's status is `trained`. `expected_tokens_per_second`: the rate this
+    same code reached before on this device (experiment.expected_rate); a wall-mode run far below
+    it is `noisy` (detect/load.py judge)."""
     train_py = Path(train_py).resolve()
     _remove_stale_run_folders()
     code = code_of(train_py)  # hashed before launch: the code that runs is this code
@@ -216,7 +219,7 @@ def run_training(
     if probe_steps is None and result["status"] in (Status.OK, Status.UNVERIFIED):
         _judge_phases(result, marks, phases, overhead_seconds, budget_seconds, budget_mode, flop_budget, plan, wall)
     if probe_steps is None:
-        _judge_load(result, load, plan, budget_mode)
+        _judge_load(result, load, plan, budget_mode, expected_tokens_per_second)
     result["total_seconds"] = time.time() - t_launch
     # what the run is compared by (verdict.py) is the harness's to say, not train.py's report
     result.update(harness_version=HARNESS_VERSION, budget_seconds=budget_seconds, budget_mode=budget_mode,
@@ -277,20 +280,21 @@ def _reaped_cpu_seconds() -> float:
     return ru.ru_utime + ru.ru_stime
 
 
-def _judge_load(result: dict, load, plan: dict, budget_mode: str) -> None:
+def _judge_load(result: dict, load, plan: dict, budget_mode: str, expected_tokens_per_second: float | None) -> None:
     """Was the run disturbed by other work on the machine? In wall mode the step count depends on
     it, so a disturbed ok run becomes `noisy` (not comparable); in the work modes the FLOP budget
     fixes the training whatever the load, so the figures are only recorded."""
     noisy, why, figures = judge_load(load, tokens_per_second=result.get("tokens_per_second"),
                                      first_steps_tokens_per_second=result.get("first_steps_tokens_per_second"),
+                                     expected_tokens_per_second=expected_tokens_per_second,
                                      run_on_cpu=plan.get("device") == "cpu")
     result.update(load=load.to_dict(), load_figures=figures, load_noisy=noisy, load_summary=why)
     if not noisy:
         return
     if budget_mode == "wall" and result["status"] == Status.OK:
-        result.update(status=Status.NOISY, reason=f"the machine was busy during the run ({why}): not comparable")
+        result.update(status=Status.NOISY, reason=f"the machine was busy or slowed during the run ({why}): not comparable")
     elif result["status"] in (Status.OVER_BUDGET, Status.ABANDONED):
-        result["reason"] += f"; the machine was busy ({why})"
+        result["reason"] += f"; the machine was busy or slowed ({why})"
 
 
 def _decide(outcome: str, code: int | None, report: ChildReport, tail: str, limit: float, budget: float,
