@@ -86,7 +86,7 @@ def test_a_baseline_run_far_below_its_earlier_rate_is_noisy_in_wall_mode_only():
     assert "72% of the same code's earlier runs (5,400 tokens/s)" in result["load_summary"]
 
 
-def test_throughput_below_its_first_steps_or_the_calibrated_rate_is_noisy():
+def test_throughput_below_its_first_steps_or_its_earlier_rate_is_noisy():
     noisy, reason, figures = judge(report(0.0), tokens_per_second=600, first_steps_tokens_per_second=1000)
     assert noisy and reason == "steady throughput 600 tokens/s was 60% of its first timed steps (1,000 tokens/s)"
     assert figures["tokens_per_second_vs_first_steps"] == 0.6

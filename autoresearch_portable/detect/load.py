@@ -247,9 +247,10 @@ def judge(report: LoadReport | None, *, tokens_per_second: float | None = None,
           gpu_others_util: float = GPU_OTHERS_UTIL) -> tuple[bool, str, dict]:
     """Was this run disturbed? Pure: decides from the report and the run's throughput figures.
     `run_on_cpu`: the run computes on the CPU (else the CPU only feeds an accelerator).
-    `expected_tokens_per_second`: the rate this same train.py reached before on this device (pass it
-    only when it applies: harness/experiment.py expected_rate, the unmodified baseline's earlier runs). Returns (noisy, reason, figures):
-    the reason names the measured figures, for a quiet run too."""
+    `expected_tokens_per_second`: the rate this same train.py reached before on this device (pass
+    it only when it applies: harness/experiment.py expected_rate, the unmodified baseline's earlier
+    runs). Returns (noisy, reason, figures): the reason names the measured figures, for a quiet run
+    too."""
     reasons, figures = [], {}
     notes = list(report.notes) if report else []
     if report is None or report.others_share_mean is None:
