@@ -190,19 +190,23 @@ def welch(edit: list[float], base: list[float]) -> dict:
     return dict(gain=gain, se=se, dof=dof, t=t, cls=cls)
 
 
-def noise(runs: dict[str, list[dict]]) -> dict:
-    """σ of one run (seeds of the same code, pooled over all codes), the evaluation noise (the
-    evaluator's stderr, root mean square) and the training noise they imply."""
+def pooled(groups: list[list[float]]) -> tuple[float | None, int]:
+    """σ of one value pooled within groups (each about its own mean), and its degrees of freedom."""
     ss, dof = 0.0, 0
-    for rs in runs.values():
-        v = ok_bpb(rs)
+    for v in groups:
         if len(v) >= 2:
             m = statistics.fmean(v)
             ss, dof = ss + sum((x - m) ** 2 for x in v), dof + len(v) - 1
+    return (math.sqrt(ss / dof) if dof else None), dof
+
+
+def noise(runs: dict[str, list[dict]]) -> dict:
+    """σ of one run (seeds of the same code, pooled over all codes), the evaluation noise (the
+    evaluator's stderr, root mean square) and the training noise they imply."""
+    sigma, dof = pooled([ok_bpb(rs) for rs in runs.values()])
     base = ok_bpb(runs.get(BASELINE, []))
     errs = [r["val_bpb_stderr"] for rs in runs.values() for r in rs
             if r.get("status") == "ok" and isinstance(r.get("val_bpb_stderr"), (int, float))]
-    sigma = math.sqrt(ss / dof) if dof else None
     ev = math.sqrt(statistics.fmean(e * e for e in errs)) if errs else None
     train = math.sqrt(max(0.0, sigma ** 2 - ev ** 2)) if sigma is not None and ev is not None else None
     return dict(sigma=sigma, sigma_dof=dof, baseline_sigma=statistics.stdev(base) if len(base) >= 2 else None,
@@ -216,18 +220,10 @@ def floor_noise(runs: dict[str, list[dict]]) -> dict:
     the same degrees of freedom), and the σ of the floor itself across those runs. Pure."""
     have = {c: [r for r in rs if r.get("status") == "ok" and isinstance(r.get("val_bpb"), (int, float))
                 and isinstance(r.get("floor_bpb"), (int, float))] for c, rs in runs.items()}
-    ss_val = ss_excess = 0.0
-    dof = 0
-    for rs in have.values():
-        if len(rs) >= 2:
-            vals, excess = [r["val_bpb"] for r in rs], [r["val_bpb"] - r["floor_bpb"] for r in rs]
-            mv, me = statistics.fmean(vals), statistics.fmean(excess)
-            ss_val += sum((v - mv) ** 2 for v in vals)
-            ss_excess += sum((e - me) ** 2 for e in excess)
-            dof += len(rs) - 1
+    sigma_val, dof = pooled([[r["val_bpb"] for r in rs] for rs in have.values()])
+    sigma_excess, _ = pooled([[r["val_bpb"] - r["floor_bpb"] for r in rs] for rs in have.values()])
     floors = [r["floor_bpb"] for rs in have.values() for r in rs]
-    return dict(runs=len(floors), dof=dof, sigma_val=math.sqrt(ss_val / dof) if dof else None,
-                sigma_excess=math.sqrt(ss_excess / dof) if dof else None,
+    return dict(runs=len(floors), dof=dof, sigma_val=sigma_val, sigma_excess=sigma_excess,
                 floor_sigma=statistics.stdev(floors) if len(floors) >= 2 else None)
 
 
@@ -457,6 +453,8 @@ def report(out: dict) -> str:
 def replay_all(args, out: dict) -> None:
     for b in out["budgets"].values():
         a = b["analysis"] = analyse(b)
+        if not args.loops:  # a screen: the analysis only (its edits may overlap; few runs replay nothing useful)
+            continue
         rec = {c: v for c, v in recorded(b["runs"]).items() if v}
         edits = [e for e in rec if e in EDITS and (not args.edits_given or e in args.edits)]
         if BASELINE not in rec or not edits:
@@ -511,11 +509,7 @@ def main(argv: list[str] | None = None) -> None:
         chosen = {e: dict(expect=EDITS[e].expect, why=EDITS[e].why) for e in args.edits}
         out["edits"] = {**out.get("edits", {}), **chosen}
         establish(args, out, save)
-    if args.loops:
-        replay_all(args, out)
-    else:  # a screen: the runs' analysis only (its edits may overlap, and few runs replay nothing useful)
-        for b in out["budgets"].values():
-            b["analysis"] = analyse(b)
+    replay_all(args, out)
     save()
     print(report(out))
 

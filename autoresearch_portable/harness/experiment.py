@@ -137,12 +137,11 @@ def plan(train_py: Path, options: Options, log: Log, on_device: Callable[[dict, 
     log(f"early abandonment: {why}")
     spec = Spec(train_py, ws, pr, pl, dataset, ds_id, budget, 0, options.timeout, ws.eval_rows_for(dataset, budget.seconds),
                 trace)
-    spec.seed = int(options.seed) if options.seed is not None else unused_seed(
-        ledger_path(train_py.parent), train_py.read_bytes(), spec.settings)
     path = ledger_path(train_py.parent)
+    spec.seed = int(options.seed) if options.seed is not None else unused_seed(path, train_py.read_bytes(), spec.settings)
     spec.expected_tokens_per_second = expected_rate(
-        ledger.read(path) if path.exists() else [], baseline_hash(ws),
-        normalized_sha256(train_py.read_text(encoding="utf-8", errors="replace")), pr, pl, ds_id, budget.seconds)
+        ledger.read(path), baseline_hash(ws), normalized_sha256(train_py.read_text(encoding="utf-8", errors="replace")),
+        pr, pl, ds_id, budget.seconds)
     return spec
 
 
