@@ -2,7 +2,7 @@
 
 1. Establish (real trainings on this CPU). Per budget: a workspace as `arp init DIR --budget B`
    makes it (in --workdir; a later session rebuilds it with the recorded sizes), then the
-   unmodified baseline and every edit (EDITS: text substitutions of the baseline `arp init`
+   unmodified baseline and every edit (loop_edits.EDITS: text substitutions of the baseline `arp init`
    wrote) are trained until each has --runs ok runs (the baseline --baseline-runs), round-robin, on
    data seeds 0, 1, 2, ... exactly as `arp train` runs them (experiment.plan + experiment.execute:
    the workspace's scored rows and phase limits, the separate evaluator), with early abandonment
@@ -43,6 +43,11 @@ of its own; --loops 0 analyses the runs without replaying them):
         --out benchmarks/measured/loop-replay-screen-120s.json
     python benchmarks/loop_replay.py --replay-only --loops 0 --out benchmarks/measured/loop-replay-screen-120s.json
 
+--budget-mode work trains every run for a FLOP budget (the device's calibrated baseline FLOP/s x B;
+run `arp calibrate` in the workspace first) instead of B wall seconds: a run's length then does not
+depend on the machine's speed, which drifts on a shared VM. Its runs are kept apart, under "B-work".
+The edits themselves are in loop_edits.py.
+
 Time: runs x (budget + overhead per run). The smoke test at 5 s took 20 s per run (about 15 s of
 start-up, hand-over and scoring; scoring grows with the budget, ~10 % of it). With the defaults
 (baseline 12 runs, 6 edits x 10 runs = 72 runs per budget): 30 s: 72 x ~50 s ~ 1 h; 120 s:
@@ -64,7 +69,6 @@ import sys
 import tempfile
 import time
 from collections import defaultdict
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -73,101 +77,15 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 import verdict_sim  # noqa: E402  (the loop itself, shared with the simulation)
-from transfer import constants, ok_bpb  # noqa: E402
+from loop_edits import DEFAULT_EDITS, EDITS, check_independent  # noqa: E402  (what is trained)
+from transfer import ok_bpb  # noqa: E402
 
 BASELINE = "baseline"
-RUN_KEYS = ("status", "reason", "val_bpb", "val_bpb_stderr", "floor_bpb", "num_steps", "training_seconds",
-            "total_seconds", "eval_rows", "load_summary")
+RUN_KEYS = ("status", "reason", "val_bpb", "val_bpb_stderr", "floor_bpb", "num_steps", "train_flops",
+            "training_seconds", "total_seconds", "eval_rows", "load_summary")
 MACHINE = ("noisy", "over_budget", "timeout", "interrupted")  # statuses a busy or disturbed machine causes
 MAX_FAILED = 3  # failed runs of one code after which it is not tried again at that budget
 MAX_BUSY = 3    # runs in a row the machine spoiled that stop the phase
-
-
-@dataclass(frozen=True)
-class Edit:
-    """One change of the baseline train.py: constants set (a value, or a function of the
-    baseline's constants) and literal substitutions (each `old` must occur)."""
-    expect: str                       # better | neutral: what it was chosen as
-    why: str
-    values: dict = field(default_factory=dict)
-    replace: tuple = ()               # ((old, new), ...): every occurrence of old
-
-    def apply(self, text: str) -> str:
-        from autoresearch_portable.harness.baseline.template import render_template
-
-        c = constants(text)
-        text = render_template(text, {k: v(c) if callable(v) else v for k, v in self.values.items()})
-        for old, new in self.replace:
-            if old not in text:
-                raise ValueError(f"the baseline has no {old!r}")
-            text = text.replace(old, new)
-        return text
-
-    def touches(self) -> set[str]:
-        return set(self.values) | {old for old, _ in self.replace}
-
-
-def _half_width(c: dict) -> int:
-    return max(c["HEAD_DIM"], c["MODEL_DIM"] // 2 // c["HEAD_DIM"] * c["HEAD_DIM"])
-
-
-EDITS = {
-    # chosen as really better on this 2-core CPU at short budgets
-    "mlp2": Edit("better", "MLP ratio 4 -> 2: fewer FLOPs per token, more steps in the budget (an agent's night at "
-                 "30 s: mean 0.7253 against the baseline's 0.7393, 3 runs each)", {"MLP_RATIO": 2}),
-    "full_attn": Edit("better", "full causal attention in every layer (no short window): more context, and on a CPU "
-                      "the plain causal kernel is no slower than a dense window mask (the night at 30 s: mlp2 plus "
-                      "this 0.7138 against mlp2's 0.7253)",
-                      {"WINDOW_PATTERN": "L"}),
-    "half_width": Edit("better", "half the width: a quarter of the block FLOPs, many more steps (transfer.py: a "
-                       "clear gain at 30 s on 1 thread and at 200 s on 2)", {"MODEL_DIM": _half_width}),
-    # chosen as neutral: the same computation, or a change far below the noise
-    "rename": Edit("neutral", "a variable renamed (grad_accum -> accum_steps): the same computation",
-                   replace=(("grad_accum", "accum_steps"),)),
-    "pow2": Edit("neutral", "ReLU² written .pow(2) instead of .square(): an equivalent expression",
-                 replace=(("F.relu(self.c_fc(x)).square()", "F.relu(self.c_fc(x)).pow(2)"),)),
-    "wd_tiny": Edit("neutral", "Muon weight decay 0.2 -> 0.19: a change far below the noise", {"WEIGHT_DECAY": 0.19}),
-    # extras (--edits): not in the default set. The first three were tried at 120 s, where the
-    # 30 s wins above are not wins (arp init's sizing fits the longer budget better)
-    "half_depth": Edit("better", "half the blocks: half the block FLOPs, more steps (transfer.py: a clear gain "
-                       "at 30 s on 1 thread)", {"DEPTH": lambda c: max(1, c["DEPTH"] // 2)}),
-    "lr_x2": Edit("better", "Muon LR x2: a few hundred steps favour a faster rate (check_normalization.py at "
-                  "300 s: 0.6064 against the baseline's 0.6085)", {"MATRIX_LR": lambda c: 2 * c["MATRIX_LR"]}),
-    "long_warmdown": Edit("better", "warm-down over 75 % of the budget instead of 50 % (none at all costs "
-                          "0.018 at 200 s: transfer.py)", {"WARMDOWN_FRAC": 0.75}),
-    # screened at 120 s for a win there (2 runs each first)
-    "head32": Edit("better", "heads of 32 channels instead of 64: twice the heads for the same FLOPs",
-                   {"HEAD_DIM": 32}),
-    "unembed_lr_x2": Edit("better", "output head LR x2 (0.004 -> 0.008)",
-                          {"UNEMBEDDING_LR": lambda c: 2 * c["UNEMBEDDING_LR"]}),
-    "unembed_lr_half": Edit("better", "output head LR / 2 (0.004 -> 0.002): x2 looked worse at 120 s",
-                            {"UNEMBEDDING_LR": lambda c: c["UNEMBEDDING_LR"] / 2}),
-    "embed_lr_x2": Edit("better", "embedding LR x2 (0.3 -> 0.6)", {"EMBEDDING_LR": lambda c: 2 * c["EMBEDDING_LR"]}),
-    "short_warmdown": Edit("better", "warm-down over 30 % of the budget instead of 50 % (75 % was worse at 120 s)",
-                           {"WARMDOWN_FRAC": 0.3}),
-    "dim96": Edit("better", "three quarters of the width, two heads of 48 channels: between the baseline and "
-                  "half_width, which tie at 120 s", {"MODEL_DIM": 96, "HEAD_DIM": 48}),
-    "no_wd": Edit("better", "no weight decay on the Muon matrices: a few hundred steps are far from overfitting",
-                  {"WEIGHT_DECAY": 0.0}),
-    "momentum_085": Edit("better", "Muon momentum 0.95 -> 0.85: a short run may favour a shorter memory",
-                         {"MUON_MOMENTUM": 0.85}),
-    "compile": Edit("better", "torch.compile the model on the CPU too (the plan leaves it eager there): fused "
-                    "elementwise ops, paid for by the compile time inside the budget",
-                    replace=(("train_model = K.compile(model)", "train_model = torch.compile(model, dynamic=False)"),)),
-    "init_tiny": Edit("neutral", "output head init std 0.001 -> 0.0011", replace=(
-        ("self.lm_head.weight.normal_(0, 0.001)", "self.lm_head.weight.normal_(0, 0.0011)"),)),
-    "mlp2_full": Edit("better", "mlp2 and full_attn together (overlaps both: not replayable with them)",
-                      {"MLP_RATIO": 2, "WINDOW_PATTERN": "L"}),
-}
-DEFAULT_EDITS = ("mlp2", "full_attn", "half_width", "rename", "pow2", "wd_tiny")
-
-
-def check_independent(names: list[str]) -> None:
-    """The replay adds edits' gains: no two may change the same thing."""
-    for i, a in enumerate(names):
-        for b in names[i + 1:]:
-            if EDITS[a].touches() & EDITS[b].touches():
-                raise SystemExit(f"error: edits {a} and {b} change the same thing; the replay adds their gains")
 
 
 # --- statistics (pure) -------------------------------------------------------------------------
@@ -347,14 +265,15 @@ def workspace(folder: Path, b: dict, dataset: str, log) -> str:
     return text
 
 
-def run_one(folder: Path, text: str, seed: int) -> dict:
-    """One run of `text` as the workspace's train.py, the way `arp train --seed S --no-abandon`
-    runs it (nothing is written to the workspace's ledger)."""
+def run_one(folder: Path, text: str, seed: int, mode: str = "wall") -> dict:
+    """One run of `text` as the workspace's train.py, the way `arp train --seed S --no-abandon
+    --budget-mode MODE` runs it (nothing is written to the workspace's ledger)."""
     from autoresearch_portable.harness import experiment
 
     (folder / "train.py").write_text(text)
     t0 = time.time()
-    spec = experiment.plan(folder / "train.py", experiment.Options(seed=seed, abandon=False), log=lambda m: None)
+    options = experiment.Options(seed=seed, abandon=False, budget_mode=mode)
+    spec = experiment.plan(folder / "train.py", options, log=lambda m: None)
     r = experiment.execute(spec, quiet=True)
     return dict({k: r.get(k) for k in RUN_KEYS}, seed=seed, seconds=round(time.time() - t0, 1))
 
@@ -380,7 +299,8 @@ def next_seed(runs: list[dict]) -> int:
 
 def establish(args, out: dict, save) -> None:
     for budget in args.budgets:
-        b = out["budgets"].setdefault(f"{budget:g}", dict(budget_seconds=budget, runs={}))
+        key = f"{budget:g}" + ("" if args.budget_mode == "wall" else f"-{args.budget_mode}")
+        b = out["budgets"].setdefault(key, dict(budget_seconds=budget, budget_mode=args.budget_mode, runs={}))
         folder = Path(args.workdir) / f"ws-{budget:g}s"
         base = workspace(folder, b, args.dataset, lambda m: print("   ", m, flush=True))
         save()
@@ -388,14 +308,14 @@ def establish(args, out: dict, save) -> None:
         targets = {BASELINE: args.baseline_runs, **{e: args.runs for e in args.edits}}
         left = sum(max(0, n - len(ok_bpb(b["runs"].get(c, [])))) for c, n in targets.items())
         per = analyse(b)["seconds_per_run"] or 1.25 * budget + 15
-        print(f"== {budget:g} s: sizes {b['sizes']}, {b['eval_rows']} scored rows; {left} runs to do, "
+        print(f"== {key} s: sizes {b['sizes']}, {b['eval_rows']} scored rows; {left} runs to do, "
               f"about {left * per / 60:.0f} min ({per:.0f} s per run)", flush=True)
         busy = 0
         while pending := todo(b["runs"], targets):
             for code in pending:
                 rs = b["runs"].setdefault(code, [])
                 seed = next_seed(rs)
-                r = run_one(folder, texts[code], seed)
+                r = run_one(folder, texts[code], seed, args.budget_mode)
                 rs.append(r)
                 save()
                 busy = 0 if r["status"] == "ok" or code_failed(r) else busy + 1
@@ -475,6 +395,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--runs", type=int, default=10, help="ok runs of every edit")
     ap.add_argument("--baseline-runs", type=int, default=12, help="ok runs of the baseline")
     ap.add_argument("--dataset", default="bundled-v2")
+    ap.add_argument("--budget-mode", default="wall", choices=("wall", "work"),
+                    help="work: a FLOP budget (needs `arp calibrate` in the workspace), results kept apart as B-work")
     ap.add_argument("--workdir", default=str(Path(tempfile.gettempdir()) / "arp-loop-replay"),
                     help="where the workspaces are made (one per budget)")
     ap.add_argument("--out", default=str(HERE / "measured" / "loop-replay.json"))

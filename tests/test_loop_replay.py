@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib.util
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -14,6 +15,8 @@ ROOT = Path(__file__).resolve().parent.parent
 _spec = importlib.util.spec_from_file_location("loop_replay", ROOT / "benchmarks" / "loop_replay.py")
 loop_replay = sys.modules[_spec.name] = importlib.util.module_from_spec(_spec)  # dataclasses need it there
 _spec.loader.exec_module(loop_replay)
+import loop_edits  # noqa: E402  (benchmarks/ is on sys.path now)
+
 B = loop_replay.BASELINE
 
 
@@ -21,15 +24,15 @@ def test_every_edit_changes_the_code_of_the_template():
     from autoresearch_portable.harness.run.provenance import normalized_sha256
 
     text = (ROOT / "train_template.py").read_text()
-    for name, edit in loop_replay.EDITS.items():
+    for name, edit in loop_edits.EDITS.items():
         new = edit.apply(text)
         assert normalized_sha256(new) != normalized_sha256(text), name  # a new experiment, not a duplicate
         compile(new, name, "exec")
-    c = loop_replay.constants(loop_replay.EDITS["half_width"].apply(text))
-    assert c["MODEL_DIM"] == loop_replay.constants(text)["MODEL_DIM"] // 2 and c["MODEL_DIM"] % c["HEAD_DIM"] == 0
+    c = loop_edits.constants(loop_edits.EDITS["half_width"].apply(text))
+    assert c["MODEL_DIM"] == loop_edits.constants(text)["MODEL_DIM"] // 2 and c["MODEL_DIM"] % c["HEAD_DIM"] == 0
     with pytest.raises(SystemExit):
-        loop_replay.check_independent(["mlp2", "mlp2_full"])
-    loop_replay.check_independent(list(loop_replay.DEFAULT_EDITS))
+        loop_edits.check_independent(["mlp2", "mlp2_full"])
+    loop_edits.check_independent(list(loop_edits.DEFAULT_EDITS))
 
 
 def test_welch_classes():
@@ -94,3 +97,26 @@ def test_the_replay_keeps_a_clear_gain_and_not_an_exact_neutral():
     assert s["edits"]["good"]["kept"] >= 0.8
     assert s["edits"]["same"]["kept"] <= 0.1 and s["kept_neutral_chosen"] == s["edits"]["same"]["kept"]
     assert 1 <= s["edits"]["good"]["runs"] <= 10 and s["runs_per_decision"] >= 1
+
+
+def test_work_mode_runs_are_kept_apart_from_wall_mode_runs(monkeypatch, tmp_path):
+    calls = []
+
+    def run_one(folder, text, seed, mode):
+        calls.append((text, seed, mode))
+        return dict(status="ok", reason=None, val_bpb=1.0, val_bpb_stderr=0.01, num_steps=10, seconds=1.0)
+
+    (tmp_path / "ws-5s").mkdir()
+    monkeypatch.setattr(loop_replay, "workspace",
+                        lambda folder, b, dataset, log: b.update(sizes={}, eval_rows=7) or "BASE")
+    monkeypatch.setattr(loop_replay, "run_one", run_one)
+    monkeypatch.setattr(loop_replay, "EDITS", {"e": loop_edits.Edit("neutral", "", replace=(("BASE", "EDITED"),))})
+    out = dict(budgets={"5": dict(budget_seconds=5.0, runs={B: [dict(seed=0, status="ok", val_bpb=2.0)]})})
+    for mode in ("work", "wall"):
+        args = SimpleNamespace(budgets=[5.0], budget_mode=mode, edits=["e"], runs=1, baseline_runs=1,
+                               workdir=str(tmp_path), dataset="bundled-v2")
+        loop_replay.establish(args, out, save=lambda: None)
+    work = out["budgets"]["5-work"]
+    assert work["budget_mode"] == "work" and sorted(work["runs"]) == [B, "e"]
+    assert calls[:2] == [("BASE", 0, "work"), ("EDITED", 0, "work")]
+    assert calls[2:] == [("EDITED", 0, "wall")]  # the wall key already had its baseline run
