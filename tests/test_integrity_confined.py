@@ -161,14 +161,15 @@ def test_work_done_before_rt_start_is_limited_by_the_start_up_phase(workspace, t
 
 def test_a_private_loader_in_work_mode_is_over_budget(workspace, tmp_path):
     """Extra optimizer steps on batches read past rt's loader: FLOPs the harness does not count.
-    Work mode caps the CPU-seconds of training at what the baseline needs for the FLOP budget."""
+    Work mode caps the CPU-seconds of training at what the baseline needs for the FLOP budget.
+    16 extra steps per step: ~3x the cap here (8 gave 1.7x, and one full-suite run passed as ok)."""
     from autoresearch_portable.detect import make_plan, probe
     from autoresearch_portable.harness.run.launch import run_training
 
     phases = workspace_phases(workspace)
     assert phases["cpu_per_second"] > 0 and phases["flops_per_second"] > 0
     path = cheat(workspace, tmp_path, "    rt.step(train_loss)", (
-        "    for _ in range(8):  # uncounted steps on a loader of our own\n"
+        "    for _ in range(16):  # uncounted steps on a loader of our own\n"
         "        px, py = next(private)\n"
         "        with K.autocast():\n            ploss = train_model(px, py)\n        ploss.backward()\n"
         "        for opt in optimizers:\n            opt.step()\n        model.zero_grad(set_to_none=True)\n"
