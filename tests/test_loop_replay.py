@@ -4,7 +4,6 @@ on recorded runs (pure: no training)."""
 from __future__ import annotations
 
 import importlib.util
-import sys
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -13,7 +12,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 _spec = importlib.util.spec_from_file_location("loop_replay", ROOT / "benchmarks" / "loop_replay.py")
-loop_replay = sys.modules[_spec.name] = importlib.util.module_from_spec(_spec)
+loop_replay = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(loop_replay)
 import loop_edits  # noqa: E402  (benchmarks/ is on sys.path now)
 
